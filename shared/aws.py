@@ -1,0 +1,317 @@
+"""AWS: sign-in (home role, member roles) and the raw API calls. Dumb I/O that raises; no transformation here.
+
+Credentials: the IAM user's key (``access_key`` mode) or the managed identity's OIDC token (``web_identity`` mode)
+is used for exactly one thing, the STS call into the home role. Every IAM and Organizations call runs on the home
+role's session or on a member role chained from it. Sessions are short (15 minutes, the STS minimum) and botocore
+refreshes them a few minutes before they expire, so a long inventory never runs on expired credentials.
+
+Endpoints come from boto3's own conventions (``AWS_ENDPOINT_URL`` and friends), which is how the demo and the
+tests point the real clients at a local emulated AWS.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import botocore.session
+from botocore.client import BaseClient
+from botocore.config import Config
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    AssumeRoleWithWebIdentityCredentialFetcher,
+    CredentialProvider,
+    CredentialResolver,
+    Credentials,
+    RefreshableCredentials,
+)
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared import __version__
+from shared.ports import CollectorError, SecretProvider, WebIdentityTokenProvider
+from shared.redaction import redact, register_secret
+from shared.settings import AccountsScope, AuthMode, Settings
+from shared.transform import Account, MalformedResponseError, active_accounts
+
+SESSION_SECONDS = 900  # the STS minimum: a leaked session is worth as little as possible
+_REFRESH_BEFORE_SECONDS = 180  # refresh this long before expiry (botocore's default of 15 min would refresh always)
+_ACCESS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
+
+
+class AwsSignInError(CollectorError):
+    """The collector could not sign in to AWS (home role or a member role)."""
+
+
+def retry_config(max_pool_connections: int) -> Config:
+    """Botocore's adaptive retry, chosen on purpose: it retries throttling and transient errors with backoff and
+    rate-limits the client when IAM says Throttling, so parallel calls slow down instead of losing an account."""
+    return Config(
+        retries={"mode": "adaptive", "max_attempts": 10},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max_pool_connections,
+        user_agent_appid=f"aws-iam-key-collector-{__version__}".replace(".", "-"),
+    )
+
+
+class _FixedCredentialProvider(CredentialProvider):  # type: ignore[misc]
+    METHOD = "aws-iam-key-collector"
+
+    def __init__(self, credentials: Credentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Credentials:
+        return self._credentials
+
+
+class AwsClientFactory:
+    """Makes botocore clients on given credentials. One model loader is shared by all sessions (a new botocore
+    session otherwise re-reads the service models: about 100 ms and several MB each)."""
+
+    def __init__(self, region: str, max_pool_connections: int = 10) -> None:
+        self.region = region
+        self._config = retry_config(max_pool_connections)
+        self._base = botocore.session.Session()
+        self._loader = self._base.get_component("data_loader")
+        self._lock = threading.Lock()  # botocore sessions are not thread-safe while creating clients
+
+    def client(self, service: str, credentials: Credentials | None = None, config: Config | None = None) -> BaseClient:
+        session = botocore.session.Session()
+        session.register_component("data_loader", self._loader)
+        # Only the credentials we pass: never the environment's, a profile's or instance metadata.
+        resolver = CredentialResolver(providers=[_FixedCredentialProvider(credentials)] if credentials else [])
+        session.register_component("credential_provider", resolver)
+        merged = self._config.merge(config) if config else self._config
+        with self._lock:
+            return session.create_client(service, region_name=self.region, config=merged)
+
+    def client_creator(self, service: str, **kwargs: Any) -> BaseClient:
+        """The ``client_creator`` botocore's credential fetchers expect (static keys or an unsigned config)."""
+        if "aws_access_key_id" in kwargs:
+            credentials = Credentials(
+                kwargs.pop("aws_access_key_id"), kwargs.pop("aws_secret_access_key"), kwargs.pop("aws_session_token")
+            )
+        else:
+            credentials = None
+        return self.client(service, credentials, kwargs.pop("config", None))
+
+
+def _refreshing(fetch: Callable[[], dict[str, Any]], method: str, what: str) -> RefreshableCredentials:
+    """Fetch now (so a sign-in error surfaces here, named) and let botocore refresh before expiry."""
+
+    def fetch_and_protect() -> dict[str, Any]:
+        try:
+            metadata = fetch()
+        except (ClientError, BotoCoreError) as exc:
+            raise AwsSignInError(f"{what} failed: {describe_aws_error(exc)}") from None
+        register_secret(metadata.get("secret_key"))
+        register_secret(metadata.get("token"))
+        return metadata
+
+    return RefreshableCredentials.create_from_metadata(
+        metadata=fetch_and_protect(),
+        refresh_using=fetch_and_protect,
+        method=method,
+        advisory_timeout=_REFRESH_BEFORE_SECONDS,
+        mandatory_timeout=_REFRESH_BEFORE_SECONDS // 3,
+    )
+
+
+def session_name(run_id: str) -> str:
+    """RoleSessionName: recognisable in CloudTrail, unique per run."""
+    return f"aws-iam-key-collector-{run_id[:8]}"
+
+
+def iam_user_credentials(secrets: SecretProvider, key_id_secret: str, secret_key_secret: str) -> Credentials:
+    """The IAM user's long-lived key pair, from the secret provider; used for nothing but AssumeRole."""
+    key_id = secrets.get_secret(key_id_secret).strip()
+    secret_key = secrets.get_secret(secret_key_secret).strip()
+    register_secret(secret_key)
+    register_secret(key_id)
+    if not _ACCESS_KEY_ID.match(key_id):
+        raise AwsSignInError(
+            f"secret {key_id_secret!r} does not hold an AWS access key id (expected 16+ upper-case letters and "
+            "digits, like AKIA...): check the value stored in Key Vault"
+        )
+    if len(secret_key) < 16:
+        raise AwsSignInError(f"secret {secret_key_secret!r} does not hold an AWS secret access key")
+    return Credentials(key_id, secret_key)
+
+
+def assume_home_role_with_key(
+    factory: AwsClientFactory, user_credentials: Credentials, role_arn: str, external_id: str | None, run_id: str
+) -> RefreshableCredentials:
+    extra: dict[str, Any] = {"RoleSessionName": session_name(run_id), "DurationSeconds": SESSION_SECONDS}
+    if external_id:
+        extra["ExternalId"] = external_id
+    fetcher = AssumeRoleCredentialFetcher(
+        factory.client_creator, user_credentials, role_arn, extra_args=extra, expiry_window_seconds=60
+    )
+    return _refreshing(
+        fetcher.fetch_credentials,
+        "assume-role",
+        f"STS AssumeRole into {role_arn} with the IAM user's key (check the key in Key Vault, the role's trust "
+        "policy and the ExternalId)",
+    )
+
+
+def assume_home_role_with_web_identity(
+    factory: AwsClientFactory, tokens: WebIdentityTokenProvider, role_arn: str, run_id: str
+) -> RefreshableCredentials:
+    def token() -> str:
+        value = tokens.get_token()
+        register_secret(value)
+        return value
+
+    fetcher = AssumeRoleWithWebIdentityCredentialFetcher(
+        factory.client_creator,
+        token,
+        role_arn,
+        extra_args={"RoleSessionName": session_name(run_id), "DurationSeconds": SESSION_SECONDS},
+        expiry_window_seconds=60,
+    )
+    return _refreshing(
+        fetcher.fetch_credentials,
+        "assume-role-with-web-identity",
+        f"STS AssumeRoleWithWebIdentity into {role_arn} (check the role's OIDC trust: issuer, audience and the "
+        "managed identity's object id as subject)",
+    )
+
+
+def assume_member_role(
+    factory: AwsClientFactory, home: Credentials, role_arn: str, run_id: str
+) -> RefreshableCredentials:
+    fetcher = AssumeRoleCredentialFetcher(
+        factory.client_creator,
+        home,
+        role_arn,
+        extra_args={"RoleSessionName": session_name(run_id), "DurationSeconds": SESSION_SECONDS},
+        expiry_window_seconds=60,
+    )
+    return _refreshing(
+        fetcher.fetch_credentials,
+        "assume-role",
+        f"STS AssumeRole into {role_arn} from the home role (check that the role exists in that account and trusts "
+        "the home role)",
+    )
+
+
+def member_role_arn(partition: str, account_id: str, role_name: str) -> str:
+    return f"arn:{partition}:iam::{account_id}:role/{role_name}"
+
+
+# --- get: raw, paginated reads (the SDK's paginators; errors propagate) ---
+
+
+def list_organization_accounts(org: BaseClient) -> Iterator[dict[str, Any]]:
+    """ListAccounts pages."""
+    yield from org.get_paginator("list_accounts").paginate()
+
+
+def list_users(iam: BaseClient) -> Iterator[dict[str, Any]]:
+    """Every IAM user, streamed page by page (1,000 per page: the API's maximum, so fewest calls)."""
+    for page in iam.get_paginator("list_users").paginate(PaginationConfig={"PageSize": 1000}):
+        users = page.get("Users")
+        if not isinstance(users, list):
+            raise MalformedResponseError("IAM ListUsers: field Users is missing")
+        yield from users
+
+
+def list_access_keys(iam: BaseClient, user_name: str) -> list[dict[str, Any]]:
+    keys: list[dict[str, Any]] = []
+    for page in iam.get_paginator("list_access_keys").paginate(UserName=user_name):
+        keys.extend(page.get("AccessKeyMetadata", []))
+    return keys
+
+
+def get_access_key_last_used(iam: BaseClient, key_id: str) -> dict[str, Any]:
+    response = iam.get_access_key_last_used(AccessKeyId=key_id)
+    used = response.get("AccessKeyLastUsed")
+    return used if isinstance(used, dict) else {}
+
+
+def is_no_such_entity(exc: Exception) -> bool:
+    """The user or key was deleted between listing and reading: it no longer exists, so it has no record."""
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchEntity"
+
+
+def describe_aws_error(exc: BaseException) -> str:
+    """A short, secret-free description of an AWS error, with the API's code when there is one."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "") or "request"
+        text = f"{operation}: {error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": ")
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return redact(text)
+
+
+class AwsSource:
+    """The AWS side of one run: signs in to the home role, lists the accounts in scope, and hands out IAM clients
+    on the right role for each account. Secret and token providers are passed in, never looked up here."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        factory: AwsClientFactory,
+        *,
+        secrets: SecretProvider | None = None,
+        tokens: WebIdentityTokenProvider | None = None,
+    ) -> None:
+        self._settings = settings
+        self._factory = factory
+        self._secrets = secrets
+        self._tokens = tokens
+        self._home: Credentials | None = None
+        self._run_id = ""
+
+    def sign_in(self, run_id: str) -> None:
+        s = self._settings
+        self._run_id = run_id
+        if s.aws_auth_mode is AuthMode.WEB_IDENTITY:
+            if self._tokens is None:
+                raise AwsSignInError("web_identity mode needs a token provider (composition error)")
+            self._home = assume_home_role_with_web_identity(self._factory, self._tokens, s.aws_role_arn, run_id)
+        else:
+            if self._secrets is None:
+                raise AwsSignInError("access_key mode needs a secret provider (composition error)")
+            user = iam_user_credentials(self._secrets, s.aws_access_key_id_secret, s.aws_secret_access_key_secret)
+            self._home = assume_home_role_with_key(self._factory, user, s.aws_role_arn, s.aws_external_id, run_id)
+
+    def planned_account_ids(self) -> list[str]:
+        """The accounts known before any AWS call (for naming them if sign-in fails)."""
+        s = self._settings
+        return list(s.aws_account_ids) if s.aws_accounts is AccountsScope.LIST else [s.home_account_id]
+
+    def accounts(self) -> list[Account]:
+        s = self._settings
+        if s.aws_accounts is AccountsScope.HOME:
+            return [Account(s.home_account_id)]
+        if s.aws_accounts is AccountsScope.LIST:
+            return [Account(i) for i in s.aws_account_ids]
+        org = self._factory.client("organizations", self._home_credentials())
+        try:
+            return active_accounts(list_organization_accounts(org))
+        except (ClientError, BotoCoreError) as exc:
+            raise AwsSignInError(
+                f"Organizations ListAccounts through {s.aws_role_arn} failed: {describe_aws_error(exc)} (the home "
+                "role must be in the management account or a delegated administrator, with organizations:ListAccounts)"
+            ) from None
+
+    def iam_client(self, account: Account) -> BaseClient:
+        s = self._settings
+        home = self._home_credentials()
+        if account.id == s.home_account_id:
+            credentials: Credentials = home
+        else:
+            arn = member_role_arn(s.aws_partition, account.id, s.aws_member_role_name)
+            credentials = assume_member_role(self._factory, home, arn, self._run_id)
+        return self._factory.client("iam", credentials)
+
+    def _home_credentials(self) -> Credentials:
+        if self._home is None:
+            raise AwsSignInError("not signed in to the home role")
+        return self._home

@@ -1,0 +1,228 @@
+"""Command line: ``python -m shared collect [--dry-run]`` and ``python -m shared demo``.
+
+On a terminal, a run shows progress (accounts done of total) and ends with a readable summary of findings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from shared.ports import CollectorError, SecretError
+from shared.records import KEYS_TABLE, Table, RunRecord
+from shared.redaction import install_log_safety, redact
+from shared.settings import SettingsError, load_settings
+from shared.transform import Account
+
+
+class TerminalProgress:
+    """``[ 3/10] accounts  123456789012  42 keys`` on one refreshed line on a terminal; a line per account elsewhere."""
+
+    def __init__(self, stream: TextIO = sys.stderr) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._total = 0
+        self._done = 0
+
+    def started(self, total: int) -> None:
+        self._total = total
+        self._stream.write(f"Collecting IAM access keys from {total} AWS account(s)...\n")
+        self._stream.flush()
+
+    def account_done(self, account: Account, keys: int, error: str | None) -> None:
+        self._done += 1
+        label = f"{account.id}{' (' + account.name + ')' if account.name else ''}"
+        status = f"{keys} key(s)" if error is None else f"FAILED: {error}"
+        line = f"[{self._done:>{len(str(self._total))}}/{self._total}] {label}: {status}"
+        if self._tty and error is None:
+            self._stream.write("\r\033[K" + line)
+            if self._done == self._total:
+                self._stream.write("\n")
+        else:
+            self._stream.write(("\r\033[K" if self._tty else "") + line + "\n")
+        self._stream.flush()
+
+    def finished(self, run: RunRecord) -> None:
+        pass
+
+
+class PrintSink:
+    """``--dry-run``: prints each record as JSON Lines on stdout, tagged with its table, instead of sending it."""
+
+    name = "dry-run"
+
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
+        self._stream = stream
+
+    def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        for row in rows:
+            self._stream.write(json.dumps({"Table": table.table, **row}) + "\n")
+
+    def close(self) -> None:
+        self._stream.flush()
+
+
+class InMemorySecrets:
+    """Secrets handed over directly (the demo's stand-in for Key Vault)."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self._values = values
+
+    def get_secret(self, name: str) -> str:
+        if name not in self._values:
+            raise SecretError(f"secret {name!r} is not set")
+        return self._values[name]
+
+
+FINDINGS = (
+    ("RotationDue", "older than the rotation limit"),
+    ("Unused", "active but unused"),
+    ("NeverUsed", "never used"),
+    ("TwoActive", "user has two active keys"),
+)
+
+
+def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]], accounts: dict[str, str] | None = None) -> str:
+    """A readable summary: run status, then findings per account, then the worst keys."""
+    per_account: dict[str, Counter[str]] = {}
+    worst: list[dict[str, Any]] = []
+    for row in key_rows:
+        counts = per_account.setdefault(row["AccountId"], Counter())
+        counts["Keys"] += 1
+        active = row["Status"] == "Active"
+        counts["Active"] += active
+        counts["RotationDue"] += bool(row["RotationDue"])
+        counts["Unused"] += bool(row["Unused"])
+        counts["NeverUsed"] += bool(row["NeverUsed"] and active)
+        counts["TwoActive"] += bool(active and row["UserActiveKeyCount"] > 1)
+        if row["RotationDue"] or row["Unused"] or (active and row["UserActiveKeyCount"] > 1):
+            worst.append(row)
+
+    lines = [
+        f"Run {run.RunId}: {run.Status} - {run.AccountsSucceeded} of {run.AccountsTotal} account(s), "
+        f"{run.KeysCollected} key(s) in {run.DurationSeconds:.1f} s",
+        "",
+    ]
+    names = accounts or {}
+    header = ["Account", "Name", "Keys", "Active", "Rotation due", "Unused", "Never used", "2 active/user"]
+    table = [header]
+    for account_id in sorted(per_account):
+        c = per_account[account_id]
+        table.append([account_id, names.get(account_id, ""), *(str(c[k]) for k in
+                      ("Keys", "Active", "RotationDue", "Unused", "NeverUsed", "TwoActive"))])
+    if len(table) > 1:
+        totals = ["Total", "", *(str(sum(int(r[i]) for r in table[1:])) for i in range(2, len(header)))]
+        table.append(totals)
+        lines += _format_table(table)
+    if worst:
+        lines += ["", "Findings (active keys):"]
+        detail = [["Account", "User", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
+        worst.sort(key=lambda r: (-r["AgeDays"], r["AccountId"], r["UserName"]))
+        for r in worst[:25]:
+            tags = [t for t, flag in (("rotation due", r["RotationDue"]), ("unused", r["Unused"]),
+                                      ("never used", r["NeverUsed"]), ("2 active keys", r["UserActiveKeyCount"] > 1))
+                    if flag]
+            used = "never" if r["DaysSinceLastUse"] is None else str(r["DaysSinceLastUse"])
+            detail.append([r["AccountId"], r["UserName"], r["AccessKeyId"] or "(root)", str(r["AgeDays"]), used,
+                           ", ".join(tags)])
+        lines += _format_table(detail)
+        if len(worst) > 25:
+            lines.append(f"... and {len(worst) - 25} more")
+    failed = json.loads(run.FailedAccounts)
+    if failed:
+        lines += ["", "Failed accounts:"] + [f"  {f['AccountId']}: {f['Error']}" for f in failed]
+    return "\n".join(lines)
+
+
+def _format_table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for n, row in enumerate(rows):
+        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def read_run_rows(path: Path, run_id: str) -> list[dict[str, Any]]:
+    rows = []
+    if path.exists():
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                if row.get("RunId") == run_id:
+                    rows.append(row)
+    return rows
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from shared.composition import compose
+
+    settings = load_settings(os.environ)
+    sink = PrintSink() if args.dry_run else None
+    with compose(settings, progress=TerminalProgress(), sink=sink) as collector:
+        run = collector.run()
+    if not args.dry_run and settings.log_sink.value == "file":
+        rows = read_run_rows(Path(settings.file_sink_dir) / KEYS_TABLE.file_name, run.RunId)
+        print(summarize(run, rows))
+    else:
+        print(summarize(run, []), file=sys.stderr)
+    return 0 if run.Status != "Failed" else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from shared.composition import compose
+    from shared.demo import demo_environment, endpoint_env, moto_server, seed_organization
+
+    out_dir = args.out
+    print("Starting an emulated AWS organization (moto) on 127.0.0.1...", file=sys.stderr)
+    with moto_server() as endpoint, endpoint_env(endpoint):
+        seeded = seed_organization(endpoint)
+        print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys at {endpoint}",
+              file=sys.stderr)
+        settings = load_settings(demo_environment(seeded, out_dir))
+        with compose(settings, progress=TerminalProgress(), secrets=InMemorySecrets(seeded.secrets())) as collector:
+            run = collector.run()
+    keys_path = Path(out_dir) / KEYS_TABLE.file_name
+    print()
+    print(summarize(run, read_run_rows(keys_path, run.RunId), seeded.accounts))
+    print()
+    print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
+    return 0 if run.Status == "Succeeded" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m shared", description="AWS IAM access-key collector")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG (secrets stay redacted)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    collect = sub.add_parser("collect", help="run one collection with the current settings (environment)")
+    collect.add_argument("--dry-run", action="store_true", help="print the records instead of sending them")
+    collect.set_defaults(func=cmd_collect)
+    demo = sub.add_parser("demo", help="collect from a local emulated AWS organization into the file sink")
+    demo.add_argument("--out", default="out", help="folder for the JSON Lines files (default: out)")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    install_log_safety()
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except CollectorError as exc:
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+
+

@@ -1,0 +1,271 @@
+"""One collection run: accounts in parallel, users and keys in parallel within each account, records streamed to
+the sink as each account finishes, then one run record.
+
+Memory stays flat however large the organization: an account's records go to a temporary spool file while its
+inventory runs, and are sent from there in batches once the account is complete. An account that fails half-way
+sends nothing, so no partial account ever lands; the others are not affected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any, Protocol
+
+from botocore.client import BaseClient
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared import __version__
+from shared.aws import (
+    describe_aws_error,
+    get_access_key_last_used,
+    is_no_such_entity,
+    list_access_keys,
+    list_users,
+)
+from shared.ports import CollectorError, Sink, SinkError
+from shared.records import KEYS_TABLE, RUNS_TABLE, RunRecord
+from shared.redaction import redact
+from shared.transform import Account, MalformedResponseError, RunContext, key_records_for_user, run_record
+
+log = logging.getLogger(__name__)
+
+SEND_BATCH_ROWS = 5000  # rows per sink call; the Azure sinks chunk further to their own size limits
+
+
+class AwsAccounts(Protocol):
+    """The AWS source port (``shared.aws.AwsSource`` in production)."""
+
+    def sign_in(self, run_id: str) -> None: ...
+
+    def planned_account_ids(self) -> list[str]: ...
+
+    def accounts(self) -> list[Account]: ...
+
+    def iam_client(self, account: Account) -> BaseClient: ...
+
+
+class Progress(Protocol):
+    """Where a run reports what it is doing: a progress line on a terminal, one log line per account under the
+    Function."""
+
+    def started(self, total: int) -> None: ...
+
+    def account_done(self, account: Account, keys: int, error: str | None) -> None: ...
+
+    def finished(self, run: RunRecord) -> None: ...
+
+
+class LogProgress:
+    """One log line per account and one per run: what the Function host shows."""
+
+    def started(self, total: int) -> None:
+        log.info("Collecting IAM access keys from %d AWS account(s)", total)
+
+    def account_done(self, account: Account, keys: int, error: str | None) -> None:
+        if error is None:
+            log.info("Account %s: %d access key(s) collected", account.id, keys)
+        else:
+            log.warning("Account %s failed: %s", account.id, error)
+
+    def finished(self, run: RunRecord) -> None:
+        log.info(
+            "Run %s %s: %d of %d account(s), %d key(s) in %.1f s",
+            run.RunId,
+            run.Status,
+            run.AccountsSucceeded,
+            run.AccountsTotal,
+            run.KeysCollected,
+            run.DurationSeconds,
+        )
+
+
+@dataclass(frozen=True)
+class CollectorOptions:
+    auth_mode: str
+    sink_name: str
+    rotation_days: int
+    unused_days: int
+    account_concurrency: int
+    iam_concurrency: int
+
+
+class Collector:
+    def __init__(
+        self,
+        options: CollectorOptions,
+        source: AwsAccounts,
+        sink: Sink,
+        progress: Progress | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._options = options
+        self._source = source
+        self._sink = sink
+        self._progress = progress or LogProgress()
+        self._clock = clock
+        self._sink_lock = threading.Lock()  # sinks are called from one thread at a time
+
+    def run(self) -> RunRecord:
+        opts = self._options
+        started_monotonic = time.monotonic()
+        run = RunContext(
+            run_id=str(uuid.uuid4()),
+            started_at=self._clock().replace(microsecond=0),
+            rotation_days=opts.rotation_days,
+            unused_days=opts.unused_days,
+        )
+        failures: list[tuple[str, str]] = []
+        keys_total = 0
+        signed_in = True
+        try:
+            self._source.sign_in(run.run_id)
+            accounts = self._source.accounts()
+        except Exception as exc:  # sign-in failed: nothing can be collected; say so in the run record
+            signed_in = False
+            message = describe_error(exc)
+            log.error("AWS sign-in failed: %s", message)
+            accounts = [Account(i) for i in self._source.planned_account_ids()]
+            failures = [(a.id, message) for a in accounts]
+            self._progress.started(len(accounts))
+        else:
+            self._progress.started(len(accounts))
+            with ThreadPoolExecutor(max_workers=opts.account_concurrency, thread_name_prefix="account") as pool:
+                futures = {pool.submit(self._collect_account, account, run): account for account in accounts}
+                results: dict[str, tuple[int, str | None]] = {}
+                for future in as_completed(futures):
+                    account = futures[future]
+                    count, error = future.result()
+                    results[account.id] = (count, error)
+                    self._progress.account_done(account, count, error)
+            for account in accounts:  # in the accounts' order, whatever order they finished in
+                count, error = results[account.id]
+                keys_total += count
+                if error is not None:
+                    failures.append((account.id, error))
+
+        record = run_record(
+            run,
+            auth_mode=opts.auth_mode,
+            sink=opts.sink_name,
+            accounts_total=len(accounts),
+            failures=failures,
+            keys_collected=keys_total,
+            duration_seconds=time.monotonic() - started_monotonic,
+            version=__version__,
+            signed_in=signed_in,
+        )
+        with self._sink_lock:
+            self._sink.send(RUNS_TABLE, [record.to_row()])
+        self._progress.finished(record)
+        return record
+
+    def _collect_account(self, account: Account, run: RunContext) -> tuple[int, str | None]:
+        """Inventory one account into a spool, then deliver it. Returns (keys delivered, error or None)."""
+        with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool:
+            try:
+                iam = self._source.iam_client(account)
+                count = inventory_account(iam, account, run, self._options.iam_concurrency, spool)
+            except Exception as exc:
+                return 0, describe_error(exc)
+            try:
+                self._deliver(spool)
+            except SinkError as exc:
+                return 0, f"records not delivered: {redact(str(exc))}"
+            return count, None
+
+    def _deliver(self, spool: IO[str]) -> None:
+        spool.seek(0)
+        for batch in _batches(spool, SEND_BATCH_ROWS):
+            with self._sink_lock:
+                self._sink.send(KEYS_TABLE, batch)
+
+
+def _batches(lines: IO[str], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for line in lines:
+        batch.append(json.loads(line))
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def inventory_account(iam: BaseClient, account: Account, run: RunContext, concurrency: int, out: IO[str]) -> int:
+    """Every access key of every IAM user of one account, as JSON Lines rows written to ``out``.
+
+    ListUsers pages stream in while up to ``concurrency`` users are read in parallel (ListAccessKeys, then
+    GetAccessKeyLastUsed per key): exactly the calls of a serial walk, fewer ListUsers pages, no call twice.
+    """
+    count = 0
+
+    def write(user: dict[str, Any], keys: list[dict[str, Any]], last_used: dict[str, dict[str, Any]]) -> None:
+        nonlocal count
+        for record in key_records_for_user(user, keys, last_used, account, run):
+            out.write(json.dumps(record.to_row(), separators=(",", ":")) + "\n")
+            count += 1
+
+    window = max(1, concurrency) * 4  # bounded look-ahead: memory does not grow with the number of users
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"iam-{account.id}") as pool:
+        pending: set[Future[tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]] | None]] = set()
+        try:
+            for user in list_users(iam):
+                pending.add(pool.submit(_read_user, iam, user))
+                if len(pending) >= window:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        if (result := future.result()) is not None:
+                            write(*result)
+            for future in as_completed(pending):
+                if (result := future.result()) is not None:
+                    write(*result)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return count
+
+
+def _read_user(
+    iam: BaseClient, user: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, dict[str, Any]]] | None:
+    name = user.get("UserName") if isinstance(user, dict) else None
+    if not isinstance(name, str) or not name:
+        raise MalformedResponseError("IAM ListUsers: field UserName is missing")
+    try:
+        keys = list_access_keys(iam, name)
+    except ClientError as exc:
+        if is_no_such_entity(exc):
+            return None  # the user was deleted while we listed: it has no keys any more
+        raise
+    last_used: dict[str, dict[str, Any]] = {}
+    present = []
+    for key in keys:
+        key_id = key.get("AccessKeyId") if isinstance(key, dict) else None
+        if not isinstance(key_id, str):
+            raise MalformedResponseError(f"IAM ListAccessKeys (user {name}): field AccessKeyId is missing")
+        try:
+            last_used[key_id] = get_access_key_last_used(iam, key_id)
+        except ClientError as exc:
+            if is_no_such_entity(exc):
+                continue  # the key was deleted while we listed
+            raise
+        present.append(key)
+    return user, present, last_used
+
+
+def describe_error(exc: BaseException) -> str:
+    """A clear, secret-free, one-line error for logs and the run record."""
+    if isinstance(exc, ClientError | BotoCoreError):
+        return describe_aws_error(exc)
+    if isinstance(exc, CollectorError):
+        return redact(str(exc))
+    return redact(f"{type(exc).__name__}: {exc}")

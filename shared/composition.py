@@ -1,0 +1,134 @@
+"""The composition root: the one place where real adapters are chosen and built, from validated settings.
+
+``function_app.py`` and the command line both call ``compose``. Data flows one way:
+settings -> credentials (Azure, then AWS) -> sources -> records -> sinks.
+
+``ClientOptions`` carries the only test-only knobs (a CA bundle for local HTTPS fakes, Key Vault's
+challenge-resource check for a vault on localhost). They are never read from a setting: production code passes
+the defaults, which keep TLS verification and the challenge check on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from shared.aws import AwsClientFactory, AwsSource
+from shared.collector import Collector, CollectorOptions, Progress
+from shared.ports import SecretProvider, Sink, WebIdentityTokenProvider
+from shared.settings import AuthMode, Settings, SinkKind
+from shared.sinks.file_sink import FileSink
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Test-only client options, passed in by tests through this composition root. Defaults are production's."""
+
+    ca_bundle: str | None = None  # trust this CA file (the local fakes' trustme CA) in the Azure clients
+    verify_challenge_resource: bool = True  # Key Vault: the challenge's resource must match the vault's domain
+
+
+def needs_azure_credential(settings: Settings, secrets: SecretProvider | None) -> bool:
+    return (
+        (secrets is None and bool(settings.secret_names_needed()))
+        or settings.aws_auth_mode is AuthMode.WEB_IDENTITY
+        or settings.log_sink is SinkKind.LOGS_INGESTION
+    )
+
+
+@contextmanager
+def compose(
+    settings: Settings,
+    options: ClientOptions | None = None,
+    *,
+    progress: Progress | None = None,
+    secrets: SecretProvider | None = None,
+    sink: Sink | None = None,
+) -> Iterator[Collector]:
+    """Build one run's collector. ``secrets`` and ``sink`` replace the real adapters (demo, tests).
+
+    One Azure credential per run, shared by every Azure client, closed with them when the block ends.
+    """
+    options = options or ClientOptions()
+    with ExitStack() as stack:
+        credential: TokenCredential | None = None
+        if needs_azure_credential(settings, secrets):
+            from shared.azure import build_credential
+
+            credential = build_credential(settings.azure_client_id, options)
+            stack.callback(credential.close)  # type: ignore[attr-defined]
+
+        if secrets is None and settings.secret_names_needed():
+            from shared.azure import KeyVaultSecretProvider
+
+            assert settings.key_vault_url is not None and credential is not None  # validated in settings
+            vault = KeyVaultSecretProvider(settings.key_vault_url, credential, options)
+            stack.callback(vault.close)
+            secrets = vault
+
+        tokens: WebIdentityTokenProvider | None = None
+        if settings.aws_auth_mode is AuthMode.WEB_IDENTITY:
+            from shared.azure import ManagedIdentityTokenProvider
+
+            assert settings.aws_web_identity_audience is not None and credential is not None
+            tokens = ManagedIdentityTokenProvider(credential, settings.aws_web_identity_audience)
+
+        if sink is None:
+            sink = build_sink(settings, options, credential, secrets)
+            stack.callback(sink.close)
+
+        source = AwsSource(
+            settings,
+            AwsClientFactory(settings.aws_region, max_pool_connections=settings.iam_concurrency),
+            secrets=secrets,
+            tokens=tokens,
+        )
+        yield Collector(
+            CollectorOptions(
+                auth_mode=settings.aws_auth_mode.value,
+                sink_name=settings.log_sink.value,
+                rotation_days=settings.key_rotation_days,
+                unused_days=settings.key_unused_days,
+                account_concurrency=settings.account_concurrency,
+                iam_concurrency=settings.iam_concurrency,
+            ),
+            source,
+            sink,
+            progress,
+        )
+
+
+def build_sink(
+    settings: Settings,
+    options: ClientOptions,
+    credential: TokenCredential | None,
+    secrets: SecretProvider | None,
+) -> Sink:
+    if settings.log_sink is SinkKind.FILE:
+        return FileSink(settings.file_sink_dir)
+    if settings.log_sink is SinkKind.LOGS_INGESTION:
+        from shared.sinks.logs_ingestion_sink import LogsIngestionSink
+
+        assert settings.logs_ingestion_endpoint and settings.logs_ingestion_rule_id and credential is not None
+        return LogsIngestionSink(
+            endpoint=settings.logs_ingestion_endpoint,
+            rule_id=settings.logs_ingestion_rule_id,
+            keys_stream=settings.logs_ingestion_keys_stream,
+            runs_stream=settings.logs_ingestion_runs_stream,
+            credential=credential,
+            options=options,
+        )
+    from shared.sinks.data_collector_sink import DataCollectorSink
+
+    assert settings.log_analytics_workspace_id is not None and secrets is not None
+    return DataCollectorSink(
+        workspace_id=settings.log_analytics_workspace_id,
+        shared_key=secrets.get_secret(settings.log_analytics_workspace_key_secret),
+        domain=settings.log_analytics_domain,
+        options=options,
+    )

@@ -1,0 +1,235 @@
+"""The one-command demo: a local emulated AWS organization (moto in server mode on 127.0.0.1), seeded with keys
+of every kind, collected through the same code path the Function uses (real boto3 over HTTP), into the ``file``
+sink. Also the seed the end-to-end tests use.
+
+moto is a development dependency (requirements-dev.txt); nothing in the Function imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+
+MANAGEMENT_ACCOUNT_ID = "123456789012"  # moto's default account: the organization's management account
+HOME_ROLE_NAME = "AwsIamKeyCollectorHome"
+MEMBER_ROLE_NAME = "AwsIamKeyCollector"
+COLLECTOR_USER = "aws-iam-key-collector"
+EXTERNAL_ID = "demo-external-id-0001"
+# moto accepts any signature; these only have to look like credentials
+_SEED_CREDENTIALS = {"aws_access_key_id": "AKIADEMOSEEDER000001", "aws_secret_access_key": "demo" * 10}
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    age_days: int
+    last_used_days_ago: int | None = None  # None: never used
+    status: str = "Active"
+    service: str = "s3"
+    region: str = "eu-west-1"
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    name: str
+    keys: tuple[KeySpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    name: str
+    users: tuple[UserSpec, ...]
+
+
+# Keys of every kind: old, fresh, used, never used, inactive, two active on one user, exact boundaries.
+DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
+    AccountSpec(
+        "Management",
+        (
+            UserSpec("alice", (KeySpec(200, 2),)),
+            UserSpec("bob", (KeySpec(10),)),
+            UserSpec("carol", (KeySpec(30, 1), KeySpec(120, 100, service="ec2"))),
+            UserSpec("dave", (KeySpec(400, 380, status="Inactive"),)),
+            UserSpec("erin", (KeySpec(60),)),
+        ),
+    ),
+    AccountSpec(
+        "Production",
+        (
+            UserSpec("deploy-bot", (KeySpec(500, 0, service="cloudformation"),)),
+            UserSpec("ci-runner", (KeySpec(5, 0), KeySpec(95, 1, service="ecr"))),
+            UserSpec("frank"),
+            UserSpec("grace", (KeySpec(46),)),
+            UserSpec("heidi", (KeySpec(300, 200, status="Inactive"), KeySpec(20, 3))),
+        ),
+    ),
+    AccountSpec(
+        "Sandbox",
+        (
+            UserSpec("legacy-app", (KeySpec(1000, 400, service="sqs", region="us-west-2"),)),
+            UserSpec("ivan", (KeySpec(3, 1),)),
+            UserSpec("judy", (KeySpec(91, 5),)),
+            UserSpec("test-user", (KeySpec(90, 45),)),
+        ),
+    ),
+)
+
+
+@dataclass
+class SeededOrganization:
+    endpoint_url: str
+    home_role_arn: str
+    external_id: str
+    member_role_name: str
+    collector_key_id: str
+    collector_secret_key: str
+    accounts: dict[str, str] = field(default_factory=dict)  # account id -> name
+    expected_keys: int = 0
+
+    def secrets(self) -> dict[str, str]:
+        """What Key Vault would hold, under the contract's default secret names."""
+        return {"aws-access-key-id": self.collector_key_id, "aws-secret-access-key": self.collector_secret_key}
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto in server mode on 127.0.0.1, on a free port; yields its URL."""
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise SystemExit(
+            "The demo needs moto (an emulated AWS): run `pip install -r requirements-dev.txt` first."
+        ) from exc
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per emulated call is noise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def reset_moto(endpoint_url: str) -> None:
+    """Empty every emulated account (moto's own reset API)."""
+    import urllib.request
+
+    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")
+    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - a loopback URL we started ourselves
+        pass
+
+
+def _client(service: str, endpoint_url: str, credentials: dict[str, str] | None = None) -> Any:
+    return boto3.client(
+        service, endpoint_url=endpoint_url, region_name="us-east-1", **(credentials or _SEED_CREDENTIALS)
+    )
+
+
+def _assume(endpoint_url: str, role_arn: str) -> dict[str, str]:
+    creds = _client("sts", endpoint_url).assume_role(RoleArn=role_arn, RoleSessionName="demo-seeder")["Credentials"]
+    return {
+        "aws_access_key_id": creds["AccessKeyId"],
+        "aws_secret_access_key": creds["SecretAccessKey"],
+        "aws_session_token": creds["SessionToken"],
+    }
+
+
+def backdate_key(account_id: str, key_id: str, spec: KeySpec, now: datetime) -> None:
+    """moto creates every key 'now' and never used; set the creation and last-use dates the spec asks for.
+    moto documents ``last_used`` as settable (its AccessKey comment); it runs in this process."""
+    from moto.iam.models import AccessKeyLastUsed, iam_backends
+
+    key = iam_backends[account_id]["aws"].access_keys[key_id]
+    key.create_date = (now - timedelta(days=spec.age_days, hours=1)).replace(tzinfo=None)
+    if spec.last_used_days_ago is None:
+        key.last_used = None
+    else:
+        used = (now - timedelta(days=spec.last_used_days_ago, minutes=30)).replace(tzinfo=None)
+        key.last_used = AccessKeyLastUsed(timestamp=used, service=spec.service, region=spec.region)
+
+
+def seed_users(endpoint_url: str, account_id: str, credentials: dict[str, str] | None, users: tuple[UserSpec, ...],
+               now: datetime) -> int:
+    iam = _client("iam", endpoint_url, credentials)
+    count = 0
+    for user in users:
+        iam.create_user(UserName=user.name)
+        for spec in user.keys:
+            key = iam.create_access_key(UserName=user.name)["AccessKey"]
+            if spec.status != "Active":
+                iam.update_access_key(UserName=user.name, AccessKeyId=key["AccessKeyId"], Status=spec.status)
+            backdate_key(account_id, key["AccessKeyId"], spec, now)
+            count += 1
+    return count
+
+
+def seed_organization(
+    endpoint_url: str,
+    accounts: tuple[AccountSpec, ...] = DEMO_ORGANIZATION,
+    now: datetime | None = None,
+) -> SeededOrganization:
+    """Management account (the first spec) + member accounts, the collector's home role, IAM user and member roles."""
+    now = now or datetime.now(UTC)
+    org = _client("organizations", endpoint_url)
+    org.create_organization(FeatureSet="ALL")
+    iam = _client("iam", endpoint_url)
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"},
+                                                                  "Action": "sts:AssumeRole"}]})
+    home = iam.create_role(RoleName=HOME_ROLE_NAME, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    iam.create_user(UserName=COLLECTOR_USER)
+    collector_key = iam.create_access_key(UserName=COLLECTOR_USER)["AccessKey"]
+    seeded = SeededOrganization(
+        endpoint_url=endpoint_url,
+        home_role_arn=home,
+        external_id=EXTERNAL_ID,
+        member_role_name=MEMBER_ROLE_NAME,
+        collector_key_id=collector_key["AccessKeyId"],
+        collector_secret_key=collector_key["SecretAccessKey"],
+    )
+    management, *members = accounts
+    seeded.accounts[MANAGEMENT_ACCOUNT_ID] = management.name
+    seeded.expected_keys = 1 + seed_users(endpoint_url, MANAGEMENT_ACCOUNT_ID, None, management.users, now)
+    for spec in members:
+        account_id = org.create_account(Email=f"{spec.name.lower()}@example.com", AccountName=spec.name)[
+            "CreateAccountStatus"
+        ]["AccountId"]
+        seeded.accounts[account_id] = spec.name
+        admin = _assume(endpoint_url, f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole")
+        _client("iam", endpoint_url, admin).create_role(RoleName=MEMBER_ROLE_NAME, AssumeRolePolicyDocument=trust)
+        seeded.expected_keys += seed_users(endpoint_url, account_id, admin, spec.users, now)
+    return seeded
+
+
+def demo_environment(seeded: SeededOrganization, out_dir: str) -> dict[str, str]:
+    """The app settings of the demo run, as an operator would set them."""
+    return {
+        "AWS_AUTH_MODE": "access_key",
+        "AWS_ROLE_ARN": seeded.home_role_arn,
+        "AWS_EXTERNAL_ID": seeded.external_id,
+        "AWS_ACCOUNTS": "organization",
+        "AWS_MEMBER_ROLE_NAME": seeded.member_role_name,
+        "LOG_SINK": "file",
+        "FILE_SINK_DIR": out_dir,
+        "KEY_VAULT_URL": "https://demo-vault.vault.azure.net/",  # never called: the demo passes its secrets in
+    }
+
+
+@contextmanager
+def endpoint_env(endpoint_url: str) -> Iterator[None]:
+    """Point boto3 at the emulated AWS the way boto3 itself documents: AWS_ENDPOINT_URL."""
+    previous = os.environ.get("AWS_ENDPOINT_URL")
+    os.environ["AWS_ENDPOINT_URL"] = endpoint_url
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_ENDPOINT_URL", None)
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = previous

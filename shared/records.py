@@ -1,0 +1,104 @@
+"""The two record types the collector sends, exactly as the contract defines them.
+
+These dataclasses are the single source of truth for the tables' columns: the infrastructure tests check that
+the Log Analytics tables and the data collection rule declare exactly these fields, with these types. Field names
+are the contract's JSON names (PascalCase) so that what is sent is what is declared, with no mapping to drift.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+ROOT_USER_NAME = "<root_account>"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    TimeGenerated: datetime
+    RunId: str
+    AccountId: str
+    AccountName: str
+    UserName: str
+    UserArn: str
+    AccessKeyId: str | None  # masked; None only for root keys (the credential report does not show them)
+    AccessKeyFingerprint: str
+    Status: str
+    CreatedAt: datetime
+    LastUsedAt: datetime | None
+    LastUsedRegion: str | None
+    LastUsedService: str | None
+    AgeDays: int
+    DaysSinceLastUse: int | None
+    NeverUsed: bool
+    RotationDue: bool
+    Unused: bool
+    UserActiveKeyCount: int
+    IsRootKey: bool
+
+    def to_row(self) -> dict[str, Any]:
+        return _to_row(self)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    TimeGenerated: datetime
+    RunId: str
+    Status: str
+    AuthMode: str
+    Sink: str
+    AccountsTotal: int
+    AccountsSucceeded: int
+    AccountsFailed: int
+    FailedAccounts: str  # a JSON array of {"AccountId": ..., "Error": ...}
+    KeysCollected: int
+    DurationSeconds: float
+    CollectorVersion: str
+
+    def to_row(self) -> dict[str, Any]:
+        return _to_row(self)
+
+
+class Table(typing.NamedTuple):
+    """One destination table and its name in each sink."""
+
+    table: str  # Log Analytics table
+    log_type: str  # Data Collector API Log-Type (the service appends _CL)
+    file_name: str  # file sink
+    record_type: type
+
+
+KEYS_TABLE = Table("AwsIamAccessKeys_CL", "AwsIamAccessKeys", "AwsIamAccessKeys.jsonl", KeyRecord)
+RUNS_TABLE = Table("AwsIamKeyCollectorRuns_CL", "AwsIamKeyCollectorRuns", "AwsIamKeyCollectorRuns.jsonl", RunRecord)
+
+# Log Analytics column types, by Python type.
+_COLUMN_TYPES: dict[type, str] = {str: "string", int: "int", bool: "boolean", float: "real", datetime: "datetime"}
+
+
+def columns(record_type: type) -> list[tuple[str, str]]:
+    """(name, Log Analytics type) for every field of a record type, in order."""
+    hints = typing.get_type_hints(record_type)
+    result = []
+    for field in dataclasses.fields(record_type):
+        hint = hints[field.name]
+        if isinstance(hint, types.UnionType):  # X | None
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        result.append((field.name, _COLUMN_TYPES[hint]))
+    return result
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 in UTC with a Z, to the second, as Log Analytics parses it."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _to_row(record: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        row[field.name] = iso_utc(value) if isinstance(value, datetime) else value
+    return row

@@ -1,0 +1,1 @@
+"""Sinks: where records go. Each implements ``shared.ports.Sink``; the composition root picks one."""

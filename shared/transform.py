@@ -1,0 +1,226 @@
+"""Pure transformations: AWS API responses (as boto3 returns them) -> records. No I/O, no clock, no environment.
+
+Responses are checked strictly: a missing or malformed field raises ``MalformedResponseError`` naming the API and
+field, so that an account with a bad answer fails clearly rather than producing an invented or partial record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.ports import CollectorError
+from shared.records import KeyRecord, RunRecord
+from shared.redaction import mask_access_key_id
+
+_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_STATUSES = ("Active", "Inactive")
+_SECONDS_PER_DAY = 86400
+
+
+class MalformedResponseError(CollectorError):
+    """An AWS response lacks a field or carries a value of the wrong shape."""
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every record of one run shares."""
+
+    run_id: str
+    started_at: datetime  # TimeGenerated of every record of the run
+    rotation_days: int
+    unused_days: int
+
+
+def fingerprint(key_id: str) -> str:
+    """First 16 hex characters of SHA-256 of the full key id: a stable join key that reveals nothing usable."""
+    return hashlib.sha256(key_id.encode("ascii")).hexdigest()[:16]
+
+
+def whole_days(start: datetime, end: datetime) -> int:
+    """Whole days from start to end; 0, never negative, when start is after end (clock skew, use after run start)."""
+    return max(0, int((end - start).total_seconds() // _SECONDS_PER_DAY))
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
+    value = obj.get(name) if isinstance(obj, Mapping) else None
+    if not isinstance(value, kind) or (kind is str and not value):
+        shown = "missing" if value is None else f"not a {'date' if kind is datetime else kind.__name__}"
+        raise MalformedResponseError(f"{where}: field {name} is {shown}")
+    if kind is datetime and value.tzinfo is None:
+        raise MalformedResponseError(f"{where}: field {name} has no time zone")
+    return value
+
+
+def _optional_text(value: Any, name: str, where: str) -> str | None:
+    """AWS says ``N/A`` for a key never used; the contract says null."""
+    if value is None or value == "N/A":
+        return None
+    if not isinstance(value, str) or not value:
+        raise MalformedResponseError(f"{where}: field {name} is not a string")
+    return value
+
+
+def key_records_for_user(
+    user: Mapping[str, Any],
+    keys: Sequence[Mapping[str, Any]],
+    last_used: Mapping[str, Mapping[str, Any]],
+    account: Account,
+    run: RunContext,
+) -> list[KeyRecord]:
+    """One record per access key of one IAM user.
+
+    ``user`` is a ListUsers item, ``keys`` the user's ListAccessKeys metadata, ``last_used`` maps each key id to its
+    GetAccessKeyLastUsed ``AccessKeyLastUsed`` object. Keys missing from ``last_used`` are an error.
+    """
+    user_name = _field(user, "UserName", str, "IAM ListUsers")
+    user_arn = _field(user, "Arn", str, f"IAM ListUsers (user {user_name})")
+    where_keys = f"IAM ListAccessKeys (user {user_name})"
+    parsed = []
+    for key in keys:
+        key_id = _field(key, "AccessKeyId", str, where_keys)
+        if not _KEY_ID.match(key_id):
+            raise MalformedResponseError(f"{where_keys}: field AccessKeyId is not an access key id")
+        status = _field(key, "Status", str, where_keys)
+        if status not in _STATUSES:
+            raise MalformedResponseError(f"{where_keys}: field Status is {status!r}, expected Active or Inactive")
+        created = _field(key, "CreateDate", datetime, where_keys)
+        parsed.append((key_id, status, created))
+
+    active_count = sum(1 for _, status, _ in parsed if status == "Active")
+    records = []
+    for key_id, status, created in parsed:
+        where_used = f"IAM GetAccessKeyLastUsed (user {user_name}, key {mask_access_key_id(key_id)})"
+        used = last_used.get(key_id)
+        if not isinstance(used, Mapping):
+            raise MalformedResponseError(f"{where_used}: AccessKeyLastUsed is missing")
+        used_at = used.get("LastUsedDate")
+        if used_at is not None and (not isinstance(used_at, datetime) or used_at.tzinfo is None):
+            raise MalformedResponseError(f"{where_used}: field LastUsedDate is not a date")
+        records.append(
+            _key_record(
+                run=run,
+                account=account,
+                user_name=user_name,
+                user_arn=user_arn,
+                masked_id=mask_access_key_id(key_id),
+                key_fingerprint=fingerprint(key_id),
+                status=status,
+                created=created,
+                used_at=used_at,
+                region=_optional_text(used.get("Region"), "Region", where_used),
+                service=_optional_text(used.get("ServiceName"), "ServiceName", where_used),
+                active_count=active_count,
+                is_root=False,
+            )
+        )
+    return records
+
+
+def _key_record(
+    *,
+    run: RunContext,
+    account: Account,
+    user_name: str,
+    user_arn: str,
+    masked_id: str | None,
+    key_fingerprint: str,
+    status: str,
+    created: datetime,
+    used_at: datetime | None,
+    region: str | None,
+    service: str | None,
+    active_count: int,
+    is_root: bool,
+) -> KeyRecord:
+    """Derives the contract's computed fields, the same way for IAM users' keys and root keys."""
+    age = whole_days(created, run.started_at)
+    since_use = None if used_at is None else whole_days(used_at, run.started_at)
+    active = status == "Active"
+    never_used = used_at is None
+    return KeyRecord(
+        TimeGenerated=run.started_at,
+        RunId=run.run_id,
+        AccountId=account.id,
+        AccountName=account.name,
+        UserName=user_name,
+        UserArn=user_arn,
+        AccessKeyId=masked_id,
+        AccessKeyFingerprint=key_fingerprint,
+        Status=status,
+        CreatedAt=created.astimezone(UTC),
+        LastUsedAt=None if used_at is None else used_at.astimezone(UTC),
+        LastUsedRegion=region,
+        LastUsedService=service,
+        AgeDays=age,
+        DaysSinceLastUse=since_use,
+        NeverUsed=never_used,
+        RotationDue=active and age > run.rotation_days,
+        Unused=active
+        and ((since_use is not None and since_use > run.unused_days) or (never_used and age > run.unused_days)),
+        UserActiveKeyCount=active_count,
+        IsRootKey=is_root,
+    )
+
+
+def active_accounts(pages: Sequence[Mapping[str, Any]] | Any) -> list[Account]:
+    """ACTIVE accounts from Organizations ListAccounts pages, with their names, sorted by id."""
+    accounts: dict[str, Account] = {}
+    for page in pages:
+        for item in page.get("Accounts", []) if isinstance(page, Mapping) else []:
+            account_id = _field(item, "Id", str, "Organizations ListAccounts")
+            if not _ACCOUNT_ID.match(account_id):
+                raise MalformedResponseError("Organizations ListAccounts: field Id is not a 12-digit account id")
+            # Newer responses carry State (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED); older ones only Status.
+            state = item.get("State") or item.get("Status")
+            if state == "ACTIVE":
+                name = item.get("Name")
+                accounts[account_id] = Account(account_id, name if isinstance(name, str) else "")
+    return [accounts[i] for i in sorted(accounts)]
+
+
+def run_status(accounts_total: int, failed: int, signed_in: bool) -> str:
+    if not signed_in or (accounts_total > 0 and failed == accounts_total):
+        return "Failed"
+    return "PartiallySucceeded" if failed else "Succeeded"
+
+
+def run_record(
+    run: RunContext,
+    *,
+    auth_mode: str,
+    sink: str,
+    accounts_total: int,
+    failures: Sequence[tuple[str, str]],
+    keys_collected: int,
+    duration_seconds: float,
+    version: str,
+    signed_in: bool = True,
+) -> RunRecord:
+    """The run's summary record; ``failures`` is (account id, error message) per failed account, in order."""
+    return RunRecord(
+        TimeGenerated=run.started_at,
+        RunId=run.run_id,
+        Status=run_status(accounts_total, len(failures), signed_in),
+        AuthMode=auth_mode,
+        Sink=sink,
+        AccountsTotal=accounts_total,
+        AccountsSucceeded=max(0, accounts_total - len(failures)),
+        AccountsFailed=len(failures),
+        FailedAccounts=json.dumps([{"AccountId": a, "Error": e} for a, e in failures]),
+        KeysCollected=keys_collected,
+        DurationSeconds=round(duration_seconds, 3),
+        CollectorVersion=version,
+    )
