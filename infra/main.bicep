@@ -1,0 +1,361 @@
+// AWS IAM access-key collector: the whole Azure side, provisioned by `azd up`.
+// Names: abbreviations.json + a resourceToken; every resource tagged azd-env-name, the Function App azd-service-name.
+// App settings, tables and streams follow shared/contract.md; tests/test_infra.py checks this file against the code.
+
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; seeds the resource token and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource (one that offers the Flex Consumption plan).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of the user running azd (AZURE_PRINCIPAL_ID): granted Key Vault Secrets Officer to put the AWS key into the vault. Empty to grant nothing.')
+param principalId string = ''
+
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+@description('Kind of principalId (ServicePrincipal when a pipeline runs azd).')
+param principalType string = 'User'
+
+@description('Name of the resource group to create; default rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Resource id of an existing Log Analytics workspace to use instead of creating one (the tables are added to it).')
+param existingLogAnalyticsWorkspaceId string = ''
+
+@minValue(30)
+@maxValue(730)
+@description('Retention of a new workspace and of the two custom tables, in days.')
+param logRetentionInDays int = 90
+
+@description('COLLECTOR_SCHEDULE: NCRONTAB schedule of the timer trigger.')
+param collectorSchedule string = '0 0 */6 * * *'
+
+@allowed([
+  'access_key'
+  'web_identity'
+])
+@description('AWS_AUTH_MODE: access_key (IAM user key from Key Vault) or web_identity (managed-identity token, no AWS secret).')
+param awsAuthMode string = 'access_key'
+
+@description('AWS_ROLE_ARN: ARN of the home role (output HomeRoleArn of infra/aws/home-account.yaml). Empty until the AWS stack exists.')
+param awsRoleArn string = ''
+
+@description('AWS_EXTERNAL_ID: the ExternalId of the home role\'s trust policy (access_key mode).')
+param awsExternalId string = ''
+
+@description('AWS_ACCESS_KEY_ID_SECRET: Key Vault secret name of the IAM user\'s access key id.')
+param awsAccessKeyIdSecretName string = 'aws-access-key-id'
+
+@description('AWS_SECRET_ACCESS_KEY_SECRET: Key Vault secret name of the IAM user\'s secret access key.')
+param awsSecretAccessKeySecretName string = 'aws-secret-access-key'
+
+@description('AWS_WEB_IDENTITY_AUDIENCE: audience of the managed-identity token (web_identity mode); the AWS OIDC provider\'s client id.')
+param awsWebIdentityAudience string = 'api://AzureADTokenExchange'
+
+@description('AWS_ACCOUNTS: home, organization, or a comma-separated list of 12-digit account ids.')
+param awsAccounts string = 'home'
+
+@description('AWS_MEMBER_ROLE_NAME: role assumed in every other account (infra/aws/member-account.yaml).')
+param awsMemberRoleName string = 'AwsIamKeyCollector'
+
+@description('AWS_REGION: region of the STS endpoint.')
+param awsRegion string = 'us-east-1'
+
+@allowed([
+  'logs_ingestion'
+  'data_collector'
+  'file'
+])
+@description('LOG_SINK: logs_ingestion (default), data_collector (legacy; needs enableLegacyDataCollector) or file.')
+param logSink string = 'logs_ingestion'
+
+@description('Legacy Data Collector API sink: write the workspace shared key into Key Vault and set LOG_ANALYTICS_WORKSPACE_ID. Off by default: then no workspace key exists anywhere.')
+param enableLegacyDataCollector bool = false
+
+@description('LOG_ANALYTICS_WORKSPACE_KEY_SECRET: Key Vault secret name of the workspace shared key (legacy sink).')
+param logAnalyticsWorkspaceKeySecretName string = 'log-analytics-workspace-key'
+
+@description('LOG_ANALYTICS_DOMAIN: Data Collector domain (sovereign clouds).')
+param logAnalyticsDomain string = 'ods.opinsights.azure.com'
+
+@description('FILE_SINK_DIR: folder of the file sink.')
+param fileSinkDir string = 'out'
+
+@minValue(1)
+@maxValue(3650)
+@description('KEY_ROTATION_DAYS: an Active key older than this is RotationDue.')
+param keyRotationDays int = 90
+
+@minValue(1)
+@maxValue(3650)
+@description('KEY_UNUSED_DAYS: an Active key unused for longer than this is Unused.')
+param keyUnusedDays int = 45
+
+@minValue(1)
+@maxValue(64)
+@description('COLLECTOR_ACCOUNT_CONCURRENCY: accounts collected at the same time.')
+param accountConcurrency int = 16
+
+@minValue(1)
+@maxValue(32)
+@description('COLLECTOR_IAM_CONCURRENCY: IAM calls at the same time within one account.')
+param iamConcurrency int = 12
+
+@minValue(1)
+@maxValue(1000)
+@description('Maximum instance count of the Flex Consumption app.')
+param maximumInstanceCount int = 40
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
+
+var useExistingWorkspace = !empty(existingLogAnalyticsWorkspaceId)
+var workspaceSubscriptionId = useExistingWorkspace ? split(existingLogAnalyticsWorkspaceId, '/')[2] : subscription().subscriptionId
+var workspaceResourceGroupName = useExistingWorkspace ? split(existingLogAnalyticsWorkspaceId, '/')[4] : rg.name
+var workspaceName = useExistingWorkspace ? last(split(existingLogAnalyticsWorkspaceId, '/')) : logAnalytics.outputs.name
+var workspaceResourceId = useExistingWorkspace ? existingLogAnalyticsWorkspaceId : logAnalytics.outputs.id
+
+// The contract's tables and streams (shared/contract.md). The columns are declared once, here, for both the tables
+// and the data collection rule; tests/test_infra.py checks them against shared/records.py (KeyRecord, RunRecord).
+var keysTableName = 'AwsIamAccessKeys_CL'
+var runsTableName = 'AwsIamKeyCollectorRuns_CL'
+var keysStreamName = 'Custom-AwsIamAccessKeys'
+var runsStreamName = 'Custom-AwsIamKeyCollectorRuns'
+var keyColumns = [
+  { name: 'TimeGenerated', type: 'datetime' }
+  { name: 'RunId', type: 'string' }
+  { name: 'AccountId', type: 'string' }
+  { name: 'AccountName', type: 'string' }
+  { name: 'UserName', type: 'string' }
+  { name: 'UserArn', type: 'string' }
+  { name: 'AccessKeyId', type: 'string' }
+  { name: 'AccessKeyFingerprint', type: 'string' }
+  { name: 'Status', type: 'string' }
+  { name: 'CreatedAt', type: 'datetime' }
+  { name: 'LastUsedAt', type: 'datetime' }
+  { name: 'LastUsedRegion', type: 'string' }
+  { name: 'LastUsedService', type: 'string' }
+  { name: 'AgeDays', type: 'int' }
+  { name: 'DaysSinceLastUse', type: 'int' }
+  { name: 'NeverUsed', type: 'boolean' }
+  { name: 'RotationDue', type: 'boolean' }
+  { name: 'Unused', type: 'boolean' }
+  { name: 'UserActiveKeyCount', type: 'int' }
+  { name: 'IsRootKey', type: 'boolean' }
+]
+var runColumns = [
+  { name: 'TimeGenerated', type: 'datetime' }
+  { name: 'RunId', type: 'string' }
+  { name: 'Status', type: 'string' }
+  { name: 'AuthMode', type: 'string' }
+  { name: 'Sink', type: 'string' }
+  { name: 'AccountsTotal', type: 'int' }
+  { name: 'AccountsSucceeded', type: 'int' }
+  { name: 'AccountsFailed', type: 'int' }
+  { name: 'FailedAccounts', type: 'string' }
+  { name: 'KeysCollected', type: 'int' }
+  { name: 'DurationSeconds', type: 'real' }
+  { name: 'CollectorVersion', type: 'string' }
+]
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module logAnalytics 'modules/log-analytics.bicep' = if (!useExistingWorkspace) {
+  name: 'logAnalytics'
+  scope: rg
+  params: {
+    name: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    location: location
+    tags: tags
+    retentionInDays: logRetentionInDays
+  }
+}
+
+module customTables 'modules/custom-tables.bicep' = {
+  name: 'customTables-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroupName)
+  params: {
+    workspaceName: workspaceName
+    keysTableName: keysTableName
+    runsTableName: runsTableName
+    keyColumns: keyColumns
+    runColumns: runColumns
+    retentionInDays: logRetentionInDays
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    dataCollectionEndpointName: '${abbrs.dataCollectionEndpoints}${resourceToken}'
+    dataCollectionRuleName: '${abbrs.dataCollectionRules}${resourceToken}'
+    workspaceResourceId: workspaceResourceId
+    keysStreamName: keysStreamName
+    runsStreamName: runsStreamName
+    keysTableName: keysTableName
+    runsTableName: runsTableName
+    keyColumns: keyColumns
+    runColumns: runColumns
+  }
+  // The rule's output streams must exist as tables before the rule is created.
+  dependsOn: [
+    customTables
+  ]
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyVault'
+  scope: rg
+  params: {
+    name: '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// Opt-in legacy Data Collector sink: only then is the workspace shared key read (listKeys) and put into Key Vault.
+module legacyWorkspaceKey 'modules/legacy-workspace-key.bicep' = if (enableLegacyDataCollector) {
+  name: 'legacyWorkspaceKey'
+  scope: rg
+  params: {
+    keyVaultName: keyVault.outputs.name
+    workspaceName: workspaceName
+    workspaceResourceGroupName: workspaceResourceGroupName
+    workspaceSubscriptionId: workspaceSubscriptionId
+    tags: tags
+    secretName: logAnalyticsWorkspaceKeySecretName
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+  }
+}
+
+module roleAssignments 'modules/role-assignments.bicep' = {
+  name: 'roleAssignments'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+    keyVaultName: keyVault.outputs.name
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    dataCollectionRuleName: monitoring.outputs.dataCollectionRuleName
+  }
+}
+
+// Every setting the collector reads (shared/settings.py), with the contract's defaults.
+var collectorSettings = {
+  COLLECTOR_SCHEDULE: collectorSchedule
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  KEY_VAULT_URL: keyVault.outputs.uri
+  AWS_AUTH_MODE: awsAuthMode
+  AWS_ROLE_ARN: awsRoleArn
+  AWS_EXTERNAL_ID: awsExternalId
+  AWS_ACCESS_KEY_ID_SECRET: awsAccessKeyIdSecretName
+  AWS_SECRET_ACCESS_KEY_SECRET: awsSecretAccessKeySecretName
+  AWS_WEB_IDENTITY_AUDIENCE: awsWebIdentityAudience
+  AWS_ACCOUNTS: awsAccounts
+  AWS_MEMBER_ROLE_NAME: awsMemberRoleName
+  AWS_REGION: awsRegion
+  LOG_SINK: logSink
+  LOGS_INGESTION_ENDPOINT: monitoring.outputs.logsIngestionEndpoint
+  LOGS_INGESTION_RULE_ID: monitoring.outputs.logsIngestionRuleId
+  LOGS_INGESTION_KEYS_STREAM: keysStreamName
+  LOGS_INGESTION_RUNS_STREAM: runsStreamName
+  LOG_ANALYTICS_WORKSPACE_KEY_SECRET: logAnalyticsWorkspaceKeySecretName
+  LOG_ANALYTICS_DOMAIN: logAnalyticsDomain
+  FILE_SINK_DIR: fileSinkDir
+  KEY_ROTATION_DAYS: string(keyRotationDays)
+  KEY_UNUSED_DAYS: string(keyUnusedDays)
+  COLLECTOR_ACCOUNT_CONCURRENCY: string(accountConcurrency)
+  COLLECTOR_IAM_CONCURRENCY: string(iamConcurrency)
+}
+
+// Only the opt-in legacy sink learns the workspace id (its key is in Key Vault, see modules/keyvault.bicep).
+var legacySettings = enableLegacyDataCollector ? {
+  LOG_ANALYTICS_WORKSPACE_ID: customTables.outputs.customerId
+} : {}
+
+module functionApp 'modules/function-app.bicep' = {
+  name: 'functionApp'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    appSettings: union(collectorSettings, legacySettings)
+    maximumInstanceCount: maximumInstanceCount
+  }
+  // The identity must hold its storage, vault and monitoring roles before the host starts.
+  dependsOn: [
+    roleAssignments
+  ]
+}
+
+// Outputs azd stores in .azure/<env>/.env; docs/deploy.md uses them.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output KEY_VAULT_URL string = keyVault.outputs.uri
+output LOGS_INGESTION_ENDPOINT string = monitoring.outputs.logsIngestionEndpoint
+output LOGS_INGESTION_RULE_ID string = monitoring.outputs.logsIngestionRuleId
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AWS_WEB_IDENTITY_AUDIENCE string = awsWebIdentityAudience
+output AWS_OIDC_PROVIDER_URL string = 'https://sts.windows.net/${tenant().tenantId}/'
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output AZURE_LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = workspaceResourceId
+output AZURE_LOG_ANALYTICS_WORKSPACE_ID string = customTables.outputs.customerId

@@ -1,0 +1,55 @@
+// The Function App's storage: AzureWebJobsStorage (timer trigger leases) and the Flex Consumption deployment
+// container. Entra ID only: shared keys are disabled, so no connection string or account key exists.
+
+param name string
+param location string
+param tags object
+
+@description('Blob container that holds the deployment package of the Flex Consumption app.')
+param deploymentContainerName string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_206: the account holds only the deployment package and the timer's lease blobs, both recreated by the next `azd deploy`; locally redundant storage is enough.
+  // checkov:skip=CKV_AZURE_59: a Flex Consumption app without VNet integration reaches its storage over the public endpoint; shared keys are disabled, so every request needs an Entra ID token and a data role.
+  // checkov:skip=CKV_AZURE_35: see CKV_AZURE_59: the default network action must stay Allow for a Function App without VNet integration.
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      bypass: 'AzureServices'
+      defaultAction: 'Allow'
+    }
+  }
+}
+
+resource blobServices 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+output id string = storage.id
+output name string = storage.name
+output blobServiceUri string = storage.properties.primaryEndpoints.blob
+output queueServiceUri string = storage.properties.primaryEndpoints.queue
+output tableServiceUri string = storage.properties.primaryEndpoints.table
