@@ -211,9 +211,9 @@ def list_organization_accounts(org: BaseClient) -> Iterator[dict[str, Any]]:
     yield from org.get_paginator("list_accounts").paginate()
 
 
-def list_users(iam: BaseClient) -> Iterator[dict[str, Any]]:
-    """Every IAM user, streamed page by page (1,000 per page: the API's maximum, so fewest calls)."""
-    for page in iam.get_paginator("list_users").paginate(PaginationConfig={"PageSize": 1000}):
+def list_users(iam: BaseClient, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every IAM user, streamed page by page (1,000 per page by default: the API's maximum, so fewest calls)."""
+    for page in iam.get_paginator("list_users").paginate(PaginationConfig={"PageSize": page_size}):
         users = page.get("Users")
         if not isinstance(users, list):
             raise MalformedResponseError("IAM ListUsers: field Users is missing")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from shared.ports import CollectorError, SecretError
-from shared.records import KEYS_TABLE, Table, RunRecord
+from shared.records import KEYS_TABLE, RunRecord, Table
 from shared.redaction import install_log_safety, redact
 from shared.settings import SettingsError, load_settings
 from shared.transform import Account

@@ -34,7 +34,14 @@ from shared.aws import (
 from shared.ports import CollectorError, Sink, SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, RunRecord
 from shared.redaction import redact
-from shared.transform import Account, MalformedResponseError, RunContext, key_records_for_user, run_record
+from shared.transform import (
+    Account,
+    MalformedResponseError,
+    RunContext,
+    key_records_for_user,
+    parse_key_metadata,
+    run_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +256,7 @@ def _read_user(
     last_used: dict[str, dict[str, Any]] = {}
     present = []
     for key in keys:
-        key_id = key.get("AccessKeyId") if isinstance(key, dict) else None
-        if not isinstance(key_id, str):
-            raise MalformedResponseError(f"IAM ListAccessKeys (user {name}): field AccessKeyId is missing")
+        key_id, _, _ = parse_key_metadata(name, key)  # a malformed key fails the account before any further call
         try:
             last_used[key_id] = get_access_key_last_used(iam, key_id)
         except ClientError as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.aws import AwsClientFactory, AwsSource
 from shared.collector import Collector, CollectorOptions, Progress
@@ -33,11 +33,13 @@ class ClientOptions:
     verify_challenge_resource: bool = True  # Key Vault: the challenge's resource must match the vault's domain
 
 
-def needs_azure_credential(settings: Settings, secrets: SecretProvider | None) -> bool:
+def needs_azure_credential(
+    settings: Settings, secrets: SecretProvider | None, tokens: WebIdentityTokenProvider | None, sink: Sink | None
+) -> bool:
     return (
         (secrets is None and bool(settings.secret_names_needed()))
-        or settings.aws_auth_mode is AuthMode.WEB_IDENTITY
-        or settings.log_sink is SinkKind.LOGS_INGESTION
+        or (tokens is None and settings.aws_auth_mode is AuthMode.WEB_IDENTITY)
+        or (sink is None and settings.log_sink is SinkKind.LOGS_INGESTION)
     )
 
 
@@ -48,35 +50,35 @@ def compose(
     *,
     progress: Progress | None = None,
     secrets: SecretProvider | None = None,
+    tokens: WebIdentityTokenProvider | None = None,
     sink: Sink | None = None,
 ) -> Iterator[Collector]:
-    """Build one run's collector. ``secrets`` and ``sink`` replace the real adapters (demo, tests).
+    """Build one run's collector. ``secrets``, ``tokens`` and ``sink`` replace the real adapters (demo, tests).
 
     One Azure credential per run, shared by every Azure client, closed with them when the block ends.
     """
     options = options or ClientOptions()
     with ExitStack() as stack:
         credential: TokenCredential | None = None
-        if needs_azure_credential(settings, secrets):
+        if needs_azure_credential(settings, secrets, tokens, sink):
             from shared.azure import build_credential
 
             credential = build_credential(settings.azure_client_id, options)
-            stack.callback(credential.close)  # type: ignore[attr-defined]
+            close = getattr(credential, "close", None)  # azure-identity credentials hold HTTP sessions
+            if close is not None:
+                stack.callback(close)
 
         if secrets is None and settings.secret_names_needed():
             from shared.azure import KeyVaultSecretProvider
 
-            assert settings.key_vault_url is not None and credential is not None  # validated in settings
-            vault = KeyVaultSecretProvider(settings.key_vault_url, credential, options)
+            vault = KeyVaultSecretProvider(_given(settings.key_vault_url), _given(credential), options)
             stack.callback(vault.close)
             secrets = vault
 
-        tokens: WebIdentityTokenProvider | None = None
-        if settings.aws_auth_mode is AuthMode.WEB_IDENTITY:
+        if tokens is None and settings.aws_auth_mode is AuthMode.WEB_IDENTITY:
             from shared.azure import ManagedIdentityTokenProvider
 
-            assert settings.aws_web_identity_audience is not None and credential is not None
-            tokens = ManagedIdentityTokenProvider(credential, settings.aws_web_identity_audience)
+            tokens = ManagedIdentityTokenProvider(_given(credential), _given(settings.aws_web_identity_audience))
 
         if sink is None:
             sink = build_sink(settings, options, credential, secrets)
@@ -114,21 +116,29 @@ def build_sink(
     if settings.log_sink is SinkKind.LOGS_INGESTION:
         from shared.sinks.logs_ingestion_sink import LogsIngestionSink
 
-        assert settings.logs_ingestion_endpoint and settings.logs_ingestion_rule_id and credential is not None
         return LogsIngestionSink(
-            endpoint=settings.logs_ingestion_endpoint,
-            rule_id=settings.logs_ingestion_rule_id,
+            endpoint=_given(settings.logs_ingestion_endpoint),
+            rule_id=_given(settings.logs_ingestion_rule_id),
             keys_stream=settings.logs_ingestion_keys_stream,
             runs_stream=settings.logs_ingestion_runs_stream,
-            credential=credential,
+            credential=_given(credential),
             options=options,
         )
     from shared.sinks.data_collector_sink import DataCollectorSink
 
-    assert settings.log_analytics_workspace_id is not None and secrets is not None
     return DataCollectorSink(
-        workspace_id=settings.log_analytics_workspace_id,
-        shared_key=secrets.get_secret(settings.log_analytics_workspace_key_secret),
+        workspace_id=_given(settings.log_analytics_workspace_id),
+        shared_key=_given(secrets).get_secret(settings.log_analytics_workspace_key_secret),
         domain=settings.log_analytics_domain,
         options=options,
     )
+
+
+T = TypeVar("T")
+
+
+def _given(value: T | None) -> T:
+    """Settings validation guarantees what each mode needs; this only narrows the type."""
+    if value is None:
+        raise RuntimeError("composition: a value the settings guarantee is missing")
+    return value

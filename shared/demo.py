@@ -119,11 +119,9 @@ def moto_server() -> Iterator[str]:
 
 def reset_moto(endpoint_url: str) -> None:
     """Empty every emulated account (moto's own reset API)."""
-    import urllib.request
+    import requests
 
-    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")
-    with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - a loopback URL we started ourselves
-        pass
+    requests.post(f"{endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
 
 
 def _client(service: str, endpoint_url: str, credentials: dict[str, str] | None = None) -> Any:

@@ -12,10 +12,15 @@ import re
 import threading
 
 # AWS access key ids: a 4-letter prefix (AKIA long-term, ASIA temporary, ...) and 16 more characters.
-_ACCESS_KEY_ID = re.compile(r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{4})[A-Z0-9]{8}([A-Z0-9]{4})(?![A-Z0-9])")
+_ACCESS_KEY_ID = re.compile(
+    r"(?<![A-Z0-9])((?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{4})[A-Z0-9]{8}([A-Z0-9]{4})"
+    r"(?![A-Z0-9])"
+)
 # Authorization headers and bearer tokens that a third-party DEBUG log may print.
 _BEARER = re.compile(r"(?i)(bearer\s+|sharedkey\s+[^:\s]+:)[A-Za-z0-9._~+/=-]{8,}")
-_SECRET_PARAMS = re.compile(r"(?i)(\"?(?:SecretAccessKey|SessionToken|access_token|client_secret)\"?\s*[:=]\s*\"?)[^\"&,\s<]{8,}")
+_SECRET_PARAMS = re.compile(
+    r"(?i)(\"?(?:SecretAccessKey|SessionToken|access_token|client_secret)\"?\s*[:=]\s*\"?)[^\"&,\s<]{8,}"
+)
 
 _lock = threading.Lock()
 _known_secrets: set[str] = set()

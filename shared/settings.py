@@ -159,16 +159,14 @@ class _Reader:
         return self.optional(name, check, expected)
 
     def choice(self, name: str, enum_type: type[T], choices: list[str]) -> T | None:
-        value = self.raw(name)
-        assert value is not None  # every choice has a default
+        value = self.raw(name) or DEFAULTS[name]
         if value not in choices:
             self.problems.append(f"{name}: expected one of {', '.join(choices)}, got {_show(value)}")
             return None
         return enum_type(value)  # type: ignore[call-arg]
 
     def integer(self, name: str, low: int, high: int) -> int:
-        value = self.raw(name)
-        assert value is not None  # every integer has a default
+        value = self.raw(name) or DEFAULTS[name]
         if re.fullmatch(r"\d{1,9}", value) and low <= int(value) <= high:
             return int(value)
         self.problems.append(f"{name}: expected a whole number from {low} to {high}, got {_show(value)}")
@@ -220,7 +218,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         "AWS_EXTERNAL_ID", _m(_EXTERNAL_ID), "2 to 1224 characters of letters, digits and +=,.@:/-"
     )
     secret_check = _m(_KV_SECRET_NAME)
-    secret_expected = "a Key Vault secret name (1-127 letters, digits and dashes)"
+    secret_expected = "a Key Vault secret name (1-127 letters, digits and dashes)"  # noqa: S105 - a description
     access_key_id_secret = r.optional("AWS_ACCESS_KEY_ID_SECRET", secret_check, secret_expected)
     secret_key_secret = r.optional("AWS_SECRET_ACCESS_KEY_SECRET", secret_check, secret_expected)
     workspace_key_secret = r.optional(
@@ -246,7 +244,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         if not ids or bad:
             r.problems.append(
                 "AWS_ACCOUNTS: expected home, organization, or a comma-separated list of 12-digit account ids, "
-                f"got {_show(accounts_raw)}" + (f" (not 12 digits: {', '.join(_show(b) for b in bad[:5])})" if bad else "")
+                f"got {_show(accounts_raw)}"
+                + (f" (not 12 digits: {', '.join(_show(b) for b in bad[:5])})" if bad else "")
             )
         account_ids = tuple(dict.fromkeys(ids))  # de-duplicated, in the order given
 
@@ -303,38 +302,41 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     if r.problems:
         raise SettingsError(r.problems)
 
-    # Every value below was checked above; the asserts only narrow the types for mypy.
-    assert auth_mode is not None and log_sink is not None and role_arn is not None
-    assert access_key_id_secret and secret_key_secret and workspace_key_secret
-    assert member_role and region and keys_stream and runs_stream and domain and file_dir
+    # With no problem recorded, every value below is present; _ok only narrows the types.
     return Settings(
         azure_client_id=client_id,
         key_vault_url=vault_url,
-        aws_auth_mode=auth_mode,
-        aws_role_arn=role_arn,
+        aws_auth_mode=_ok(auth_mode),
+        aws_role_arn=_ok(role_arn),
         aws_external_id=external_id,
-        aws_access_key_id_secret=access_key_id_secret,
-        aws_secret_access_key_secret=secret_key_secret,
+        aws_access_key_id_secret=_ok(access_key_id_secret),
+        aws_secret_access_key_secret=_ok(secret_key_secret),
         aws_web_identity_audience=audience,
         aws_accounts=accounts,
         aws_account_ids=account_ids,
-        aws_member_role_name=member_role,
-        aws_region=region,
-        log_sink=log_sink,
+        aws_member_role_name=_ok(member_role),
+        aws_region=_ok(region),
+        log_sink=_ok(log_sink),
         logs_ingestion_endpoint=endpoint,
         logs_ingestion_rule_id=rule_id,
-        logs_ingestion_keys_stream=keys_stream,
-        logs_ingestion_runs_stream=runs_stream,
+        logs_ingestion_keys_stream=_ok(keys_stream),
+        logs_ingestion_runs_stream=_ok(runs_stream),
         log_analytics_workspace_id=workspace_id,
-        log_analytics_workspace_key_secret=workspace_key_secret,
-        log_analytics_domain=domain,
-        file_sink_dir=file_dir,
+        log_analytics_workspace_key_secret=_ok(workspace_key_secret),
+        log_analytics_domain=_ok(domain),
+        file_sink_dir=_ok(file_dir),
         key_rotation_days=rotation_days,
         key_unused_days=unused_days,
         account_concurrency=account_concurrency,
         iam_concurrency=iam_concurrency,
         collector_schedule=schedule,
     )
+
+
+def _ok(value: T | None) -> T:
+    if value is None:  # unreachable: a missing value is always recorded as a problem first
+        raise RuntimeError("settings validation let a missing value through")
+    return value
 
 
 def _is_audience(value: str) -> bool:

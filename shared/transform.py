@@ -59,7 +59,7 @@ def _field(obj: Mapping[str, Any], name: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind) or (kind is str and not value):
         shown = "missing" if value is None else f"not a {'date' if kind is datetime else kind.__name__}"
         raise MalformedResponseError(f"{where}: field {name} is {shown}")
-    if kind is datetime and value.tzinfo is None:
+    if isinstance(value, datetime) and value.tzinfo is None:
         raise MalformedResponseError(f"{where}: field {name} has no time zone")
     return value
 
@@ -71,6 +71,18 @@ def _optional_text(value: Any, name: str, where: str) -> str | None:
     if not isinstance(value, str) or not value:
         raise MalformedResponseError(f"{where}: field {name} is not a string")
     return value
+
+
+def parse_key_metadata(user_name: str, key: Mapping[str, Any]) -> tuple[str, str, datetime]:
+    """(key id, status, creation date) of one ListAccessKeys item, checked."""
+    where = f"IAM ListAccessKeys (user {user_name})"
+    key_id = _field(key, "AccessKeyId", str, where)
+    if not _KEY_ID.match(key_id):
+        raise MalformedResponseError(f"{where}: field AccessKeyId is not an access key id")
+    status = _field(key, "Status", str, where)
+    if status not in _STATUSES:
+        raise MalformedResponseError(f"{where}: field Status is {status!r}, expected Active or Inactive")
+    return key_id, status, _field(key, "CreateDate", datetime, where)
 
 
 def key_records_for_user(
@@ -87,17 +99,7 @@ def key_records_for_user(
     """
     user_name = _field(user, "UserName", str, "IAM ListUsers")
     user_arn = _field(user, "Arn", str, f"IAM ListUsers (user {user_name})")
-    where_keys = f"IAM ListAccessKeys (user {user_name})"
-    parsed = []
-    for key in keys:
-        key_id = _field(key, "AccessKeyId", str, where_keys)
-        if not _KEY_ID.match(key_id):
-            raise MalformedResponseError(f"{where_keys}: field AccessKeyId is not an access key id")
-        status = _field(key, "Status", str, where_keys)
-        if status not in _STATUSES:
-            raise MalformedResponseError(f"{where_keys}: field Status is {status!r}, expected Active or Inactive")
-        created = _field(key, "CreateDate", datetime, where_keys)
-        parsed.append((key_id, status, created))
+    parsed = [parse_key_metadata(user_name, key) for key in keys]
 
     active_count = sum(1 for _, status, _ in parsed if status == "Active")
     records = []
