@@ -76,6 +76,11 @@ class Settings:
     # Speed (not in the contract's first version: added by the organization-scale issue, documented in the README)
     account_concurrency: int
     iam_concurrency: int
+    # Outbox (the reliability issue): where undelivered rows wait for the next run, and its bounds
+    outbox_blob_service_uri: str | None = None  # the Function's own storage (AzureWebJobsStorage__blobServiceUri)
+    outbox_container: str = "collector-outbox"
+    outbox_max_records: int = 500_000
+    outbox_max_age_hours: int = 48
     collector_schedule: str | None = None
 
     @property
@@ -113,7 +118,13 @@ DEFAULTS: dict[str, str] = {
     "KEY_UNUSED_DAYS": "45",
     "COLLECTOR_ACCOUNT_CONCURRENCY": "16",
     "COLLECTOR_IAM_CONCURRENCY": "12",
+    "OUTBOX_CONTAINER": "collector-outbox",
+    "OUTBOX_MAX_RECORDS": "500000",
+    "OUTBOX_MAX_AGE_HOURS": "48",
 }
+
+# Set by the Functions platform (and our Bicep) for identity-based AzureWebJobsStorage; reused for the outbox.
+BLOB_SERVICE_URI_SETTING = "AzureWebJobsStorage__blobServiceUri"
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
@@ -125,6 +136,7 @@ _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
 _DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
 _STREAM = re.compile(r"^Custom-[A-Za-z0-9_]{1,100}$")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _AUDIENCE = re.compile(r"^[\x21-\x7e]{1,512}$")
 
 T = TypeVar("T")
@@ -298,6 +310,12 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     account_concurrency = r.integer("COLLECTOR_ACCOUNT_CONCURRENCY", 1, 64)
     iam_concurrency = r.integer("COLLECTOR_IAM_CONCURRENCY", 1, 32)
     schedule = r.raw("COLLECTOR_SCHEDULE")
+    blob_uri = r.optional(BLOB_SERVICE_URI_SETTING, _is_https_url, "an https blob service URL like https://<account>.blob.core.windows.net")
+    container = r.optional(
+        "OUTBOX_CONTAINER", _m(_CONTAINER), "a blob container name (3-63 lower-case letters, digits and dashes)"
+    )
+    outbox_max_records = r.integer("OUTBOX_MAX_RECORDS", 1000, 10_000_000)
+    outbox_max_age_hours = r.integer("OUTBOX_MAX_AGE_HOURS", 1, 720)
 
     if r.problems:
         raise SettingsError(r.problems)
@@ -329,6 +347,10 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         key_unused_days=unused_days,
         account_concurrency=account_concurrency,
         iam_concurrency=iam_concurrency,
+        outbox_blob_service_uri=blob_uri,
+        outbox_container=_ok(container),
+        outbox_max_records=outbox_max_records,
+        outbox_max_age_hours=outbox_max_age_hours,
         collector_schedule=schedule,
     )
 
