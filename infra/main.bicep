@@ -114,6 +114,19 @@ param accountConcurrency int = 16
 @description('COLLECTOR_IAM_CONCURRENCY: IAM calls at the same time within one account.')
 param iamConcurrency int = 12
 
+@description('OUTBOX_CONTAINER: blob container (in the app\'s own storage account) for records a sink could not deliver.')
+param outboxContainer string = 'collector-outbox'
+
+@minValue(1000)
+@maxValue(10000000)
+@description('OUTBOX_MAX_RECORDS: most undelivered records kept; past it the oldest are dropped, with a logged count.')
+param outboxMaxRecords int = 500000
+
+@minValue(1)
+@maxValue(720)
+@description('OUTBOX_MAX_AGE_HOURS: undelivered records older than this are dropped, with a logged count.')
+param outboxMaxAgeHours int = 48
+
 @minValue(1)
 @maxValue(1000)
 @description('Maximum instance count of the Flex Consumption app.')
@@ -174,6 +187,10 @@ var runColumns = [
   { name: 'KeysCollected', type: 'int' }
   { name: 'DurationSeconds', type: 'real' }
   { name: 'CollectorVersion', type: 'string' }
+  { name: 'RecordsDeferred', type: 'int' }
+  { name: 'RecordsReplayed', type: 'int' }
+  { name: 'RecordsDropped', type: 'int' }
+  { name: 'RootKeysUnknownAccounts', type: 'string' }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -271,6 +288,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    outboxContainerName: outboxContainer
   }
 }
 
@@ -314,6 +332,9 @@ var collectorSettings = {
   KEY_UNUSED_DAYS: string(keyUnusedDays)
   COLLECTOR_ACCOUNT_CONCURRENCY: string(accountConcurrency)
   COLLECTOR_IAM_CONCURRENCY: string(iamConcurrency)
+  OUTBOX_CONTAINER: outboxContainer
+  OUTBOX_MAX_RECORDS: string(outboxMaxRecords)
+  OUTBOX_MAX_AGE_HOURS: string(outboxMaxAgeHours)
 }
 
 // Only the opt-in legacy sink learns the workspace id (its key is in Key Vault, see modules/keyvault.bicep).

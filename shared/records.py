@@ -58,6 +58,13 @@ class RunRecord:
     KeysCollected: int
     DurationSeconds: float
     CollectorVersion: str
+    # Added by the reliability issue: rows kept in the outbox this run, delivered from it, dropped past its bounds.
+    RecordsDeferred: int = 0
+    RecordsReplayed: int = 0
+    RecordsDropped: int = 0
+    # Added by the insight issue: JSON array of account ids whose credential report could not be had, so whether
+    # their root user has access keys is unknown this run.
+    RootKeysUnknownAccounts: str = "[]"
 
     def to_row(self) -> dict[str, Any]:
         return _to_row(self)

@@ -8,6 +8,9 @@ param tags object
 @description('Blob container that holds the deployment package of the Flex Consumption app.')
 param deploymentContainerName string
 
+@description('Blob container where the collector keeps records a sink could not deliver (OUTBOX_CONTAINER).')
+param outboxContainerName string
+
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_206: the account holds only the deployment package and the timer's lease blobs, both recreated by the next `azd deploy`; locally redundant storage is enough.
   // checkov:skip=CKV_AZURE_59: a Flex Consumption app without VNet integration reaches its storage over the public endpoint; shared keys are disabled, so every request needs an Entra ID token and a data role.
@@ -43,6 +46,14 @@ resource blobServices 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobServices
   name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource outboxContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: outboxContainerName
   properties: {
     publicAccess: 'None'
   }
