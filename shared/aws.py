@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import botocore.session
@@ -315,3 +317,48 @@ class AwsSource:
         if self._home is None:
             raise AwsSignInError("not signed in to the home role")
         return self._home
+
+
+# --- the IAM credential report: the only place AWS shows whether the root user has access keys ---
+
+REPORT_MAX_AGE = timedelta(hours=4)  # AWS generates a new report at most every 4 hours; a fresher one cannot exist
+_REPORT_NOT_READY = frozenset({"ReportNotPresent", "ReportExpired", "ReportInProgress"})
+REPORT_WAITS = (1.0, 2.0, 4.0, 8.0, 8.0)  # seconds between polls while AWS generates the report
+
+
+class CredentialReportUnavailableError(CollectorError):
+    """The credential report could not be had this run; root keys stay unknown for the account."""
+
+
+def _current_report(iam: BaseClient) -> tuple[str, datetime] | None:
+    try:
+        response = iam.get_credential_report()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in _REPORT_NOT_READY:
+            return None
+        raise
+    content, generated = response.get("Content"), response.get("GeneratedTime")
+    if not isinstance(content, bytes | str) or not isinstance(generated, datetime):
+        raise MalformedResponseError("IAM GetCredentialReport: field Content or GeneratedTime is missing")
+    return (content.decode("utf-8") if isinstance(content, bytes) else content), generated
+
+
+def read_credential_report(
+    iam: BaseClient, now: datetime, sleep: Callable[[float], None] = time.sleep, waits: tuple[float, ...] = REPORT_WAITS
+) -> str:
+    """The account's credential report (CSV): the current one when it is under four hours old, else a new one.
+
+    GenerateCredentialReport is called only when the report is missing or stale, so the collector never asks for
+    more than AWS's rate limit allows, whatever the schedule."""
+    current = _current_report(iam)
+    if current is not None and now - current[1] <= REPORT_MAX_AGE:
+        return current[0]
+    iam.generate_credential_report()
+    for wait in (0.0, *waits):
+        sleep(wait)
+        report = _current_report(iam)
+        if report is not None:
+            return report[0]  # the newest AWS has: fresh, or (inside the rate limit) the last one it generated
+    raise CredentialReportUnavailableError(
+        f"IAM credential report still being generated after {sum(waits):.0f} s; root keys are read next run"
+    )

@@ -30,8 +30,10 @@ from shared.aws import (
     is_no_such_entity,
     list_access_keys,
     list_users,
+    read_credential_report,
 )
-from shared.ports import CollectorError, Sink, SinkError
+from shared.outbox import ReliableSink
+from shared.ports import CollectorError, SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, RunRecord
 from shared.redaction import redact
 from shared.transform import (
@@ -40,6 +42,7 @@ from shared.transform import (
     RunContext,
     key_records_for_user,
     parse_key_metadata,
+    root_key_records,
     run_record,
 )
 
@@ -95,6 +98,20 @@ class LogProgress:
         )
 
 
+class DeliveryDeferredError(SinkError):
+    """The sink took nothing this run; everything is in the outbox for the next run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, undelivered=0)
+
+
+@dataclass(frozen=True)
+class AccountResult:
+    keys: int
+    error: str | None
+    root_keys_known: bool = True
+
+
 @dataclass(frozen=True)
 class CollectorOptions:
     auth_mode: str
@@ -110,7 +127,7 @@ class Collector:
         self,
         options: CollectorOptions,
         source: AwsAccounts,
-        sink: Sink,
+        sink: ReliableSink,
         progress: Progress | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -131,8 +148,11 @@ class Collector:
             unused_days=opts.unused_days,
         )
         failures: list[tuple[str, str]] = []
+        root_unknown: list[str] = []
         keys_total = 0
         signed_in = True
+        with self._sink_lock:
+            delivery = self._sink.replay(run.started_at)  # earlier runs' undelivered records go first
         try:
             self._source.sign_in(run.run_id)
             accounts = self._source.accounts()
@@ -147,17 +167,18 @@ class Collector:
             self._progress.started(len(accounts))
             with ThreadPoolExecutor(max_workers=opts.account_concurrency, thread_name_prefix="account") as pool:
                 futures = {pool.submit(self._collect_account, account, run): account for account in accounts}
-                results: dict[str, tuple[int, str | None]] = {}
+                results: dict[str, AccountResult] = {}
                 for future in as_completed(futures):
                     account = futures[future]
-                    count, error = future.result()
-                    results[account.id] = (count, error)
-                    self._progress.account_done(account, count, error)
+                    result = results[account.id] = future.result()
+                    self._progress.account_done(account, result.keys, result.error)
             for account in accounts:  # in the accounts' order, whatever order they finished in
-                count, error = results[account.id]
-                keys_total += count
-                if error is not None:
-                    failures.append((account.id, error))
+                result = results[account.id]
+                keys_total += result.keys
+                if result.error is not None:
+                    failures.append((account.id, result.error))
+                elif not result.root_keys_known:
+                    root_unknown.append(account.id)
 
         record = run_record(
             run,
@@ -169,25 +190,46 @@ class Collector:
             duration_seconds=time.monotonic() - started_monotonic,
             version=__version__,
             signed_in=signed_in,
+            deferred=delivery.deferred,
+            replayed=delivery.replayed,
+            dropped=delivery.dropped,
+            root_keys_unknown=root_unknown,
         )
         with self._sink_lock:
+            before = delivery.deferred
             self._sink.send(RUNS_TABLE, [record.to_row()])
+            run_record_deferred = delivery.deferred > before
         self._progress.finished(record)
+        if run_record_deferred:  # the sink took nothing, not even the run record: make the platform show it
+            raise DeliveryDeferredError(
+                f"{self._sink.name} sink unavailable: {delivery.deferred} record(s) of this run kept in the outbox "
+                f"at {self._sink.outbox.location}; the next run delivers them first"
+            )
         return record
 
-    def _collect_account(self, account: Account, run: RunContext) -> tuple[int, str | None]:
-        """Inventory one account into a spool, then deliver it. Returns (keys delivered, error or None)."""
+    def _collect_account(self, account: Account, run: RunContext) -> AccountResult:
+        """Inventory one account into a spool, then deliver it."""
         with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool:
             try:
                 iam = self._source.iam_client(account)
                 count = inventory_account(iam, account, run, self._options.iam_concurrency, spool)
             except Exception as exc:
-                return 0, describe_error(exc)
+                return AccountResult(0, describe_error(exc))
+            root_known = True
+            try:
+                root_records = root_key_records(read_credential_report(iam, run.started_at), account, run)
+            except Exception as exc:  # root keys unknown this run: said in the run record, the account goes on
+                root_known = False
+                log.warning("Account %s: root keys unknown: %s", account.id, describe_error(exc))
+            else:
+                for record in root_records:
+                    spool.write(json.dumps(record.to_row(), separators=(",", ":")) + "\n")
+                count += len(root_records)
             try:
                 self._deliver(spool)
             except SinkError as exc:
-                return 0, f"records not delivered: {redact(str(exc))}"
-            return count, None
+                return AccountResult(0, f"records not delivered: {redact(str(exc))}")
+            return AccountResult(count, None, root_known)
 
     def _deliver(self, spool: IO[str]) -> None:
         spool.seek(0)

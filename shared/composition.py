@@ -13,10 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.aws import AwsClientFactory, AwsSource
 from shared.collector import Collector, CollectorOptions, Progress
+from shared.outbox import FileOutbox, Outbox, ReliableSink
 from shared.ports import SecretProvider, Sink, WebIdentityTokenProvider
 from shared.settings import AuthMode, Settings, SinkKind
 from shared.sinks.file_sink import FileSink
@@ -37,7 +40,8 @@ def needs_azure_credential(
     settings: Settings, secrets: SecretProvider | None, tokens: WebIdentityTokenProvider | None, sink: Sink | None
 ) -> bool:
     return (
-        (secrets is None and bool(settings.secret_names_needed()))
+        bool(settings.outbox_blob_service_uri)
+        or (secrets is None and bool(settings.secret_names_needed()))
         or (tokens is None and settings.aws_auth_mode is AuthMode.WEB_IDENTITY)
         or (sink is None and settings.log_sink is SinkKind.LOGS_INGESTION)
     )
@@ -83,6 +87,13 @@ def compose(
         if sink is None:
             sink = build_sink(settings, options, credential, secrets)
             stack.callback(sink.close)
+        reliable = ReliableSink(
+            sink,
+            build_outbox(settings, options, credential),
+            max_rows=settings.outbox_max_records,
+            max_age=timedelta(hours=settings.outbox_max_age_hours),
+        )
+        stack.callback(reliable.outbox.close)
 
         source = AwsSource(
             settings,
@@ -100,9 +111,18 @@ def compose(
                 iam_concurrency=settings.iam_concurrency,
             ),
             source,
-            sink,
+            reliable,
             progress,
         )
+
+
+def build_outbox(settings: Settings, options: ClientOptions, credential: TokenCredential | None) -> Outbox:
+    """The Function's own storage account when it has one (identity-based), else a folder beside the file sink."""
+    if settings.outbox_blob_service_uri:
+        from shared.blob_outbox import BlobOutbox
+
+        return BlobOutbox(settings.outbox_blob_service_uri, settings.outbox_container, _given(credential), options)
+    return FileOutbox(Path(settings.file_sink_dir) / "outbox")
 
 
 def build_sink(

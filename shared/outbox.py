@@ -75,6 +75,8 @@ class Outbox(Protocol):
 
     def delete(self, item: OutboxItem) -> None: ...  # delivered or dropped
 
+    def close(self) -> None: ...
+
 
 class FileOutbox:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
@@ -111,6 +113,9 @@ class FileOutbox:
     def delete(self, item: OutboxItem) -> None:
         for path in (self.directory / f".{item.name}.claimed", self.directory / item.name):
             path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -149,7 +154,11 @@ class ReliableSink:
     def replay(self, now: datetime) -> DeliveryStats:
         """Prune the outbox to its bounds, then deliver what is left, oldest first. Stops at the first failure
         (the sink is still down): what is left stays for the next run."""
-        items = self.outbox.items()
+        try:
+            items = self.outbox.items()
+        except (OSError, SinkError) as exc:  # an unreadable outbox must not stop this run's collection
+            log.error("Outbox at %s cannot be read; its records wait for a later run: %s", self.outbox.location, exc)
+            return self.stats
         keep: list[OutboxItem] = []
         for item in items:
             if now - item.created > self.max_age:
@@ -162,16 +171,20 @@ class ReliableSink:
             total -= oldest.rows
             self._drop(oldest, "over the outbox's size limit")
         for item in keep:
-            rows = self.outbox.claim(item)
-            if rows is None:
-                continue  # another run is replaying it
             try:
-                self.inner.send(item.table, rows)
-            except SinkError as exc:
-                self.outbox.release(item)
-                log.warning("Outbox replay stopped, %s is still failing: %s", self.inner.name, exc)
+                rows = self.outbox.claim(item)
+                if rows is None:
+                    continue  # another run is replaying it
+                try:
+                    self.inner.send(item.table, rows)
+                except SinkError as exc:
+                    self.outbox.release(item)
+                    log.warning("Outbox replay stopped, %s is still failing: %s", self.inner.name, exc)
+                    break
+                self.outbox.delete(item)
+            except (OSError, SinkError) as exc:
+                log.error("Outbox replay stopped, the outbox at %s failed: %s", self.outbox.location, exc)
                 break
-            self.outbox.delete(item)
             self.stats.replayed += len(rows)
         if self.stats.replayed:
             log.info("Delivered %d row(s) kept in the outbox by earlier runs", self.stats.replayed)
@@ -183,5 +196,8 @@ class ReliableSink:
         log.warning("Dropped %d undelivered %s row(s) from %s: %s", item.rows, item.table.table, item.created, why)
 
     def close(self) -> None:
-        self.inner.close()
+        try:
+            self.inner.close()
+        finally:
+            self.outbox.close()
 

@@ -6,7 +6,9 @@ field, so that an account with a bad answer fails clearly rather than producing 
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -15,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.ports import CollectorError
-from shared.records import KeyRecord, RunRecord
+from shared.records import ROOT_USER_NAME, KeyRecord, RunRecord
 from shared.redaction import mask_access_key_id
 
 _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
@@ -210,6 +212,10 @@ def run_record(
     duration_seconds: float,
     version: str,
     signed_in: bool = True,
+    deferred: int = 0,
+    replayed: int = 0,
+    dropped: int = 0,
+    root_keys_unknown: Sequence[str] = (),
 ) -> RunRecord:
     """The run's summary record; ``failures`` is (account id, error message) per failed account, in order."""
     return RunRecord(
@@ -225,4 +231,69 @@ def run_record(
         KeysCollected=keys_collected,
         DurationSeconds=round(duration_seconds, 3),
         CollectorVersion=version,
+        RecordsDeferred=deferred,
+        RecordsReplayed=replayed,
+        RecordsDropped=dropped,
+        RootKeysUnknownAccounts=json.dumps(list(root_keys_unknown)),
     )
+
+
+ROOT_ARN_SUFFIX = ":root"
+
+
+def root_key_records(report_csv: str, account: Account, run: RunContext) -> list[KeyRecord]:
+    """One record per root access-key slot that exists, from the IAM credential report's ``<root_account>`` row.
+
+    The report never shows key ids: ``AccessKeyId`` is null and the fingerprint is derived from the account and the
+    slot, which is stable across runs while the slot holds the same key (``last_rotated`` changes when it does not).
+    """
+    rows = list(csv.DictReader(io.StringIO(report_csv)))
+    where = "IAM GetCredentialReport"
+    if rows and "user" not in rows[0]:
+        raise MalformedResponseError(f"{where}: the report has no user column")
+    root = next((r for r in rows if r.get("user") == ROOT_USER_NAME), None)
+    if root is None:
+        return []  # the report of this account does not list its root user (seen only in emulators)
+    arn = root.get("arn") or f"arn:aws:iam::{account.id}{ROOT_ARN_SUFFIX}"
+    slots = []
+    for slot in (1, 2):
+        rotated = root.get(f"access_key_{slot}_last_rotated")
+        active = root.get(f"access_key_{slot}_active")
+        if rotated in (None, "", "N/A") or active not in ("true", "false"):
+            continue  # no key in this slot
+        created = _report_date(rotated, f"{where}: access_key_{slot}_last_rotated")
+        if created is None:
+            continue
+        used_at = _report_date(root.get(f"access_key_{slot}_last_used_date"), f"{where}: last used date")
+        slots.append((slot, "Active" if active == "true" else "Inactive", created, used_at))
+    active_count = sum(1 for _, status, _, _ in slots if status == "Active")
+    return [
+        _key_record(
+            run=run,
+            account=account,
+            user_name=ROOT_USER_NAME,
+            user_arn=arn,
+            masked_id=None,
+            key_fingerprint=hashlib.sha256(f"{account.id}:root:{slot}:{created.isoformat()}".encode()).hexdigest()[
+                :16
+            ],
+            status=status,
+            created=created,
+            used_at=used_at,
+            region=_optional_text(root.get(f"access_key_{slot}_last_used_region"), "region", where),
+            service=_optional_text(root.get(f"access_key_{slot}_last_used_service"), "service", where),
+            active_count=active_count,
+            is_root=True,
+        )
+        for slot, status, created, used_at in slots
+    ]
+
+
+def _report_date(value: str | None, where: str) -> datetime | None:
+    if value in (None, "", "N/A", "no_information"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise MalformedResponseError(f"{where} is not a date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
