@@ -101,8 +101,9 @@ def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]], accounts: dict
         counts["RotationDue"] += bool(row["RotationDue"])
         counts["Unused"] += bool(row["Unused"])
         counts["NeverUsed"] += bool(row["NeverUsed"] and active)
-        counts["TwoActive"] += bool(active and row["UserActiveKeyCount"] > 1)
-        if row["RotationDue"] or row["Unused"] or (active and row["UserActiveKeyCount"] > 1):
+        counts["TwoActive"] += bool(active and row["UserActiveKeyCount"] > 1 and not row["IsRootKey"])
+        counts["Root"] += bool(active and row["IsRootKey"])
+        if active and (row["IsRootKey"] or row["RotationDue"] or row["Unused"] or row["UserActiveKeyCount"] > 1):
             worst.append(row)
 
     lines = [
@@ -111,12 +112,12 @@ def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]], accounts: dict
         "",
     ]
     names = accounts or {}
-    header = ["Account", "Name", "Keys", "Active", "Rotation due", "Unused", "Never used", "2 active/user"]
+    header = ["Account", "Name", "Keys", "Active", "Root keys", "Rotation due", "Unused", "Never used", "2 active/user"]
     table = [header]
     for account_id in sorted(per_account):
         c = per_account[account_id]
         table.append([account_id, names.get(account_id, ""), *(str(c[k]) for k in
-                      ("Keys", "Active", "RotationDue", "Unused", "NeverUsed", "TwoActive"))])
+                      ("Keys", "Active", "Root", "RotationDue", "Unused", "NeverUsed", "TwoActive"))])
     if len(table) > 1:
         totals = ["Total", "", *(str(sum(int(r[i]) for r in table[1:])) for i in range(2, len(header)))]
         table.append(totals)
@@ -124,9 +125,10 @@ def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]], accounts: dict
     if worst:
         lines += ["", "Findings (active keys):"]
         detail = [["Account", "User", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
-        worst.sort(key=lambda r: (-r["AgeDays"], r["AccountId"], r["UserName"]))
+        worst.sort(key=lambda r: (not r["IsRootKey"], -r["AgeDays"], r["AccountId"], r["UserName"]))
         for r in worst[:25]:
-            tags = [t for t, flag in (("rotation due", r["RotationDue"]), ("unused", r["Unused"]),
+            tags = [t for t, flag in (("ROOT ACCOUNT KEY", r["IsRootKey"]), ("rotation due", r["RotationDue"]),
+                                      ("unused", r["Unused"]),
                                       ("never used", r["NeverUsed"]), ("2 active keys", r["UserActiveKeyCount"] > 1))
                     if flag]
             used = "never" if r["DaysSinceLastUse"] is None else str(r["DaysSinceLastUse"])

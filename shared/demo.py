@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 
+ROOT_USER = "<root_account>"
 MANAGEMENT_ACCOUNT_ID = "123456789012"  # moto's default account: the organization's management account
 HOME_ROLE_NAME = "AwsIamKeyCollectorHome"
 MEMBER_ROLE_NAME = "AwsIamKeyCollector"
@@ -46,6 +47,7 @@ class UserSpec:
 class AccountSpec:
     name: str
     users: tuple[UserSpec, ...]
+    root_keys: tuple[KeySpec, ...] = ()
 
 
 # Keys of every kind: old, fresh, used, never used, inactive, two active on one user, exact boundaries.
@@ -78,6 +80,7 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
             UserSpec("judy", (KeySpec(91, 5),)),
             UserSpec("test-user", (KeySpec(90, 45),)),
         ),
+        root_keys=(KeySpec(700, 12, service="ec2", region="us-east-1"),),  # CIS AWS 1.4: the worst finding
     ),
 )
 
@@ -153,6 +156,38 @@ def backdate_key(account_id: str, key_id: str, spec: KeySpec, now: datetime) -> 
         key.last_used = AccessKeyLastUsed(timestamp=used, service=spec.service, region=spec.region)
 
 
+def seed_root_keys(account_id: str, slots: tuple[KeySpec, ...], now: datetime) -> None:
+    """Give the account's root user access keys in its IAM credential report.
+
+    AWS has no API to create root access keys (only the root user can, in the console), and moto's report lists
+    IAM users only; so the demo adds the ``<root_account>`` row that AWS's report carries, with these keys."""
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[account_id]["aws"]
+    original = backend.get_credential_report
+
+    def fmt(value: datetime | None) -> str:
+        return "N/A" if value is None else value.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+    cells = [ROOT_USER, f"arn:aws:iam::{account_id}:root", fmt(now - timedelta(days=2000)), "not_supported",
+             fmt(now - timedelta(days=3)), "not_supported", "not_supported", "false"]
+    for n in (0, 1):
+        if n < len(slots):
+            spec = slots[n]
+            used = None if spec.last_used_days_ago is None else now - timedelta(days=spec.last_used_days_ago)
+            cells += [str(spec.status == "Active").lower(), fmt(now - timedelta(days=spec.age_days, hours=1)),
+                      fmt(used), "N/A" if used is None else spec.region, "N/A" if used is None else spec.service]
+        else:
+            cells += ["false", "N/A", "N/A", "N/A", "N/A"]
+    cells += ["false", "N/A", "false", "N/A"]
+
+    def report_with_root() -> str:
+        header, _, users = original().partition("\n")
+        return f"{header}\n{','.join(cells)}\n{users}"
+
+    backend.get_credential_report = report_with_root
+
+
 def seed_users(endpoint_url: str, account_id: str, credentials: dict[str, str] | None, users: tuple[UserSpec, ...],
                now: datetime) -> int:
     iam = _client("iam", endpoint_url, credentials)
@@ -194,6 +229,9 @@ def seed_organization(
     management, *members = accounts
     seeded.accounts[MANAGEMENT_ACCOUNT_ID] = management.name
     seeded.expected_keys = 1 + seed_users(endpoint_url, MANAGEMENT_ACCOUNT_ID, None, management.users, now)
+    if management.root_keys:
+        seed_root_keys(MANAGEMENT_ACCOUNT_ID, management.root_keys, now)
+        seeded.expected_keys += len(management.root_keys)
     for spec in members:
         account_id = org.create_account(Email=f"{spec.name.lower()}@example.com", AccountName=spec.name)[
             "CreateAccountStatus"
@@ -202,6 +240,9 @@ def seed_organization(
         admin = _assume(endpoint_url, f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole")
         _client("iam", endpoint_url, admin).create_role(RoleName=MEMBER_ROLE_NAME, AssumeRolePolicyDocument=trust)
         seeded.expected_keys += seed_users(endpoint_url, account_id, admin, spec.users, now)
+        if spec.root_keys:
+            seed_root_keys(account_id, spec.root_keys, now)
+            seeded.expected_keys += len(spec.root_keys)
     return seeded
 
 
