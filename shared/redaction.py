@@ -19,8 +19,12 @@ _ACCESS_KEY_ID = re.compile(
 # Authorization headers and bearer tokens that a third-party DEBUG log may print.
 _BEARER = re.compile(r"(?i)(bearer\s+|sharedkey\s+[^:\s]+:)[A-Za-z0-9._~+/=-]{8,}")
 _SECRET_PARAMS = re.compile(
-    r"(?i)(\"?(?:SecretAccessKey|SessionToken|access_token|client_secret)\"?\s*[:=]\s*\"?)[^\"&,\s<]{8,}"
+    r"(?i)([\"']?(?:SecretAccessKey|SessionToken|WebIdentityToken|access_token|client_secret|aws_secret_access_key|"
+    r"aws_session_token)[\"']?\s*[:=]\s*[\"']?)[^\"'&,\s<}]{8,}"
 )
+# STS answers (XML) and JSON bodies that carry credentials, as botocore's DEBUG log prints them.
+_SECRET_XML = re.compile(r"(<(SecretAccessKey|SessionToken|WebIdentityToken)>)[^<]+(</)")
+_SECRET_JSON = re.compile(r'(?i)("(?:value|access_token|refresh_token|SecretAccessKey|SessionToken)"\s*:\s*")[^"]{8,}"')
 
 _lock = threading.Lock()
 _known_secrets: set[str] = set()
@@ -46,6 +50,8 @@ def redact(text: str) -> str:
             text = text.replace(secret, "[REDACTED]")
     text = _ACCESS_KEY_ID.sub(lambda m: f"{m.group(1)[:4]}...{m.group(2)}", text)
     text = _BEARER.sub(lambda m: m.group(1) + "[REDACTED]", text)
+    text = _SECRET_XML.sub(lambda m: m.group(1) + "[REDACTED]" + m.group(3), text)
+    text = _SECRET_JSON.sub(lambda m: m.group(1) + '[REDACTED]"', text)
     return _SECRET_PARAMS.sub(lambda m: m.group(1) + "[REDACTED]", text)
 
 

@@ -52,6 +52,7 @@ class AwsProxy:
         parts = urlsplit(upstream)
         self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.calls: list[Call] = []
+        self.response_bodies: list[bytes] = []  # what AWS answered, to find every secret it handed out
         self.rules: list[Rule] = []
         self._lock = threading.Lock()
         proxy = self
@@ -96,6 +97,8 @@ class AwsProxy:
                 conn.request("POST", self.path, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
+                with proxy._lock:
+                    proxy.response_bodies.append(data)
                 self.send_response(response.status)
                 for k, v in response.getheaders():
                     if k.lower() not in ("content-length", "connection", "transfer-encoding", "server", "date"):
