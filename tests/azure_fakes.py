@@ -1,0 +1,402 @@
+"""Small local HTTPS fakes of the Azure services the collector calls, for the real SDK clients to talk to.
+
+Each fake is an ``http.server`` in a thread on 127.0.0.1 with a certificate from a trustme CA; clients trust that CA
+through ``ClientOptions.ca_bundle`` (test-only) and nothing else changes: TLS verification stays on.
+
+- ``ManagedIdentityFake``: the App Service / Functions managed identity endpoint (``IDENTITY_ENDPOINT`` +
+  ``IDENTITY_HEADER``, api-version 2019-08-01): checks ``X-IDENTITY-HEADER``, issues one random token per resource.
+- ``KeyVaultFake``: ``GET /secrets/<name>``; an unauthenticated request gets Key Vault's 401 challenge; a bearer
+  token must be one the identity fake issued for ``https://vault.azure.net``; 404 ``SecretNotFound``; 403 mode.
+- ``LogsIngestionFake``: ``POST /dataCollectionRules/<rule>/streams/<stream>``: gzip JSON, bearer token for
+  ``https://monitor.azure.com``, 204; scripted faults (429 + Retry-After, ...).
+- ``DataCollectorFake``: ``POST /api/logs``: recomputes the SharedKey signature from the raw body bytes and the
+  headers, 200; scripted faults.
+
+Test modules use the fixtures by importing them: ``from tests.azure_fakes import azure_fixture, fake_tls_fixture``.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import hmac
+import json
+import secrets
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+import trustme
+
+from shared.composition import ClientOptions
+
+VAULT_RESOURCE = "https://vault.azure.net"
+MONITOR_RESOURCE = "https://monitor.azure.com"
+TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+WORKSPACE_ID = "0b6a8f5e-3c1d-4e2f-9a7b-6c5d4e3f2a1b"
+DATA_COLLECTOR_DOMAIN = "ods.localhost"  # a valid LOG_ANALYTICS_DOMAIN; tests route its hosts to 127.0.0.1
+DATA_COLLECTOR_HOST = f"{WORKSPACE_ID}.{DATA_COLLECTOR_DOMAIN}"
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
+        return cls(status, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the query
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+class Tls:
+    """One CA and one server certificate for every fake (localhost, 127.0.0.1, the data collector host)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ca = trustme.CA()
+        self.server_cert = self.ca.issue_cert("localhost", "127.0.0.1", DATA_COLLECTOR_HOST)
+        self.ca_bundle = str(directory / "fake-azure-ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_bundle)
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.server_cert.configure_cert(context)
+        return context
+
+
+class FakeServer:
+    """An HTTPS server on 127.0.0.1 that hands every request to ``handle`` and records it."""
+
+    def __init__(self, tls: Tls) -> None:
+        self.requests: list[Request] = []
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                request = Request(self.command, unquote(parts.path), query,
+                                  {k.lower(): v for k, v in self.headers.items()}, body)
+                with fake.lock:
+                    fake.requests.append(request)
+                try:
+                    response = fake.handle(request)
+                except Exception as exc:  # a bug in a fake must show as a 500, not hang the client
+                    response = Response.json(500, {"error": {"code": "FakeError", "message": repr(exc)}})
+                self.send_response(response.status)
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                self.wfile.write(response.body)
+
+            do_GET = do_POST = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._server.socket = tls.server_context().wrap_socket(self._server.socket, server_side=True)
+        self.port = self._server.server_address[1]
+        self.url = f"https://localhost:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,), daemon=True)
+        self._thread.start()
+
+    def handle(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class Faults:
+    """Scripted responses served before the normal ones, e.g. one 429 with Retry-After then success."""
+
+    def __init__(self) -> None:
+        self._queue: list[Response] = []
+        self._lock = threading.Lock()
+
+    def add(self, *responses: Response) -> None:
+        with self._lock:
+            self._queue.extend(responses)
+
+    def next(self) -> Response | None:
+        with self._lock:
+            return self._queue.pop(0) if self._queue else None
+
+
+class ManagedIdentityFake(FakeServer):
+    """The App Service managed identity endpoint (api-version 2019-08-01)."""
+
+    def __init__(self, tls: Tls) -> None:
+        super().__init__(tls)
+        self.identity_header = secrets.token_urlsafe(24)
+        self.endpoint = f"{self.url}/msi/token"
+        self.issued: dict[str, list[str]] = {}  # resource -> tokens issued for it
+
+    def tokens(self) -> list[str]:
+        with self.lock:
+            return [t for tokens in self.issued.values() for t in tokens]
+
+    def is_valid(self, token: str, resource: str) -> bool:
+        with self.lock:
+            return token in self.issued.get(resource, [])
+
+    def handle(self, request: Request) -> Response:
+        if request.path != "/msi/token" or request.method != "GET":
+            return Response.json(404, {"statusCode": 404, "message": "not found"})
+        if request.headers.get("x-identity-header") != self.identity_header:
+            return Response.json(401, {"statusCode": 401, "message": "X-IDENTITY-HEADER missing or wrong"})
+        if request.query.get("api-version") != "2019-08-01" or not request.query.get("resource"):
+            return Response.json(400, {"statusCode": 400, "message": "api-version 2019-08-01 and resource required"})
+        resource = request.query["resource"]
+        # JWT-shaped, random: easy to spot if it ever leaks into a log line
+        token = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(48) + "." + secrets.token_urlsafe(32)
+        with self.lock:
+            self.issued.setdefault(resource, []).append(token)
+        return Response.json(200, {
+            "access_token": token,
+            "expires_on": str(int(time.time()) + 3600),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": request.query.get("client_id", "00000000-0000-0000-0000-000000000001"),
+        })
+
+
+def _bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    return value[len("Bearer "):] if value.startswith("Bearer ") else None
+
+
+class KeyVaultFake(FakeServer):
+    def __init__(self, tls: Tls, identity: ManagedIdentityFake) -> None:
+        super().__init__(tls)
+        self.identity = identity
+        self.secrets: dict[str, str] = {}
+        self.forbidden = False
+        self.challenges = 0
+        self.reads: list[str] = []  # secret names served, in order
+
+    def handle(self, request: Request) -> Response:
+        token = _bearer(request)
+        if token is None:
+            self.challenges += 1
+            challenge = (f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", '
+                         f'resource="{VAULT_RESOURCE}"')
+            return Response.json(401, {"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a "
+                                                 "Bearer or PoP token."}}, {"WWW-Authenticate": challenge})
+        if not self.identity.is_valid(token, VAULT_RESOURCE):
+            return Response.json(401, {"error": {"code": "Unauthorized", "message": "AKV10032: Invalid issuer."}})
+        parts = [p for p in request.path.split("/") if p]
+        if request.method != "GET" or len(parts) not in (2, 3) or parts[0] != "secrets":
+            return Response.json(400, {"error": {"code": "BadParameter", "message": "unsupported request"}})
+        if not request.query.get("api-version"):
+            return Response.json(400, {"error": {"code": "BadParameter", "message": "api-version missing"}})
+        if self.forbidden:
+            return Response.json(403, {"error": {
+                "code": "Forbidden",
+                "message": "Caller is not authorized to perform action on resource. Action: "
+                           "'Microsoft.KeyVault/vaults/secrets/getSecret/action'",
+                "innererror": {"code": "ForbiddenByRbac"},
+            }})
+        name = parts[1]
+        if name not in self.secrets:
+            return Response.json(404, {"error": {
+                "code": "SecretNotFound",
+                "message": f"A secret with (name/id) {name} was not found in this key vault.",
+            }})
+        with self.lock:
+            self.reads.append(name)
+        version = "0123456789abcdef0123456789abcdef"
+        now = int(time.time())
+        return Response.json(200, {
+            "value": self.secrets[name],
+            "id": f"{self.url}/secrets/{name}/{version}",
+            "attributes": {"enabled": True, "created": now, "updated": now, "recoveryLevel": "Recoverable"},
+            "tags": {},
+        })
+
+
+@dataclass
+class Upload:
+    rule_id: str
+    stream: str
+    rows: list[dict[str, Any]]
+    gzip_bytes: int
+
+
+class LogsIngestionFake(FakeServer):
+    def __init__(self, tls: Tls, identity: ManagedIdentityFake) -> None:
+        super().__init__(tls)
+        self.identity = identity
+        self.faults = Faults()
+        self.uploads: list[Upload] = []
+        self.reject: Callable[[str, list[dict[str, Any]]], Response | None] = lambda stream, rows: None
+
+    def rows(self, stream: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for u in self.uploads if u.stream == stream for r in u.rows]
+
+    def handle(self, request: Request) -> Response:
+        token = _bearer(request)
+        if token is None or not self.identity.is_valid(token, MONITOR_RESOURCE):
+            return Response.json(401, {"error": {"code": "InvalidToken", "message": "bearer token missing or wrong"}})
+        parts = [p for p in request.path.split("/") if p]
+        if request.method != "POST" or len(parts) != 4 or parts[0] != "dataCollectionRules" or parts[2] != "streams":
+            return Response.json(404, {"error": {"code": "NotFound", "message": "unknown path"}})
+        if not request.query.get("api-version"):
+            return Response.json(400, {"error": {"code": "MissingApiVersion", "message": "api-version"}})
+        if request.headers.get("content-encoding") != "gzip":
+            return Response.json(400, {"error": {"code": "InvalidContentEncoding", "message": "expected gzip"}})
+        rows = json.loads(gzip.decompress(request.body))
+        if not isinstance(rows, list):
+            return Response.json(400, {"error": {"code": "InvalidPayload", "message": "expected a JSON array"}})
+        fault = self.faults.next() or self.reject(parts[3], rows)
+        if fault is not None:
+            return fault
+        with self.lock:
+            self.uploads.append(Upload(parts[1], parts[3], rows, len(request.body)))
+        return Response(204)
+
+
+@dataclass
+class Post:
+    log_type: str
+    rows: list[dict[str, Any]]
+    body_bytes: int
+
+
+class DataCollectorFake(FakeServer):
+    MAX_BODY = 30 * 1024 * 1024  # the service's documented per-post limit (generous reading)
+
+    def __init__(self, tls: Tls, workspace_id: str = WORKSPACE_ID, shared_key: str | None = None) -> None:
+        super().__init__(tls)
+        self.workspace_id = workspace_id
+        self.shared_key = shared_key or base64.b64encode(secrets.token_bytes(64)).decode()
+        self.faults = Faults()
+        self.posts: list[Post] = []
+        self.bad_signatures = 0
+
+    def rows(self, log_type: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [r for p in self.posts if p.log_type == log_type for r in p.rows]
+
+    def expected_signature(self, request: Request) -> str:
+        to_sign = (f"POST\n{len(request.body)}\n{request.headers.get('content-type', '')}\n"
+                   f"x-ms-date:{request.headers.get('x-ms-date', '')}\n/api/logs")
+        digest = hmac.new(base64.b64decode(self.shared_key), to_sign.encode("utf-8"), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
+
+    def handle(self, request: Request) -> Response:
+        host = request.headers.get("host", "")
+        if host != DATA_COLLECTOR_HOST or request.method != "POST" or request.path != "/api/logs":
+            return Response.json(404, {"Error": "NotFound", "Message": f"no such endpoint {host}{request.path}"})
+        if request.query.get("api-version") != "2016-04-01":
+            return Response.json(400, {"Error": "InvalidApiVersion", "Message": "api-version must be 2016-04-01"})
+        if int(request.headers.get("content-length", "-1")) != len(request.body):
+            return Response.json(400, {"Error": "InvalidContentLength", "Message": "length mismatch"})
+        expected = f"SharedKey {self.workspace_id}:{self.expected_signature(request)}"
+        if not hmac.compare_digest(request.headers.get("authorization", ""), expected):
+            self.bad_signatures += 1
+            return Response.json(403, {"Error": "InvalidAuthorization", "Message": "An invalid scheme was specified"})
+        if request.headers.get("content-type") != "application/json":
+            return Response.json(400, {"Error": "InvalidContentType", "Message": "application/json expected"})
+        log_type = request.headers.get("log-type", "")
+        if not log_type.replace("_", "").isalnum() or len(log_type) > 100:
+            return Response.json(400, {"Error": "InvalidLogType", "Message": "bad Log-Type"})
+        if request.headers.get("time-generated-field") != "TimeGenerated":
+            return Response.json(400, {"Error": "InvalidTimeGeneratedField", "Message": "expected TimeGenerated"})
+        if len(request.body) > self.MAX_BODY:
+            return Response.json(413, {"Error": "InvalidDataSize", "Message": "more than 30 MB"})
+        fault = self.faults.next()
+        if fault is not None:
+            return fault
+        rows = json.loads(request.body.decode("utf-8"))
+        with self.lock:
+            self.posts.append(Post(log_type, rows, len(request.body)))
+        return Response(200)
+
+
+def route_host_to(host: str, port: int) -> Callable[..., Any]:
+    """A ``socket.getaddrinfo`` that resolves ``host`` (any port) to 127.0.0.1:``port``, like a hosts-file entry plus
+    a port forward; every other name resolves as usual. TLS still checks the certificate against ``host``."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name: Any, service: Any, *args: Any, **kwargs: Any) -> Any:
+        if name == host:
+            return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))]
+        return real(name, service, *args, **kwargs)
+
+    return getaddrinfo
+
+
+@dataclass
+class AzureFakes:
+    tls: Tls
+    identity: ManagedIdentityFake
+    vault: KeyVaultFake
+    ingestion: LogsIngestionFake
+    collector: DataCollectorFake
+
+    def close(self) -> None:
+        for server in (self.identity, self.vault, self.ingestion, self.collector):
+            server.close()
+
+
+    def options(self, *, verify_challenge_resource: bool = False) -> ClientOptions:
+        """The test-only client options: trust the fakes' CA; the vault on localhost is not *.vault.azure.net."""
+        return ClientOptions(ca_bundle=self.tls.ca_bundle, verify_challenge_resource=verify_challenge_resource)
+
+
+# Environment variables that would make azure-identity pick another managed identity flavour or another account.
+_IDENTITY_ENV = ("MSI_ENDPOINT", "MSI_SECRET", "IDENTITY_SERVER_THUMBPRINT", "IMDS_ENDPOINT", "AZURE_CLIENT_ID",
+                 "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST",
+                 "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "HTTPS_PROXY", "https_proxy")
+
+
+@pytest.fixture(scope="session", name="fake_tls")
+def fake_tls_fixture(tmp_path_factory: pytest.TempPathFactory) -> Tls:
+    return Tls(tmp_path_factory.mktemp("fake-azure-tls"))
+
+
+@pytest.fixture(name="azure")
+def azure_fixture(fake_tls: Tls, monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureFakes]:
+    """Fresh fakes for one test, with the managed identity environment of App Service / Functions pointing at the
+    identity fake, and the data collector host routed to its fake."""
+    identity = ManagedIdentityFake(fake_tls)
+    fakes = AzureFakes(fake_tls, identity, KeyVaultFake(fake_tls, identity), LogsIngestionFake(fake_tls, identity),
+                       DataCollectorFake(fake_tls))
+    for name in _IDENTITY_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IDENTITY_ENDPOINT", identity.endpoint)
+    monkeypatch.setenv("IDENTITY_HEADER", identity.identity_header)
+    monkeypatch.setattr(socket, "getaddrinfo", route_host_to(DATA_COLLECTOR_HOST, fakes.collector.port))
+    try:
+        yield fakes
+    finally:
+        fakes.close()
