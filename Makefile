@@ -34,7 +34,12 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-unit: setup
+# Azurite (Azure Storage emulator) for the blob outbox tests, from the npm registry.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+unit: setup node_modules/.installed
 	$(PY) -m pytest
 
 infra-checks: setup $(CHECKOV_VENV)/.installed
@@ -47,4 +52,4 @@ bench: setup
 	$(PY) benchmarks/bench_collect.py
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache out
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache out
