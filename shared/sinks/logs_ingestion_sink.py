@@ -1,0 +1,133 @@
+"""The ``logs_ingestion`` sink (default): the Azure Monitor Logs Ingestion API through a data collection rule,
+signed in with the run's Azure credential (no workspace key anywhere).
+
+azure-monitor-ingestion splits the rows into chunks of at most 1 MiB of JSON, gzips and POSTs each one; azure-core's
+retry policy retries each chunk (waiting for Retry-After when the service sends it). Chunks that still fail are
+collected through ``on_error`` and reported as one ``SinkError`` with the number of rows not delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
+
+from shared.azure import RETRY_BACKOFF_FACTOR, RETRY_BACKOFF_MAX, RETRY_TOTAL, transport_options
+from shared.ports import SinkError
+from shared.records import KEYS_TABLE, RUNS_TABLE, Table
+from shared.redaction import redact
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from shared.composition import ClientOptions
+
+log = logging.getLogger(__name__)
+
+PUBLISHER_ROLE = "Monitoring Metrics Publisher"
+
+
+class LogsIngestionSink:
+    name = "logs_ingestion"
+
+    def __init__(
+        self,
+        endpoint: str,
+        rule_id: str,
+        keys_stream: str,
+        runs_stream: str,
+        credential: TokenCredential,
+        options: ClientOptions,
+    ) -> None:
+        self.endpoint = endpoint
+        self.rule_id = rule_id
+        self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream}
+        self._client = LogsIngestionClient(
+            endpoint,
+            credential,
+            retry_total=RETRY_TOTAL,
+            retry_backoff_factor=RETRY_BACKOFF_FACTOR,
+            retry_backoff_max=RETRY_BACKOFF_MAX,
+            **transport_options(options),
+        )
+
+    def stream(self, table: Table) -> str:
+        try:
+            return self._streams[table.table]
+        except KeyError:
+            raise ValueError(f"logs_ingestion: no stream configured for table {table.table}") from None
+
+    def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        stream = self.stream(table)
+        failures: list[LogsUploadError] = []
+        try:
+            self._client.upload(
+                rule_id=self.rule_id,
+                stream_name=stream,
+                logs=list(rows),
+                on_error=failures.append,
+                # A POST is retried on 429 and 408/502 too, not only on 500/503/504: duplicates are possible after
+                # an ambiguous failure (at least once), losses are not. RunId + AccessKeyFingerprint identify a row.
+                retry_on_methods=frozenset(["POST"]),
+            )
+        except Exception as exc:  # not a chunk failure (those go to on_error): nothing is known to be delivered
+            raise SinkError(self._message(stream, len(rows), len(rows), exc), undelivered=len(rows)) from None
+        if failures:
+            undelivered = sum(len(f.failed_logs) for f in failures)
+            raise SinkError(self._message(stream, undelivered, len(rows), failures[0].error), undelivered=undelivered)
+
+    def _message(self, stream: str, undelivered: int, total: int, error: Exception) -> str:
+        return (
+            f"logs_ingestion: {undelivered} of {total} row(s) not delivered to stream {stream} of data collection rule "
+            f"{self.rule_id} at {self.endpoint}: {describe_ingestion_error(error)}"
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def describe_ingestion_error(error: Exception) -> str:
+    """One secret-free line: what failed and what to check."""
+    if isinstance(error, ClientAuthenticationError) and error.status_code is None:
+        return (
+            f"could not get a token ({_first_line(error.message)}); check the Function's managed identity "
+            "(AZURE_CLIENT_ID for a user-assigned one) or, locally, `az login`"
+        )
+    if isinstance(error, HttpResponseError) and error.status_code is not None:
+        status = error.status_code
+        code = getattr(getattr(error, "error", None), "code", None)
+        head = f"HTTP {status}{' ' + code if code else ''}: {_first_line(error.message)}"
+        if status in (401, 403):
+            return (
+                f"{head}; grant the Function's managed identity the '{PUBLISHER_ROLE}' role on the data collection "
+                "rule (role assignments can take up to 30 minutes to apply)"
+            )
+        if status == 404:
+            return f"{head}; check LOGS_INGESTION_RULE_ID, the stream names and LOGS_INGESTION_ENDPOINT"
+        if status == 400:
+            return f"{head}; the rows do not match the stream declared in the data collection rule"
+        if status == 413:
+            return f"{head}; a request was too large"
+        return f"{head} (after retries)"
+    if isinstance(error, ServiceRequestError | ServiceResponseError):
+        return (
+            f"cannot reach the endpoint ({type(error).__name__}: {_first_line(str(error))}); check "
+            "LOGS_INGESTION_ENDPOINT and the network path"
+        )
+    return f"{type(error).__name__}: {_first_line(str(error))}"
+
+
+def _first_line(text: str | None) -> str:
+    stripped = (text or "").strip()
+    line = redact(stripped.splitlines()[0]) if stripped else "no detail"
+    return line if len(line) <= 300 else line[:297] + "..."
