@@ -1,0 +1,47 @@
+"""The Azure Function (Python v2 programming model): one timer trigger that runs one collection.
+
+It only wires: settings from the app settings, log safety, the composition root, one run. Everything else lives in
+``shared`` (which never imports azure.functions), so the command line runs exactly the same code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import azure.functions as func
+
+from shared.collector import LogProgress
+from shared.composition import ClientOptions, compose
+from shared.redaction import install_log_safety
+from shared.settings import load_settings
+
+app = func.FunctionApp()
+
+log = logging.getLogger("function_app")
+
+# Production's client options (TLS verification and Key Vault's challenge check on). Tests replace this object with
+# monkeypatch to trust their local fakes; it is never read from a setting.
+CLIENT_OPTIONS = ClientOptions()
+
+
+class CollectionFailedError(RuntimeError):
+    """The run's Status was Failed: raised so that the platform records a failed invocation."""
+
+
+@app.timer_trigger(schedule="%COLLECTOR_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
+def collect_iam_keys(timer: func.TimerRequest) -> None:
+    install_log_safety()
+    if timer.past_due:
+        log.warning("The timer is past due: this run starts later than scheduled")
+    settings = load_settings(os.environ)  # SettingsError names every bad setting; the host records it as the failure
+    with compose(settings, CLIENT_OPTIONS, progress=LogProgress()) as collector:
+        run = collector.run()
+    if run.Status == "Failed":
+        failures = json.loads(run.FailedAccounts) or [{"AccountId": "-", "Error": "no account was collected"}]
+        first = failures[0]
+        raise CollectionFailedError(
+            f"Run {run.RunId} Failed: {run.AccountsFailed} of {run.AccountsTotal} account(s) failed; "
+            f"first: {first['AccountId']}: {first['Error']} (every error is in the run record's FailedAccounts)"
+        )

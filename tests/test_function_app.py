@@ -1,0 +1,286 @@
+"""The timer function end to end: indexed as the Functions host indexes it, called with a timer request, with only
+the contract's settings and the SDKs' own endpoint conventions (IDENTITY_ENDPOINT/IDENTITY_HEADER for the managed
+identity, AWS_ENDPOINT_URL for boto3), against the Azure fakes over HTTPS and an emulated AWS organization."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+from azure.functions.timer import TimerRequest  # the concrete request the worker decodes
+
+import function_app
+from shared.demo import SeededOrganization, seed_organization
+from shared.settings import DEFAULTS, SettingsError
+from tests.azure_fakes import (  # noqa: F401 - fixtures
+    DATA_COLLECTOR_DOMAIN,
+    MONITOR_RESOURCE,
+    VAULT_RESOURCE,
+    WORKSPACE_ID,
+    AzureFakes,
+    azure_fixture,
+    fake_tls_fixture,
+)
+from tests.support.aws_proxy import AwsProxy, aws_error
+
+RULE_ID = "dcr-00112233445566778899aabbccddeeff"
+AUDIENCE = "api://AzureADTokenExchange"
+CONTRACT_SETTINGS = (*DEFAULTS, "COLLECTOR_SCHEDULE", "AZURE_CLIENT_ID", "KEY_VAULT_URL", "AWS_ROLE_ARN",
+                     "AWS_EXTERNAL_ID", "AWS_WEB_IDENTITY_AUDIENCE", "LOGS_INGESTION_ENDPOINT",
+                     "LOGS_INGESTION_RULE_ID", "LOG_ANALYTICS_WORKSPACE_ID")
+# Indexed once, as the host does (a FunctionApp can be indexed only once: names are checked for uniqueness).
+FUNCTIONS = function_app.app.get_functions()
+
+
+@pytest.fixture
+def org(aws: AwsProxy, moto_url: str) -> SeededOrganization:
+    return seed_organization(moto_url)
+
+
+@pytest.fixture
+def env(azure: AzureFakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """A clean slate of app settings, and the test-only client options that trust the fakes' CA."""
+    for name in CONTRACT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COLLECTOR_SCHEDULE", "0 0 */6 * * *")
+    monkeypatch.setattr(function_app, "CLIENT_OPTIONS", azure.options())
+    yield monkeypatch
+
+
+@pytest.fixture
+def raw_log() -> Iterator[list[str]]:
+    """Every message our own loggers emit, formatted BEFORE any redaction filter (a handler below the root)."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in ("shared", "function_app")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield lines
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def timer() -> func.TimerRequest:
+    return TimerRequest(past_due=False, schedule_status={"Last": "2026-01-01T00:00:00"},
+                             schedule={"AdjustForDST": True})
+
+
+def run_function() -> None:
+    (function,) = FUNCTIONS
+    function.get_user_function()(timer())
+
+
+def session_credentials(org: SeededOrganization) -> list[str]:
+    """Every STS session the run obtained (moto runs in this process): key ids, secret keys, session tokens."""
+    from moto.sts.models import sts_backends
+
+    values: list[str] = []
+    for account_id in org.accounts:
+        for role in sts_backends[account_id]["aws"].assumed_roles:
+            values += [role.access_key_id, role.secret_access_key, role.session_token]
+    return values
+
+
+def assert_no_secret_anywhere(secret_values: list[str], *texts: str) -> None:
+    assert all(len(v) >= 16 for v in secret_values)
+    for text in texts:
+        for value in secret_values:
+            assert value not in text, f"a secret value ({value[:4]}...) leaked"
+
+
+def test_the_app_indexes_one_timer_function_with_the_contract_binding() -> None:
+    functions = FUNCTIONS
+    assert [f.get_function_name() for f in functions] == ["collect_iam_keys"]
+    (binding,) = json.loads(functions[0].get_function_json())["bindings"]
+    assert binding == {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%COLLECTOR_SCHEDULE%",
+                       "runOnStartup": False, "useMonitor": True}
+
+
+def test_production_client_options_keep_every_check_on() -> None:
+    assert function_app.CLIENT_OPTIONS.ca_bundle is None
+    assert function_app.CLIENT_OPTIONS.verify_challenge_resource is True
+
+
+def test_access_key_with_logs_ingestion(
+    aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, env: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], raw_log: list[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    azure.vault.secrets = org.secrets()
+    env.setenv("KEY_VAULT_URL", f"{azure.vault.url}/")
+    env.setenv("AWS_ROLE_ARN", org.home_role_arn)
+    env.setenv("AWS_EXTERNAL_ID", org.external_id)
+    env.setenv("AWS_ACCOUNTS", "organization")
+    env.setenv("LOGS_INGESTION_ENDPOINT", azure.ingestion.url)
+    env.setenv("LOGS_INGESTION_RULE_ID", RULE_ID)
+
+    run_function()
+
+    keys = azure.ingestion.rows("Custom-AwsIamAccessKeys")
+    (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")
+    assert run["Status"] == "Succeeded" and run["AuthMode"] == "access_key" and run["Sink"] == "logs_ingestion"
+    assert run["AccountsTotal"] == 3 and len(keys) == org.expected_keys == run["KeysCollected"]
+    assert {r["AccountId"] for r in keys} == set(org.accounts) and {r["RunId"] for r in keys} == {run["RunId"]}
+    assert {u.rule_id for u in azure.ingestion.uploads} == {RULE_ID}
+    # Key Vault: exactly the two AWS secrets, once each; the token requests were for Key Vault and Azure Monitor only
+    assert sorted(azure.vault.reads) == ["aws-access-key-id", "aws-secret-access-key"]
+    assert sorted({r.query["resource"] for r in azure.identity.requests}) == [MONITOR_RESOURCE, VAULT_RESOURCE]
+    assert next(c.access_key_id for c in aws.calls if c.action == "AssumeRole") == org.collector_key_id
+    # one log line per account and one for the run
+    messages = [r.getMessage() for r in caplog.records if r.name == "shared.collector"]
+    assert sum("access key(s) collected" in m for m in messages) == 3
+    assert sum(m.startswith(f"Run {run['RunId']} Succeeded") for m in messages) == 1
+
+    out = capsys.readouterr()
+    assert sum("access key(s) collected" in line for line in raw_log) == 3  # the raw capture sees our lines
+    sessions = session_credentials(org)
+    assert len(sessions) >= 9  # home + two member sessions at least
+    assert_no_secret_anywhere(
+        [org.collector_secret_key, org.collector_key_id, azure.identity.identity_header, *azure.identity.tokens(),
+         *sessions],
+        caplog.text, out.out, out.err, "\n".join(raw_log), json.dumps(keys), json.dumps(run),
+    )
+
+
+def test_web_identity_with_data_collector(
+    aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, env: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str], raw_log: list[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    azure.vault.secrets = {"log-analytics-workspace-key": azure.collector.shared_key}
+    env.setenv("KEY_VAULT_URL", f"{azure.vault.url}/")
+    env.setenv("AWS_AUTH_MODE", "web_identity")
+    env.setenv("AWS_WEB_IDENTITY_AUDIENCE", AUDIENCE)
+    env.setenv("AWS_ROLE_ARN", org.home_role_arn)
+    env.setenv("AWS_ACCOUNTS", "organization")
+    env.setenv("LOG_SINK", "data_collector")
+    env.setenv("LOG_ANALYTICS_WORKSPACE_ID", WORKSPACE_ID)
+    env.setenv("LOG_ANALYTICS_DOMAIN", DATA_COLLECTOR_DOMAIN)
+
+    run_function()
+
+    keys = azure.collector.rows("AwsIamAccessKeys")
+    (run,) = azure.collector.rows("AwsIamKeyCollectorRuns")
+    assert run["Status"] == "Succeeded" and run["AuthMode"] == "web_identity" and run["Sink"] == "data_collector"
+    assert len(keys) == org.expected_keys == run["KeysCollected"] and azure.collector.bad_signatures == 0
+    assert azure.vault.reads == ["log-analytics-workspace-key"]  # no AWS secret in this mode
+    (web,) = [c for c in aws.calls if c.action == "AssumeRoleWithWebIdentity"]
+    assert web.params["WebIdentityToken"] in azure.identity.issued[AUDIENCE]  # the managed identity's token
+    assert web.access_key_id == "" and all(c.access_key_id != org.collector_key_id for c in aws.calls)
+    assert any("retired on 2026-09-14" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
+
+    out = capsys.readouterr()
+    assert any("retired on 2026-09-14" in line for line in raw_log)
+    sessions = session_credentials(org)
+    assert len(sessions) >= 9
+    assert_no_secret_anywhere(
+        [azure.collector.shared_key, azure.identity.identity_header, *azure.identity.tokens(), *sessions],
+        caplog.text, out.out, out.err, "\n".join(raw_log), json.dumps(keys), json.dumps(run),
+    )
+
+
+def test_web_identity_with_logs_ingestion_needs_no_vault(
+    aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, env: pytest.MonkeyPatch
+) -> None:
+    env.setenv("AWS_AUTH_MODE", "web_identity")
+    env.setenv("AWS_WEB_IDENTITY_AUDIENCE", AUDIENCE)
+    env.setenv("AWS_ROLE_ARN", org.home_role_arn)
+    env.setenv("LOGS_INGESTION_ENDPOINT", azure.ingestion.url)
+    env.setenv("LOGS_INGESTION_RULE_ID", RULE_ID)
+    env.setenv("AZURE_CLIENT_ID", "6f1d2c3b-4a59-4e68-9d7c-8b9a0f1e2d3c")
+
+    run_function()
+
+    (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")
+    assert run["Status"] == "Succeeded" and run["AccountsTotal"] == 1
+    assert azure.vault.requests == []
+    # one credential for the run, the user-assigned identity for every token
+    assert {r.query.get("client_id") for r in azure.identity.requests} == {"6f1d2c3b-4a59-4e68-9d7c-8b9a0f1e2d3c"}
+    assert sorted({r.query["resource"] for r in azure.identity.requests}) == [AUDIENCE, MONITOR_RESOURCE]
+
+
+def test_a_failed_run_raises_so_the_platform_records_a_failure(
+    aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, env: pytest.MonkeyPatch
+) -> None:
+    aws.rules.append(lambda c: aws_error("AccessDenied", "no ExternalId match") if c.action == "AssumeRole" else None)
+    azure.vault.secrets = org.secrets()
+    env.setenv("KEY_VAULT_URL", f"{azure.vault.url}/")
+    env.setenv("AWS_ROLE_ARN", org.home_role_arn)
+    env.setenv("LOGS_INGESTION_ENDPOINT", azure.ingestion.url)
+    env.setenv("LOGS_INGESTION_RULE_ID", RULE_ID)
+
+    with pytest.raises(function_app.CollectionFailedError) as caught:
+        run_function()
+
+    (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")  # the failure is still reported
+    assert run["Status"] == "Failed" and azure.ingestion.rows("Custom-AwsIamAccessKeys") == []
+    assert run["RunId"] in str(caught.value) and "AccessDenied" in str(caught.value)
+    assert org.collector_secret_key not in str(caught.value) and org.collector_key_id not in str(caught.value)
+
+
+def test_missing_secret_fails_the_invocation_with_a_clear_error(
+    aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, env: pytest.MonkeyPatch
+) -> None:
+    azure.vault.secrets = {"aws-access-key-id": org.collector_key_id}  # the secret key is missing
+    env.setenv("KEY_VAULT_URL", f"{azure.vault.url}/")
+    env.setenv("AWS_ROLE_ARN", org.home_role_arn)
+    env.setenv("LOGS_INGESTION_ENDPOINT", azure.ingestion.url)
+    env.setenv("LOGS_INGESTION_RULE_ID", RULE_ID)
+
+    with pytest.raises(function_app.CollectionFailedError) as caught:
+        run_function()
+
+    (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")
+    (failure,) = json.loads(run["FailedAccounts"])
+    assert "'aws-secret-access-key' not found" in failure["Error"] and azure.vault.url in failure["Error"]
+    assert "'aws-secret-access-key' not found" in str(caught.value)
+    assert org.collector_key_id not in str(caught.value) + run["FailedAccounts"]
+
+
+def test_workspace_key_denied_fails_before_any_aws_call(
+    aws: AwsProxy, azure: AzureFakes, env: pytest.MonkeyPatch
+) -> None:
+    azure.vault.forbidden = True
+    env.setenv("KEY_VAULT_URL", f"{azure.vault.url}/")
+    env.setenv("AWS_AUTH_MODE", "web_identity")
+    env.setenv("AWS_WEB_IDENTITY_AUDIENCE", AUDIENCE)
+    env.setenv("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/AwsIamKeyCollectorHome")
+    env.setenv("LOG_SINK", "data_collector")
+    env.setenv("LOG_ANALYTICS_WORKSPACE_ID", WORKSPACE_ID)
+    env.setenv("LOG_ANALYTICS_DOMAIN", DATA_COLLECTOR_DOMAIN)
+
+    from shared.ports import SecretError
+
+    with pytest.raises(SecretError, match="Key Vault Secrets User"):
+        run_function()
+    assert aws.calls == [] and azure.collector.requests == []
+
+
+def test_invalid_settings_fail_the_invocation_naming_each_setting(azure: AzureFakes, env: pytest.MonkeyPatch) -> None:
+    env.setenv("LOG_SINK", "data_collector")
+    with pytest.raises(SettingsError) as caught:
+        run_function()
+    message = str(caught.value)
+    for name in ("AWS_ROLE_ARN", "KEY_VAULT_URL", "LOG_ANALYTICS_WORKSPACE_ID"):
+        assert name in message
+    assert azure.identity.requests == []
+
+
+def test_settings_example_names_only_contract_settings_with_placeholders() -> None:
+    root = Path(__file__).resolve().parent.parent
+    values: dict[str, str] = json.loads((root / "local.settings.json.example").read_text())["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"  # Azurite
+    assert set(values) - {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"} <= set(CONTRACT_SETTINGS)
+    for name in ("COLLECTOR_SCHEDULE", "KEY_VAULT_URL", "AWS_ROLE_ARN", "LOG_SINK"):
+        assert values[name], name
+    assert not any(name.endswith(("_KEY", "_SECRET_VALUE", "_TOKEN")) for name in values)  # secrets live in Key Vault
