@@ -125,7 +125,7 @@ class KeyVaultSecretProvider:
                 f"{where}: could not sign in to Azure"
                 + (f" (HTTP {status}{_error_code(exc)})" if status else "")
                 + ": "
-                + _first_line(exc.message)
+                + first_line(exc.message)
                 + ". In Azure, check the Function's managed identity (and AZURE_CLIENT_ID for a user-assigned one); "
                 "locally, sign in with `az login`"
             ) from None
@@ -137,11 +137,11 @@ class KeyVaultSecretProvider:
                     "assignments can take a few minutes to apply), and check the vault's firewall allows this caller"
                 ) from None
             raise SecretError(
-                f"{where}: Key Vault answered HTTP {exc.status_code}{_error_code(exc)}: {_first_line(exc.message)}"
+                f"{where}: Key Vault answered HTTP {exc.status_code}{_error_code(exc)}: {first_line(exc.message)}"
             ) from None
         except (ServiceRequestError, ServiceResponseError) as exc:
             raise SecretError(
-                f"{where}: cannot reach the vault ({type(exc).__name__}: {_first_line(str(exc))}). Check KEY_VAULT_URL "
+                f"{where}: cannot reach the vault ({type(exc).__name__}: {first_line(str(exc))}). Check KEY_VAULT_URL "
                 "and the network path (private endpoint, DNS, firewall)"
             ) from None
         except ValueError as exc:  # Key Vault's challenge named a resource that is not this vault's domain
@@ -175,15 +175,15 @@ class ManagedIdentityTokenProvider:
         except ClientAuthenticationError as exc:
             raise CollectorError(
                 f"Azure managed identity: no token for AWS_WEB_IDENTITY_AUDIENCE {self._audience!r} (scope {scope}): "
-                f"{_first_line(exc.message)}. Check that the audience is an application ID URI or app id Entra ID "
+                f"{first_line(exc.message)}. Check that the audience is an application ID URI or app id Entra ID "
                 "knows, and that the Function has its managed identity (AZURE_CLIENT_ID for a user-assigned one)"
             ) from None
         register_secret(token)
         return token
 
 
-def _first_line(text: str | None) -> str:
+def first_line(text: str | None) -> str:
     """The first line of an SDK message (they append long troubleshooting text), secret-free and bounded."""
-    line = (text or "").strip().splitlines()[0] if (text or "").strip() else "no detail"
-    line = redact(line)
+    stripped = (text or "").strip()
+    line = redact(stripped.splitlines()[0]) if stripped else "no detail"
     return line if len(line) <= 300 else line[:297] + "..."

@@ -20,10 +20,9 @@ from azure.core.exceptions import (
 )
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
-from shared.azure import RETRY_BACKOFF_FACTOR, RETRY_BACKOFF_MAX, RETRY_TOTAL, transport_options
+from shared.azure import RETRY_BACKOFF_FACTOR, RETRY_BACKOFF_MAX, RETRY_TOTAL, first_line, transport_options
 from shared.ports import SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
-from shared.redaction import redact
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -100,13 +99,13 @@ def describe_ingestion_error(error: Exception) -> str:
     """One secret-free line: what failed and what to check."""
     if isinstance(error, ClientAuthenticationError) and error.status_code is None:
         return (
-            f"could not get a token ({_first_line(error.message)}); check the Function's managed identity "
+            f"could not get a token ({first_line(error.message)}); check the Function's managed identity "
             "(AZURE_CLIENT_ID for a user-assigned one) or, locally, `az login`"
         )
     if isinstance(error, HttpResponseError) and error.status_code is not None:
         status = error.status_code
         code = getattr(getattr(error, "error", None), "code", None)
-        head = f"HTTP {status}{' ' + code if code else ''}: {_first_line(error.message)}"
+        head = f"HTTP {status}{' ' + code if code else ''}: {first_line(error.message)}"
         if status in (401, 403):
             return (
                 f"{head}; grant the Function's managed identity the '{PUBLISHER_ROLE}' role on the data collection "
@@ -121,13 +120,8 @@ def describe_ingestion_error(error: Exception) -> str:
         return f"{head} (after retries)"
     if isinstance(error, ServiceRequestError | ServiceResponseError):
         return (
-            f"cannot reach the endpoint ({type(error).__name__}: {_first_line(str(error))}); check "
+            f"cannot reach the endpoint ({type(error).__name__}: {first_line(str(error))}); check "
             "LOGS_INGESTION_ENDPOINT and the network path"
         )
-    return f"{type(error).__name__}: {_first_line(str(error))}"
+    return f"{type(error).__name__}: {first_line(str(error))}"
 
-
-def _first_line(text: str | None) -> str:
-    stripped = (text or "").strip()
-    line = redact(stripped.splitlines()[0]) if stripped else "no detail"
-    return line if len(line) <= 300 else line[:297] + "..."
