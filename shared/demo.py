@@ -185,7 +185,7 @@ def seed_root_keys(account_id: str, slots: tuple[KeySpec, ...], now: datetime) -
         header, _, users = original().partition("\n")
         return f"{header}\n{','.join(cells)}\n{users}"
 
-    backend.get_credential_report = report_with_root
+    backend.get_credential_report = report_with_root  # type: ignore[method-assign]  # moto runs in-process
 
 
 def seed_users(endpoint_url: str, account_id: str, credentials: dict[str, str] | None, users: tuple[UserSpec, ...],

@@ -119,8 +119,11 @@ def test_keys_of_every_kind(aws: AwsProxy, org: SeededOrganization, tmp_path: Pa
     assert collector_key["LastUsedService"] == "sts" and collector_key["DaysSinceLastUse"] == 0
 
     for row in rows:
-        assert row["IsRootKey"] is False
-        assert row["AccessKeyId"].startswith("AKIA") and row["AccessKeyId"][4:7] == "..."
+        if row["UserName"] == "<root_account>":
+            assert row["IsRootKey"] is True and row["AccessKeyId"] is None
+        else:
+            assert row["IsRootKey"] is False
+            assert row["AccessKeyId"].startswith("AKIA") and row["AccessKeyId"][4:7] == "..."
     assert org.collector_key_id not in json.dumps(rows)
 
 
