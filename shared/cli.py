@@ -25,9 +25,9 @@ from shared.transform import Account
 class TerminalProgress:
     """``[ 3/10] accounts  123456789012  42 keys`` on one refreshed line on a terminal; a line per account elsewhere."""
 
-    def __init__(self, stream: TextIO = sys.stderr) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._tty = self._stream.isatty()
         self._total = 0
         self._done = 0
 
@@ -58,8 +58,8 @@ class PrintSink:
 
     name = "dry-run"
 
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
-        self._stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream or sys.stdout
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows:
@@ -169,7 +169,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     settings = load_settings(os.environ)
     sink = PrintSink() if args.dry_run else None
-    with compose(settings, progress=TerminalProgress(), sink=sink) as collector:
+    # A dry run neither replays nor fills the outbox: it only shows what this run would send.
+    with compose(settings, progress=TerminalProgress(), sink=sink, use_outbox=not args.dry_run) as collector:
         run = collector.run()
     if not args.dry_run and settings.log_sink.value == "file":
         rows = read_run_rows(Path(settings.file_sink_dir) / KEYS_TABLE.file_name, run.RunId)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from shared.aws import AwsClientFactory, AwsSource
 from shared.collector import Collector, CollectorOptions, Progress
-from shared.outbox import FileOutbox, Outbox, ReliableSink
+from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
 from shared.ports import SecretProvider, Sink, WebIdentityTokenProvider
 from shared.settings import AuthMode, Settings, SinkKind
 from shared.sinks.file_sink import FileSink
@@ -56,6 +56,7 @@ def compose(
     secrets: SecretProvider | None = None,
     tokens: WebIdentityTokenProvider | None = None,
     sink: Sink | None = None,
+    use_outbox: bool = True,
 ) -> Iterator[Collector]:
     """Build one run's collector. ``secrets``, ``tokens`` and ``sink`` replace the real adapters (demo, tests).
 
@@ -89,7 +90,7 @@ def compose(
             stack.callback(sink.close)
         reliable = ReliableSink(
             sink,
-            build_outbox(settings, options, credential),
+            build_outbox(settings, options, credential) if use_outbox else NoOutbox(),
             max_rows=settings.outbox_max_records,
             max_age=timedelta(hours=settings.outbox_max_age_hours),
         )

@@ -118,6 +118,30 @@ class FileOutbox:
         pass
 
 
+class NoOutbox:
+    """For runs that must not touch the outbox (``collect --dry-run``): nothing to replay, nowhere to defer."""
+
+    location = "(no outbox)"
+
+    def put(self, table: Table, rows: Sequence[dict[str, Any]], now: datetime) -> None:
+        raise SinkError("this run keeps no outbox", len(rows))
+
+    def items(self) -> list[OutboxItem]:
+        return []
+
+    def claim(self, item: OutboxItem) -> list[dict[str, Any]] | None:
+        return None
+
+    def release(self, item: OutboxItem) -> None:
+        pass
+
+    def delete(self, item: OutboxItem) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class DeliveryStats:
     deferred: int = 0  # rows kept in the outbox this run
