@@ -39,7 +39,7 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
-unit: setup node_modules/.installed
+unit: setup node_modules/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest
 
 infra-checks: setup $(CHECKOV_VENV)/.installed
