@@ -311,7 +311,8 @@ class AwsSource:
         else:
             arn = member_role_arn(s.aws_partition, account.id, s.aws_member_role_name)
             credentials = assume_member_role(self._factory, home, arn, self._run_id)
-        return self._factory.client("iam", credentials)
+        # one connection per parallel IAM call of the account, plus one for its credential report read alongside
+        return self._factory.client("iam", credentials, Config(max_pool_connections=s.iam_concurrency + 1))
 
     def _home_credentials(self) -> Credentials:
         if self._home is None:

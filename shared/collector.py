@@ -208,16 +208,28 @@ class Collector:
         return record
 
     def _collect_account(self, account: Account, run: RunContext) -> AccountResult:
-        """Inventory one account into a spool, then deliver it."""
-        with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool:
+        """Inventory one account into a spool, then deliver it.
+
+        The credential report (root keys) is read alongside the inventory, on one more connection of the account's
+        IAM client: when AWS has to generate it, its polling waits seconds that would otherwise add to the account."""
+        with (
+            tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side,
+        ):
             try:
                 iam = self._source.iam_client(account)
+            except Exception as exc:
+                return AccountResult(0, describe_error(exc))
+            stop = threading.Event()
+            report = side.submit(read_credential_report, iam, run.started_at, _sleep_unless(stop))
+            try:
                 count = inventory_account(iam, account, run, self._options.iam_concurrency, spool)
             except Exception as exc:
+                stop.set()  # the account failed: stop waiting for its report
                 return AccountResult(0, describe_error(exc))
             root_known = True
             try:
-                root_records = root_key_records(read_credential_report(iam, run.started_at), account, run)
+                root_records = root_key_records(report.result(), account, run)
             except Exception as exc:  # root keys unknown this run: said in the run record, the account goes on
                 root_known = False
                 log.warning("Account %s: root keys unknown: %s", account.id, describe_error(exc))
@@ -233,9 +245,29 @@ class Collector:
 
     def _deliver(self, spool: IO[str]) -> None:
         spool.seek(0)
-        for batch in _batches(spool, SEND_BATCH_ROWS):
+        batches = _batches(spool, SEND_BATCH_ROWS)
+        while True:
+            # A batch is read from the spool only once this account holds the sink: when many accounts finish
+            # together, one batch is in memory at a time, not one per waiting account (about 13 MB each).
             with self._sink_lock:
+                batch = next(batches, None)
+                if batch is None:
+                    return
                 self._sink.send(KEYS_TABLE, batch)
+
+
+class _ReportNotNeededError(CollectorError):
+    """The account failed before its credential report was ready."""
+
+
+def _sleep_unless(stop: threading.Event) -> Callable[[float], None]:
+    """The credential report's wait between polls, cut short (with an error) once ``stop`` is set."""
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise _ReportNotNeededError("the account failed; its credential report is no longer read")
+
+    return sleep
 
 
 def _batches(lines: IO[str], size: int) -> Iterator[list[dict[str, Any]]]:
