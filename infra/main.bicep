@@ -132,6 +132,22 @@ param outboxMaxAgeHours int = 48
 @description('Maximum instance count of the Flex Consumption app.')
 param maximumInstanceCount int = 40
 
+@description('Alerts: resource id of an existing action group to notify. Empty for none.')
+param alertActionGroupId string = ''
+
+@description('Alerts: email address notified through a new action group. Empty to create none.')
+param alertEmailAddress string = ''
+
+@minValue(1)
+@maxValue(48)
+@description('Alerts: the collector is silent when no run record arrived within this many hours (twice the schedule).')
+param collectorSilentAfterHours int = 12
+
+@minValue(1)
+@maxValue(48)
+@description('Alerts: hours of run records the run-failed rule looks at (the schedule\'s interval).')
+param runFailedWindowHours int = 6
+
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -251,6 +267,36 @@ module monitoring 'modules/monitoring.bicep' = {
     runColumns: runColumns
   }
   // The rule's output streams must exist as tables before the rule is created.
+  dependsOn: [
+    customTables
+  ]
+}
+
+// What people look at and are told about: the workbook and the alert rules, their queries from queries/*.kql.
+module workbook 'modules/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceResourceId: workspaceResourceId
+  }
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    workspaceResourceId: workspaceResourceId
+    namePrefix: 'aws-iam-keys-${resourceToken}'
+    actionGroupId: alertActionGroupId
+    alertEmailAddress: alertEmailAddress
+    collectorSilentAfterHours: collectorSilentAfterHours
+    runFailedWindowHours: runFailedWindowHours
+  }
+  // The rules' tables must exist.
   dependsOn: [
     customTables
   ]
@@ -380,3 +426,4 @@ output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output SERVICE_API_NAME string = functionApp.outputs.name
 output AZURE_LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = workspaceResourceId
 output AZURE_LOG_ANALYTICS_WORKSPACE_ID string = customTables.outputs.customerId
+output AZURE_WORKBOOK_ID string = workbook.outputs.id

@@ -183,6 +183,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from shared.composition import compose
     from shared.demo import demo_environment, endpoint_env, moto_server, seed_organization
+    from shared.report import write_report
 
     out_dir = args.out
     print("Starting an emulated AWS organization (moto) on 127.0.0.1...", file=sys.stderr)
@@ -198,7 +199,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(summarize(run, read_run_rows(keys_path, run.RunId), seeded.accounts))
     print()
     print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
+    print(f"Report: {write_report(out_dir)}")
     return 0 if run.Status == "Succeeded" else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from shared.report import write_report
+
+    try:
+        path = write_report(args.in_dir, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"Report: {path}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="collect from a local emulated AWS organization into the file sink")
     demo.add_argument("--out", default="out", help="folder for the JSON Lines files (default: out)")
     demo.set_defaults(func=cmd_demo)
+    report = sub.add_parser("report", help="render the file sink's records as one self-contained HTML page")
+    default_in = os.environ.get("FILE_SINK_DIR") or "out"
+    report.add_argument("--in", dest="in_dir", default=default_in,
+                        help=f"folder of the JSON Lines files (default: FILE_SINK_DIR or out; now {default_in})")
+    report.add_argument("--out", default=None, help="HTML file to write (default: <in>/report.html)")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

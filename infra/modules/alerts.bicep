@@ -1,0 +1,179 @@
+// Scheduled query alert rules over the collector's tables, their queries loaded from queries/*.kql (the same files as
+// the workbook): keys newly due for rotation, the collector silent, a run failed or partially failed. They notify an
+// existing action group, a new one that emails alertEmailAddress, both, or none (the alerts still show in the portal).
+// The rules query the workspace with the permissions Azure Monitor grants log alerts on their scope; no identity.
+
+param location string
+param tags object
+
+@description('Resource id of the Log Analytics workspace holding the two custom tables (the rules\' scope).')
+param workspaceResourceId string
+
+@description('Resource id of an existing action group to notify. Empty for none.')
+param actionGroupId string = ''
+
+@description('Email address to notify through a new action group. Empty to create none.')
+param alertEmailAddress string = ''
+
+@minValue(1)
+@maxValue(48)
+@description('The collector is silent when no run record arrived within this many hours: twice the schedule (6-hourly: 12).')
+param collectorSilentAfterHours int = 12
+
+@minValue(1)
+@maxValue(48)
+@description('Hours of run records the "run failed" rule looks at: the schedule\'s interval (6-hourly: 6).')
+param runFailedWindowHours int = 6
+
+@description('Name prefix of the rules and the action group.')
+param namePrefix string
+
+var createActionGroup = !empty(alertEmailAddress)
+var actionGroups = concat(empty(actionGroupId) ? [] : [
+  actionGroupId
+], createActionGroup ? [
+  emailActionGroup.id
+] : [])
+var firedOnce = {
+  numberOfEvaluationPeriods: 1
+  minFailingPeriodsToAlert: 1
+}
+
+resource emailActionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (createActionGroup) {
+  name: '${namePrefix}-email'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'awsiamkeys'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'collector-alerts'
+        emailAddress: alertEmailAddress
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+// Stateful (autoMitigate): one notification per account when its newest collection has keys that were not due in
+// its previous one; resolved once a later collection brings none.
+resource rotationDue 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-rotation-due'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM: access keys became due for rotation'
+    description: 'Active AWS IAM access keys older than KEY_ROTATION_DAYS appeared in the newest collection (queries/alert-rotation-due-new.kql).'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-rotation-due-new.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'AccountId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+// Count of run records over twice the schedule: none means the timer, the app or its delivery stopped.
+resource collectorSilent 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-collector-silent'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM key collector: no run record'
+    description: 'No run record in AwsIamKeyCollectorRuns_CL within ${collectorSilentAfterHours} hours (queries/alert-collector-silent.kql).'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'PT${collectorSilentAfterHours}H'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-collector-silent.kql')
+          timeAggregation: 'Count'
+          operator: 'LessThan'
+          threshold: 1
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+// Stateful: fires when a Failed or PartiallySucceeded run lands, resolves after a window with none.
+resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-run-failed'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM key collector: run failed or partially failed'
+    description: 'A run record with Status Failed or PartiallySucceeded within ${runFailedWindowHours} hours (queries/alert-run-failed.kql).'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT${runFailedWindowHours}H'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-run-failed.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+output actionGroupIds array = actionGroups
+output ruleIds array = [
+  rotationDue.id
+  collectorSilent.id
+  runFailed.id
+]

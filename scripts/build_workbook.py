@@ -1,0 +1,220 @@
+"""Build the Azure Monitor workbook (infra/workbook/aws-iam-keys.workbook.json) from the query files in queries/.
+
+Every query of the workbook is the text of one ``queries/*.kql`` file, unchanged; drill-down tables get one line
+appended, the account filter. Run ``python scripts/build_workbook.py`` after changing a query; ``--check`` exits 1 when
+the committed JSON is not the generated one (tests/test_queries.py checks the same).
+
+The Bicep (infra/modules/workbook.bicep) loads the JSON with loadTextContent and replaces WORKSPACE_PLACEHOLDER with
+the workspace's resource id, so the workbook opens on that workspace from the gallery too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+QUERIES = ROOT / "queries"
+WORKBOOK = ROOT / "infra" / "workbook" / "aws-iam-keys.workbook.json"
+WORKSPACE_PLACEHOLDER = "__WORKSPACE_RESOURCE_ID__"
+WORKSPACE_TYPE = "microsoft.operationalinsights/workspaces"
+ACCOUNT_FILTER = "| where '*' in ({Account}) or AccountId in ({Account})"
+DEFAULT_LOOKBACK_DAYS = 7
+CHART_SUFFIX = "-chart"  # the name of an item charting a query that also has a table
+
+# The findings-by-account bar chart: one series per finding.
+FINDING_SERIES = ["RootKeys", "RotationDueKeys", "UnusedKeys", "NeverUsedKeys", "TwoActiveKeys"]
+
+
+def query_text(name: str) -> str:
+    return (QUERIES / f"{name}.kql").read_text(encoding="utf-8")
+
+
+def lookback_ms(text: str) -> int:
+    """The item's time range: the query's own `let lookback = <n>d;`, else 7 days."""
+    m = re.search(r"^let lookback = (\d+)d;", text, re.M)
+    days = int(m[1]) if m else DEFAULT_LOOKBACK_DAYS
+    return days * 24 * 3600 * 1000
+
+
+def _id(name: str) -> str:
+    """A stable id (workbooks want GUIDs for parameters), derived from the name so that builds are reproducible."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"aws-iam-keys-workbook/{name}"))
+
+
+def text_item(name: str, markdown: str) -> dict[str, Any]:
+    return {"type": 1, "content": {"json": markdown}, "name": name}
+
+
+def query_item(
+    name: str,
+    title: str,
+    visualization: str,
+    *,
+    account_filter: bool = False,
+    width: int | None = None,
+    extra: dict[str, Any] | None = None,
+    suffix: str = "",
+) -> dict[str, Any]:
+    """A query item of the file queries/<name>.kql; the item is named after the file (+ suffix: names are unique)."""
+    text = query_text(name)
+    query = text.rstrip("\n") + ("\n" + ACCOUNT_FILTER if account_filter else "")
+    content: dict[str, Any] = {
+        "version": "KqlItem/1.0",
+        "query": query,
+        "size": 0,
+        "title": title,
+        "timeContext": {"durationMs": lookback_ms(text)},
+        "queryType": 0,
+        "resourceType": WORKSPACE_TYPE,
+        "visualization": visualization,
+        **(extra or {}),
+    }
+    item: dict[str, Any] = {"type": 3, "content": content, "name": name + suffix}
+    if width is not None:
+        item["customWidth"] = str(width)
+    return item
+
+
+def table_item(name: str, title: str, *, account_filter: bool = True, width: int | None = None) -> dict[str, Any]:
+    return query_item(
+        name, title, "table", account_filter=account_filter, width=width,
+        extra={"gridSettings": {"filter": True}, "noDataMessage": "None: nothing to do here."},
+    )
+
+
+def group_item(name: str, title: str, items: list[dict[str, Any]], *, expanded: bool = True) -> dict[str, Any]:
+    return {
+        "type": 12,
+        "content": {
+            "version": "NotebookGroup/1.0",
+            "groupType": "editable",
+            "title": title,
+            "expandable": True,
+            "expanded": expanded,
+            "items": items,
+        },
+        "name": name,
+    }
+
+
+def parameters_item() -> dict[str, Any]:
+    text = query_text("accounts")
+    return {
+        "type": 9,
+        "content": {
+            "version": "KqlParameterItem/1.0",
+            "parameters": [
+                {
+                    "id": _id("Account"),
+                    "version": "KqlParameterItem/1.0",
+                    "name": "Account",
+                    "label": "Accounts (drill-down tables)",
+                    "type": 2,
+                    "isRequired": True,
+                    "multiSelect": True,
+                    "quote": "'",
+                    "delimiter": ",",
+                    "query": text,
+                    "typeSettings": {"additionalResourceOptions": ["value::all"], "selectAllValue": "*",
+                                     "showDefault": False},
+                    "defaultValue": "value::all",
+                    "timeContext": {"durationMs": lookback_ms(text)},
+                    "queryType": 0,
+                    "resourceType": WORKSPACE_TYPE,
+                }
+            ],
+            "style": "pills",
+            "queryType": 0,
+            "resourceType": WORKSPACE_TYPE,
+        },
+        "name": "accounts",
+    }
+
+
+INTRO = """# AWS IAM access keys
+
+Every access key of the AWS organization, as the collector last saw it (tables `AwsIamAccessKeys_CL` and
+`AwsIamKeyCollectorRuns_CL`). The findings come from the newest successful or partially successful run; an account
+that failed in that run shows its keys from its own newest earlier run, marked **Stale**. The queries are the files in
+the repository's `queries/` folder."""
+
+
+def build_workbook() -> dict[str, Any]:
+    tiles = query_item(
+        "findings-summary", "Findings", "tiles",
+        extra={
+            "tileSettings": {
+                "titleContent": {"columnMatch": "Finding", "formatter": 1},
+                "leftContent": {"columnMatch": "Count", "formatter": 12, "formatOptions": {"palette": "auto"}},
+                "showBorder": True,
+            }
+        },
+    )
+    trend = query_item(
+        "key-creation-trend", "Keys created per day (last 365 days)", "timechart",
+        extra={"chartSettings": {"xAxis": "CreatedAt", "yAxis": ["KeysCreated"]}},
+    )
+    by_account_chart = query_item(
+        "findings-by-account", "Findings by account", "barchart", width=50, suffix=CHART_SUFFIX,
+        extra={"chartSettings": {"xAxis": "Account", "yAxis": FINDING_SERIES, "showLegend": True}},
+    )
+    health = group_item("collector-health", "Collector health", [
+        query_item("collector-last-run", "Last run", "table", width=100),
+        query_item("collector-runs-by-status", "Runs by status (7 days)", "piechart", width=30),
+        table_item("failing-accounts", "Accounts failing (7 days)", width=70),
+        query_item("collector-runs", "Runs (7 days)", "table", extra={"gridSettings": {"filter": True}}),
+    ])
+    return {
+        "version": "Notebook/1.0",
+        "items": [
+            text_item("intro", INTRO),
+            parameters_item(),
+            tiles,
+            trend,
+            by_account_chart,
+            table_item("findings-by-account", "Keys and findings per account", width=50),
+            group_item("drill-down", "Findings", [
+                table_item("root-keys", "Root-account access keys (CIS 1.4)"),
+                table_item("rotation-due", "Keys due for rotation"),
+                table_item("unused-keys", "Unused and never-used active keys"),
+                table_item("two-active-keys", "Users with two active keys"),
+            ]),
+            group_item("all-keys", "All keys (latest snapshot)", [
+                table_item("latest-snapshot", "Latest snapshot per key"),
+            ], expanded=False),
+            health,
+        ],
+        "fallbackResourceIds": [WORKSPACE_PLACEHOLDER],
+        "$schema": "https://github.com/Microsoft/Application-Insights-Workbooks/blob/master/schema/workbook.json",
+    }
+
+
+def render() -> str:
+    return json.dumps(build_workbook(), indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the committed workbook is not up to date")
+    args = parser.parse_args(argv)
+    generated = render()
+    if args.check:
+        current = WORKBOOK.read_text(encoding="utf-8") if WORKBOOK.exists() else ""
+        if current != generated:
+            print(f"{WORKBOOK.relative_to(ROOT)} is out of date: run python scripts/build_workbook.py", file=sys.stderr)
+            return 1
+        return 0
+    WORKBOOK.parent.mkdir(parents=True, exist_ok=True)
+    WORKBOOK.write_text(generated, encoding="utf-8")
+    print(f"wrote {WORKBOOK.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
