@@ -1,0 +1,431 @@
+"""A light local AWS for the benchmark: canned, generated IAM, STS and Organizations answers on 127.0.0.1, with a
+fixed added latency per call and a count of calls by action.
+
+moto is the project's emulator for correctness, but it spends about 5 ms of CPU per call on these 2-core machines,
+which would hide what the collector itself costs. This responder keeps nothing per key: every user, key and
+last-use date is derived from (seed, account, user index, slot), so 100,000 keys cost it no memory, and key ids
+carry their own coordinates (account index, user index, slot) so GetAccessKeyLastUsed needs no lookup table.
+
+Which account a call is for: STS issues session keys ``ASIA<12-digit account><4 hex>``; IAM and Organizations calls
+are attributed to the account found in the SigV4 ``Authorization: ... Credential=<AKID>/...`` header.
+
+Served (query protocol, XML): STS AssumeRole, AssumeRoleWithWebIdentity; IAM ListUsers (Marker/MaxItems,
+default 100 per page like IAM), ListAccessKeys, GetAccessKeyLastUsed, GetCredentialReport (fresh, root row only),
+GenerateCredentialReport. JSON protocol: Organizations ListAccounts. Control (no latency, not counted):
+``GET /__stats`` (calls by action), ``POST /__reset``.
+
+Run alone: ``python benchmarks/aws_responder.py --workload W1 --latency 0.1`` prints ``READY <port>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+HOME_ACCOUNT_ID = "111111111111"  # the management account: home role, and the first account of every workload
+HOME_ROLE_NAME = "AwsIamKeyCollectorHome"
+MEMBER_ROLE_NAME = "AwsIamKeyCollector"
+USER_ACCESS_KEY_ID = "AKIABENCHUSER0000001"  # the collector's IAM user (access_key mode); signs AssumeRole only
+USER_SECRET_ACCESS_KEY = "bench" * 8
+IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
+STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+REPORT_HEADER = (
+    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,"
+    "mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,"
+    "access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,"
+    "access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
+    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
+)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    description: str
+    accounts: int  # account 0 is the home (management) account
+    users_per_account: int
+    keys_per_account: int  # spread over the users: every user has 1 or 2 keys (IAM's maximum is 2)
+    scope: str  # AWS_ACCOUNTS for the product: "home" or "organization"
+    latency: float  # seconds added to every AWS call
+    seed: int = 2019
+
+    @property
+    def total_keys(self) -> int:
+        return self.accounts * self.keys_per_account
+
+    @property
+    def total_users(self) -> int:
+        return self.accounts * self.users_per_account
+
+
+WORKLOADS = {
+    "W1": Workload("W1", "1 account, 300 users, 450 keys, 100 ms per call", 1, 300, 450, "home", 0.1),
+    "W2": Workload("W2", "10 accounts x 30 users (45 keys each), 100 ms per call", 10, 30, 45, "organization", 0.1),
+    "W3": Workload(
+        "W3", "10 accounts x 5,000 users x 2 keys = 100,000 keys, no latency", 10, 5000, 10_000, "organization", 0.0
+    ),
+}
+
+
+def account_id(index: int) -> str:
+    return HOME_ACCOUNT_ID if index == 0 else f"{222222220000 + index:012d}"
+
+
+def _digest(*parts: object) -> int:
+    return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
+
+
+class Generated:
+    """The workload's organization, derived on demand from the seed: nothing is stored per user or key."""
+
+    def __init__(self, workload: Workload, now: datetime) -> None:
+        self.w = workload
+        self.now = now.replace(microsecond=0)
+        self.account_ids = [account_id(i) for i in range(workload.accounts)]
+        self.index_of = {a: i for i, a in enumerate(self.account_ids)}
+        # which users have two keys: the first (keys - users) of a seeded permutation
+        doubles = workload.keys_per_account - workload.users_per_account
+        if not 0 <= doubles <= workload.users_per_account:
+            raise ValueError(f"{workload.name}: every user must have 1 or 2 keys")
+        order = sorted(range(workload.users_per_account), key=lambda u: _digest(workload.seed, "double", u))
+        self._double = frozenset(order[:doubles])
+
+    def user_name(self, user: int) -> str:
+        return f"svc-user-{user:06d}"
+
+    def key_count(self, user: int) -> int:
+        return 2 if user in self._double else 1
+
+    def key_id(self, account: int, user: int, slot: int) -> str:
+        check = f"{_digest(self.w.seed, account, user, slot) % 0x10000:04X}"
+        return f"AKIA{account:03d}{user:07d}{slot}{check}Q"  # 20 characters, like a real key id
+
+    @staticmethod
+    def parse_key_id(key_id: str) -> tuple[int, int, int] | None:
+        if len(key_id) != 20 or not key_id.startswith("AKIA") or not key_id[4:15].isdigit():
+            return None
+        return int(key_id[4:7]), int(key_id[7:14]), int(key_id[14])
+
+    def days(self, *parts: object, low: int, high: int) -> int:
+        return low + _digest(self.w.seed, *parts) % (high - low + 1)
+
+    def iso(self, moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _xml(action: str, namespace: str, result: str) -> bytes:
+    request_id = f"{_digest(time.monotonic_ns()):016x}-bench"
+    return (
+        f'<{action}Response xmlns="{namespace}"><{action}Result>{result}</{action}Result>'
+        f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></{action}Response>"
+    ).encode()
+
+
+def _xml_error(code: str, message: str, status: int = 400) -> tuple[int, str, bytes]:
+    body = (
+        f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+        "<RequestId>bench</RequestId></ErrorResponse>"
+    ).encode()
+    return status, "text/xml", body
+
+
+class Responder:
+    def __init__(self, workload: Workload, latency: float | None = None) -> None:
+        self.workload = workload
+        self.latency = workload.latency if latency is None else latency
+        self.gen = Generated(workload, datetime.now(UTC))
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._issued = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    # --- accounting ---
+
+    def count(self, action: str) -> None:
+        with self._lock:
+            self.calls[action] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.calls.clear()
+            self.peak_in_flight = self.in_flight
+
+    def stats(self) -> dict[str, object]:
+        with self._lock:
+            return {"calls": dict(self.calls), "peak_in_flight": self.peak_in_flight}
+
+    # --- dispatch ---
+
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, str, bytes]:
+        target = headers.get("x-amz-target", "")
+        if target:
+            action = target.rsplit(".", 1)[-1]
+            self.count(action)
+            self._wait()
+            if action == "ListAccounts":
+                return self.list_accounts(json.loads(body or b"{}"))
+            return 400, "application/x-amz-json-1.1", json.dumps(
+                {"__type": "UnsupportedOperation", "message": action}
+            ).encode()
+        params = {k: v[0] for k, v in parse_qs(body.decode("utf-8"), keep_blank_values=True).items()}
+        action = params.get("Action", "")
+        self.count(action or "Unknown")
+        self._wait()
+        handler = getattr(self, f"q_{action}", None)
+        if handler is None:
+            return _xml_error("InvalidAction", f"unsupported action {action!r}")
+        account = self._account_of(headers)
+        return handler(params, account)  # type: ignore[no-any-return]
+
+    def _wait(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            if self.latency > 0:
+                time.sleep(self.latency)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _account_of(self, headers: dict[str, str]) -> int | None:
+        auth = headers.get("authorization", "")
+        start = auth.find("Credential=")
+        if start < 0:
+            return None
+        key_id = auth[start + len("Credential=") :].split("/", 1)[0]
+        if key_id.startswith("ASIA") and len(key_id) >= 16:
+            return self.gen.index_of.get(key_id[4:16])
+        if key_id == USER_ACCESS_KEY_ID:
+            return 0
+        return None
+
+    # --- STS ---
+
+    def _credentials(self, role_arn: str) -> tuple[str, str] | None:
+        parts = role_arn.split(":")
+        if len(parts) < 6 or parts[4] not in self.gen.index_of:
+            return None
+        with self._lock:
+            self._issued += 1
+            serial = self._issued
+        akid = f"ASIA{parts[4]}{serial % 0x10000:04X}"
+        expiration = self.gen.iso(datetime.now(UTC) + timedelta(minutes=15))
+        secret = base64.b64encode(hashlib.sha256(f"secret{serial}".encode()).digest()).decode()[:40]
+        token = base64.b64encode(hashlib.sha512(f"token{serial}".encode()).digest()).decode() * 3
+        session = role_arn.split("/")[-1]
+        credentials = (
+            f"<Credentials><AccessKeyId>{akid}</AccessKeyId><SecretAccessKey>{secret}</SecretAccessKey>"
+            f"<SessionToken>{token}</SessionToken><Expiration>{expiration}</Expiration></Credentials>"
+            f"<AssumedRoleUser><AssumedRoleId>AROABENCH{parts[4]}:{session}</AssumedRoleId>"
+            f"<Arn>arn:aws:sts::{parts[4]}:assumed-role/{session}/bench</Arn></AssumedRoleUser>"
+        )
+        return akid, credentials
+
+    def q_AssumeRole(self, params: dict[str, str], account: int | None) -> tuple[int, str, bytes]:  # noqa: N802
+        issued = self._credentials(params.get("RoleArn", ""))
+        if issued is None or account is None:
+            return _xml_error("AccessDenied", "not authorized to perform sts:AssumeRole", 403)
+        return 200, "text/xml", _xml("AssumeRole", STS_NS, issued[1] + "<PackedPolicySize>6</PackedPolicySize>")
+
+    def q_AssumeRoleWithWebIdentity(  # noqa: N802
+        self, params: dict[str, str], account: int | None
+    ) -> tuple[int, str, bytes]:
+        issued = self._credentials(params.get("RoleArn", ""))
+        if issued is None or not params.get("WebIdentityToken"):
+            return _xml_error("AccessDenied", "not authorized to perform sts:AssumeRoleWithWebIdentity", 403)
+        extra = (
+            "<SubjectFromWebIdentityToken>bench</SubjectFromWebIdentityToken><Audience>bench</Audience>"
+            "<Provider>bench</Provider>"
+        )
+        return 200, "text/xml", _xml("AssumeRoleWithWebIdentity", STS_NS, issued[1] + extra)
+
+    # --- IAM ---
+
+    def q_ListUsers(self, params: dict[str, str], account: int | None) -> tuple[int, str, bytes]:  # noqa: N802
+        if account is None:
+            return _xml_error("InvalidClientTokenId", "unknown session", 403)
+        gen, acct_id = self.gen, self.gen.account_ids[account]
+        start = int(params["Marker"]) if params.get("Marker", "").isdigit() else 0
+        size = max(1, min(1000, int(params.get("MaxItems") or 100)))
+        end = min(start + size, self.workload.users_per_account)
+        members = []
+        for user in range(start, end):
+            name = gen.user_name(user)
+            created = gen.iso(gen.now - timedelta(days=gen.days(account, user, "user", low=400, high=1500)))
+            members.append(
+                f"<member><Path>/</Path><UserName>{name}</UserName><UserId>AIDA{account:03d}{user:09d}BENCH</UserId>"
+                f"<Arn>arn:aws:iam::{acct_id}:user/{name}</Arn><CreateDate>{created}</CreateDate></member>"
+            )
+        more = end < self.workload.users_per_account
+        tail = f"<IsTruncated>true</IsTruncated><Marker>{end}</Marker>" if more else "<IsTruncated>false</IsTruncated>"
+        return 200, "text/xml", _xml("ListUsers", IAM_NS, f"<Users>{''.join(members)}</Users>{tail}")
+
+    def _user_index(self, name: str) -> int | None:
+        prefix = "svc-user-"
+        if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
+            return None
+        user = int(name[len(prefix) :])
+        return user if user < self.workload.users_per_account else None
+
+    def q_ListAccessKeys(self, params: dict[str, str], account: int | None) -> tuple[int, str, bytes]:  # noqa: N802
+        name = params.get("UserName", "")
+        user = self._user_index(name)
+        if account is None or user is None:
+            return _xml_error("NoSuchEntity", f"The user with name {name} cannot be found.", 404)
+        gen = self.gen
+        members = []
+        for slot in range(gen.key_count(user)):
+            status = "Inactive" if gen.days(account, user, slot, "status", low=0, high=9) == 0 else "Active"
+            created = gen.iso(gen.now - timedelta(days=gen.days(account, user, slot, "age", low=1, high=700)))
+            members.append(
+                f"<member><UserName>{name}</UserName><AccessKeyId>{gen.key_id(account, user, slot)}</AccessKeyId>"
+                f"<Status>{status}</Status><CreateDate>{created}</CreateDate></member>"
+            )
+        result = f"<UserName>{name}</UserName><AccessKeyMetadata>{''.join(members)}</AccessKeyMetadata>"
+        return 200, "text/xml", _xml("ListAccessKeys", IAM_NS, result + "<IsTruncated>false</IsTruncated>")
+
+    def q_GetAccessKeyLastUsed(  # noqa: N802
+        self, params: dict[str, str], account: int | None
+    ) -> tuple[int, str, bytes]:
+        key_id = params.get("AccessKeyId", "")
+        parsed = Generated.parse_key_id(key_id)
+        if account is None or parsed is None or parsed[0] != account or parsed[1] >= self.workload.users_per_account:
+            return _xml_error("NoSuchEntity", "The Access Key with id cannot be found", 404)
+        gen = self.gen
+        _, user, slot = parsed
+        ago = gen.days(account, user, slot, "used", low=-1, high=200)  # -1: never used
+        if ago < 0:
+            used = "<Region>N/A</Region><ServiceName>N/A</ServiceName>"
+        else:
+            when = gen.iso(gen.now - timedelta(days=ago, hours=3))
+            service = ("s3", "ec2", "sts", "dynamodb", "ecr")[gen.days(account, user, slot, "svc", low=0, high=4)]
+            used = f"<LastUsedDate>{when}</LastUsedDate><Region>eu-west-1</Region><ServiceName>{service}</ServiceName>"
+        result = f"<UserName>{gen.user_name(user)}</UserName><AccessKeyLastUsed>{used}</AccessKeyLastUsed>"
+        return 200, "text/xml", _xml("GetAccessKeyLastUsed", IAM_NS, result)
+
+    def q_GetCredentialReport(  # noqa: N802
+        self, params: dict[str, str], account: int | None
+    ) -> tuple[int, str, bytes]:
+        if account is None:
+            return _xml_error("InvalidClientTokenId", "unknown session", 403)
+        gen = self.gen
+        created = gen.iso(gen.now - timedelta(days=2000))
+        root = (
+            f"<root_account>,arn:aws:iam::{gen.account_ids[account]}:root,{created},not_supported,N/A,not_supported,"
+            "not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"
+        )
+        content = base64.b64encode(f"{REPORT_HEADER}\n{root}\n".encode()).decode()
+        generated = gen.iso(datetime.now(UTC) - timedelta(minutes=30))  # fresh: no GenerateCredentialReport needed
+        result = (
+            f"<Content>{content}</Content><ReportFormat>text/csv</ReportFormat>"
+            f"<GeneratedTime>{generated}</GeneratedTime>"
+        )
+        return 200, "text/xml", _xml("GetCredentialReport", IAM_NS, result)
+
+    def q_GenerateCredentialReport(  # noqa: N802
+        self, params: dict[str, str], account: int | None
+    ) -> tuple[int, str, bytes]:
+        return 200, "text/xml", _xml("GenerateCredentialReport", IAM_NS, "<State>COMPLETE</State>")
+
+    # --- Organizations (JSON protocol) ---
+
+    def list_accounts(self, request: dict[str, object]) -> tuple[int, str, bytes]:
+        start = int(str(request.get("NextToken") or 0))
+        size = int(str(request.get("MaxResults") or 20))
+        ids = self.gen.account_ids
+        joined = (self.gen.now - timedelta(days=900)).timestamp()
+        accounts = [
+            {
+                "Id": ids[i],
+                "Arn": f"arn:aws:organizations::{HOME_ACCOUNT_ID}:account/o-bench0001/{ids[i]}",
+                "Email": f"aws+{i}@example.com",
+                "Name": "Management" if i == 0 else f"Workload {i:03d}",
+                "Status": "ACTIVE",
+                "State": "ACTIVE",
+                "JoinedMethod": "INVITED" if i == 0 else "CREATED",
+                "JoinedTimestamp": joined,
+            }
+            for i in range(start, min(start + size, len(ids)))
+        ]
+        page: dict[str, object] = {"Accounts": accounts}
+        if start + size < len(ids):
+            page["NextToken"] = str(start + size)
+        return 200, "application/x-amz-json-1.1", json.dumps(page).encode()
+
+
+def serve(responder: Responder, port: int = 0) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: the clients' connection pools are reused, as against AWS
+        disable_nagle_algorithm = True  # else a small reply waits for the client's delayed ACK (40 ms a call)
+        wbufsize = 1 << 16  # headers and body leave in one send (handle_one_request flushes after each reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def _reply(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/__stats":
+                self._reply(200, "application/json", json.dumps(responder.stats()).encode())
+            else:
+                self._reply(404, "text/plain", b"not found")
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if self.path == "/__reset":
+                responder.reset()
+                self._reply(204, "text/plain", b"")
+                return
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            try:
+                status, content_type, payload = responder.handle(headers, body)
+            except Exception as exc:  # a responder bug shows as a 500, it never hangs the client
+                status, content_type, payload = _xml_error("InternalFailure", repr(exc), 500)
+            self._reply(status, content_type, payload)
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 1024  # ~150 clients connecting at once must not overflow the accept backlog
+
+    server = Server(("127.0.0.1", port), Handler)
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="W1")
+    parser.add_argument("--latency", type=float, default=None, help="seconds per call (default: the workload's)")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    sys.setswitchinterval(0.001)  # hand the GIL over quickly: many handler threads each do a little work
+    responder = Responder(WORKLOADS[args.workload], args.latency)
+    server = serve(responder, args.port)
+    print(f"READY {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.05)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

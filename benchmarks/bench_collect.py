@@ -1,0 +1,391 @@
+"""Benchmark: the product's collection against the naive serial walk (the 2019 algorithm), on a local AWS responder.
+
+    python benchmarks/bench_collect.py [--workload W1|W2|W3|all]
+
+For each workload this starts ``aws_responder.py`` (its own process, fixed latency per call), then runs, each in its
+own subprocess so that peak RSS is that run's alone:
+
+- the product: ``shared.composition.compose(...)`` exactly as the CLI composes it (real botocore clients, pointed at
+  the responder through ``AWS_ENDPOINT_URL``; the IAM user's key pair from ``InMemorySecrets``), into the ``file``
+  sink in a temporary folder; for W3 also into the ``logs_ingestion`` sink against the HTTPS fakes of
+  ``tests/azure_fakes.py`` (managed identity + Logs Ingestion, trustme CA), hosted in this process;
+- the naive serial walk (``naive_serial.py``).
+
+It prints wall time, AWS calls (counted by the responder, by action) and peak RSS (VmHWM of the run's process) for
+both, the ratios, and PASS/FAIL against the issue's targets. A benchmark, not a test: it takes several minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(ROOT), str(BENCH)]
+
+from aws_responder import (  # noqa: E402 - after the path set-up above
+    HOME_ACCOUNT_ID,
+    HOME_ROLE_NAME,
+    USER_ACCESS_KEY_ID,
+    USER_SECRET_ACCESS_KEY,
+    WORKLOADS,
+    Workload,
+)
+
+RULE_ID = "dcr-0123456789abcdef0123456789abcdef"
+RSS_LIMIT_MB = 250.0
+TARGETS = {"W1": 10.0, "W2": 20.0}  # the product's wall time must be at most 1/N of the naive walk's
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- the product, in a child process ---
+
+
+class ChildProgress:
+    """Progress on stderr: one line per account (the orchestrator passes it through)."""
+
+    def __init__(self) -> None:
+        self.started_at = time.monotonic()
+        self.total = 0
+        self.done = 0
+
+    def started(self, total: int) -> None:
+        self.total = total
+
+    def account_done(self, account: Any, keys: int, error: str | None) -> None:
+        self.done += 1
+        state = f"{keys} keys" if error is None else f"FAILED: {error}"
+        elapsed = time.monotonic() - self.started_at
+        print(f"    product: [{self.done}/{self.total}] {account.id} {state} ({elapsed:.1f} s)", file=sys.stderr,
+              flush=True)
+
+    def finished(self, run: Any) -> None:
+        pass
+
+
+def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, endpoint: str | None) -> None:
+    from shared.cli import InMemorySecrets
+    from shared.composition import ClientOptions, compose
+    from shared.settings import load_settings
+
+    env = {
+        "AWS_ROLE_ARN": f"arn:aws:iam::{HOME_ACCOUNT_ID}:role/{HOME_ROLE_NAME}",
+        "AWS_ACCOUNTS": workload.scope,
+        "LOG_SINK": sink,
+        "FILE_SINK_DIR": out,
+        "KEY_VAULT_URL": "https://unused.vault.azure.net/",  # access_key mode: the key pair comes from InMemorySecrets
+    }
+    for name in ("COLLECTOR_ACCOUNT_CONCURRENCY", "COLLECTOR_IAM_CONCURRENCY"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    if sink == "logs_ingestion":
+        env.update({"LOGS_INGESTION_ENDPOINT": endpoint or "", "LOGS_INGESTION_RULE_ID": RULE_ID})
+    settings = load_settings(env)
+    secrets = InMemorySecrets(
+        {"aws-access-key-id": USER_ACCESS_KEY_ID, "aws-secret-access-key": USER_SECRET_ACCESS_KEY}
+    )
+    options = ClientOptions(ca_bundle=ca_bundle)
+    started = time.monotonic()
+    with compose(settings, options, progress=ChildProgress(), secrets=secrets) as collector:
+        run = collector.run()
+    wall = time.monotonic() - started
+    rows = 0
+    keys_file = Path(out) / "AwsIamAccessKeys.jsonl"
+    if keys_file.exists():
+        with keys_file.open(encoding="utf-8") as handle:
+            rows = sum(1 for _ in handle)
+    result = {
+        "wall": wall,
+        "keys": run.KeysCollected,
+        "status": run.Status,
+        "file_rows": rows,
+        "peak_rss_mb": peak_rss_mb(),
+        "account_concurrency": settings.account_concurrency,
+        "iam_concurrency": settings.iam_concurrency,
+    }
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --- the orchestrator ---
+
+
+@dataclass
+class Measured:
+    label: str
+    wall: float
+    calls: Counter[str]
+    peak_rss_mb: float
+    keys: int
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+class Responder:
+    """``aws_responder.py`` in its own process."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(BENCH / "aws_responder.py"), "--workload", workload.name],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line.startswith("READY "):
+            self.proc.kill()
+            raise RuntimeError(f"the AWS responder did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+
+    def reset(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(self.url + "/__reset", data=b"", method="POST")).close()  # noqa: S310
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/__stats") as response:  # noqa: S310 - our own local responder
+            return json.loads(response.read())  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class IngestionFakes:
+    """The managed identity and Logs Ingestion HTTPS fakes of ``tests/azure_fakes.py``, in this process; rows are
+    counted, not kept, so this process stays small too."""
+
+    def __init__(self, directory: Path) -> None:
+        from tests.azure_fakes import LogsIngestionFake, ManagedIdentityFake, Request, Response, Tls
+
+        class CountingIngestion(LogsIngestionFake):
+            def __init__(self, tls: Tls, identity: ManagedIdentityFake) -> None:
+                super().__init__(tls, identity)
+                self.received: Counter[str] = Counter()
+                self.posts = 0
+
+            def handle(self, request: Request) -> Response:
+                response = super().handle(request)
+                with self.lock:
+                    for upload in self.uploads:
+                        self.received[upload.stream] += len(upload.rows)
+                        self.posts += 1
+                    self.uploads.clear()
+                return response
+
+        self.tls = Tls(directory)
+        self.identity = ManagedIdentityFake(self.tls)
+        self.ingestion = CountingIngestion(self.tls, self.identity)
+
+    def env(self) -> dict[str, str]:
+        return {"IDENTITY_ENDPOINT": self.identity.endpoint, "IDENTITY_HEADER": self.identity.identity_header}
+
+    def close(self) -> None:
+        self.ingestion.close()
+        self.identity.close()
+
+
+def _child(command: list[str], env: dict[str, str], label: str) -> dict[str, Any]:
+    """Run one measured process; pass its progress (stderr) through; return its RESULT line."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    out, _ = proc.communicate()
+    result = next((line[len("RESULT "):] for line in out.splitlines() if line.startswith("RESULT ")), None)
+    if proc.returncode != 0 or result is None:
+        raise RuntimeError(f"{label} failed (exit {proc.returncode}): {out[-2000:]}")
+    return json.loads(result)  # type: ignore[no-any-return]
+
+
+def _base_env(responder: Responder) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_", "IDENTITY_", "MSI_"))}
+    env.update({
+        "AWS_ENDPOINT_URL": responder.url,
+        "AWS_CONFIG_FILE": os.devnull,  # no profile, no retry or endpoint configuration of this machine
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PYTHONPATH": str(ROOT),
+    })
+    return env
+
+
+def measure_product(
+    responder: Responder, workload: Workload, sink: str, fakes: IngestionFakes | None = None
+) -> Measured:
+    label = f"product ({sink} sink)"
+    print(f"  {label}: running...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-product-") as out:
+        command = [sys.executable, str(BENCH / "bench_collect.py"), "--child", "product", "--workload", workload.name,
+                   "--sink", sink, "--out", out]
+        env = _base_env(responder)
+        if fakes is not None:
+            command += ["--ca-bundle", fakes.tls.ca_bundle, "--ingestion-endpoint", fakes.ingestion.url]
+            env.update(fakes.env())
+            fakes.ingestion.received.clear()
+        responder.reset()
+        result = _child(command, env, label)
+        stats = responder.stats()
+    if fakes is not None:
+        result["ingested_rows"] = fakes.ingestion.received.get("Custom-AwsIamAccessKeys", 0)
+        result["ingestion_posts"] = fakes.ingestion.posts
+    measured = Measured(label, result["wall"], Counter(stats["calls"]), result["peak_rss_mb"], result["keys"], result)
+    measured.detail["peak_in_flight"] = stats["peak_in_flight"]
+    print(f"  {label}: {measured.wall:.2f} s, {measured.total_calls} AWS calls, {measured.keys} keys, "
+          f"peak RSS {measured.peak_rss_mb:.0f} MB", file=sys.stderr, flush=True)
+    return measured
+
+
+def measure_naive(responder: Responder, workload: Workload) -> Measured:
+    print(f"  naive serial walk: running (about {_naive_estimate(workload):.0f} s)...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-naive-") as out:
+        every = 100 if workload.latency else 2500
+        command = [sys.executable, str(BENCH / "naive_serial.py"), "--scope", workload.scope,
+                   "--out", str(Path(out) / "keys.jsonl"), "--progress-every", str(every)]
+        responder.reset()
+        result = _child(command, _base_env(responder), "naive serial walk")
+        stats = responder.stats()
+    measured = Measured("naive serial walk", result["wall"], Counter(stats["calls"]), result["peak_rss_mb"],
+                        result["keys"], result)
+    print(f"  naive serial walk: {measured.wall:.2f} s, {measured.total_calls} AWS calls, {measured.keys} keys, "
+          f"peak RSS {measured.peak_rss_mb:.0f} MB", file=sys.stderr, flush=True)
+    return measured
+
+
+def _naive_estimate(workload: Workload) -> float:
+    pages = -(-workload.users_per_account // 100)
+    calls = workload.accounts * (pages + workload.users_per_account + workload.keys_per_account + 1)
+    return calls * (workload.latency + (0.003 if workload.latency else 0.0015))
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    text: str
+
+
+def judge(workload: Workload, naive: Measured | None, products: list[Measured]) -> list[Verdict]:
+    verdicts = []
+    for product in products:
+        complete = product.keys == workload.total_keys and product.detail.get("status") == "Succeeded"
+        verdicts.append(Verdict(complete, f"{product.label}: {product.keys} of {workload.total_keys} keys collected, "
+                                          f"run {product.detail.get('status')}"))
+        if "ingested_rows" in product.detail:
+            rows = product.detail["ingested_rows"]
+            posts = product.detail["ingestion_posts"]
+            verdicts.append(Verdict(rows == product.keys, f"{product.label}: {rows} key rows received by the fake "
+                                                          f"Logs Ingestion endpoint in {posts} POSTs"))
+        elif product.detail.get("file_rows") is not None and "file" in product.label:
+            rows = product.detail["file_rows"]
+            verdicts.append(Verdict(rows == product.keys, f"{product.label}: {rows} key rows in the file sink"))
+    if workload.name in TARGETS and naive is not None:
+        product = products[0]
+        factor = TARGETS[workload.name]
+        limit = naive.wall / factor
+        verdicts.append(Verdict(product.wall <= limit, f"wall {product.wall:.2f} s <= naive {naive.wall:.2f} s / "
+                                                       f"{factor:.0f} = {limit:.2f} s"))
+        if workload.name == "W1":
+            verdicts.append(Verdict(product.total_calls <= naive.total_calls,
+                                    f"AWS calls {product.total_calls} <= naive {naive.total_calls}"))
+    if workload.name == "W3":
+        for product in products:
+            verdicts.append(Verdict(product.peak_rss_mb <= RSS_LIMIT_MB, f"{product.label}: peak RSS "
+                                    f"{product.peak_rss_mb:.0f} MB <= {RSS_LIMIT_MB:.0f} MB"))
+    return verdicts
+
+
+def _calls_text(calls: Counter[str]) -> str:
+    return ", ".join(f"{action} {n}" for action, n in sorted(calls.items()))
+
+
+def bench(workload: Workload, with_naive: bool) -> tuple[list[Measured], list[Verdict]]:
+    print(f"\n=== {workload.name}: {workload.description} ===", file=sys.stderr, flush=True)
+    responder = Responder(workload)
+    fakes_dir = tempfile.TemporaryDirectory(prefix="bench-azure-fakes-")
+    fakes: IngestionFakes | None = None
+    try:
+        products = [measure_product(responder, workload, "file")]
+        if workload.name == "W3":
+            fakes = IngestionFakes(Path(fakes_dir.name))
+            products.append(measure_product(responder, workload, "logs_ingestion", fakes))
+        naive = measure_naive(responder, workload) if with_naive else None
+    finally:
+        responder.close()
+        if fakes is not None:
+            fakes.close()
+        fakes_dir.cleanup()
+    runs = ([naive] if naive else []) + products
+    verdicts = judge(workload, naive, products)
+
+    print(f"\n{workload.name}: {workload.description}")
+    print(f"  {'run':<26} {'wall s':>9} {'AWS calls':>10} {'peak RSS MB':>12} {'keys':>8}")
+    for m in runs:
+        print(f"  {m.label:<26} {m.wall:>9.2f} {m.total_calls:>10} {m.peak_rss_mb:>12.0f} {m.keys:>8}")
+    if naive is not None:
+        for product in products:
+            print(f"  ratio naive/{product.label}: wall {naive.wall / product.wall:.1f}x, "
+                  f"calls {naive.total_calls / max(1, product.total_calls):.2f}x, "
+                  f"peak RSS {naive.peak_rss_mb / product.peak_rss_mb:.2f}x")
+    for m in runs:
+        print(f"  calls of {m.label}: {_calls_text(m.calls)}")
+    product = products[0]
+    print(f"  product settings: account concurrency {product.detail['account_concurrency']}, IAM concurrency "
+          f"{product.detail['iam_concurrency']}; most AWS calls in flight at once: {product.detail['peak_in_flight']}")
+    for verdict in verdicts:
+        print(f"  {'PASS' if verdict.ok else 'FAIL'}  {verdict.text}")
+    sys.stdout.flush()
+    return runs, verdicts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="the product's collection against the naive serial walk")
+    parser.add_argument("--workload", choices=[*sorted(WORKLOADS), "all"], default="all")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive walk (no ratios, no wall targets)")
+    parser.add_argument("--child", choices=["product"], help=argparse.SUPPRESS)
+    parser.add_argument("--sink", default="file", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--ca-bundle", help=argparse.SUPPRESS)
+    parser.add_argument("--ingestion-endpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child == "product":
+        run_product(WORKLOADS[args.workload], args.sink, args.out, args.ca_bundle, args.ingestion_endpoint)
+        return 0
+
+    names = sorted(WORKLOADS) if args.workload == "all" else [args.workload]
+    print(f"Benchmark on {os.cpu_count()} CPU(s), Python {sys.version.split()[0]}: {', '.join(names)}",
+          file=sys.stderr, flush=True)
+    table: list[tuple[Workload, list[Measured]]] = []
+    failed = 0
+    for name in names:
+        runs, verdicts = bench(WORKLOADS[name], with_naive=not args.no_naive)
+        table.append((WORKLOADS[name], runs))
+        failed += sum(1 for v in verdicts if not v.ok)
+
+    print("\n| Workload | Run | Wall time | AWS calls | Peak RSS |")
+    print("|---|---|---:|---:|---:|")
+    for workload, runs in table:
+        for m in runs:
+            print(f"| {workload.name} | {m.label} | {m.wall:.1f} s | {m.total_calls:,} | {m.peak_rss_mb:.0f} MB |")
+    print(f"\n{'ALL PASS' if failed == 0 else f'{failed} FAIL(S)'}")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    threading.current_thread().name = "bench"
+    sys.exit(main())
