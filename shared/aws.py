@@ -30,6 +30,7 @@ from botocore.credentials import (
     RefreshableCredentials,
 )
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from shared import __version__
 from shared.ports import CollectorError, SecretProvider, WebIdentityTokenProvider
@@ -46,13 +47,27 @@ class AwsSignInError(CollectorError):
     """The collector could not sign in to AWS (home role or a member role)."""
 
 
-def retry_config(max_pool_connections: int) -> Config:
+# What a botocore call raises: an error answer, a transport error, or an answer that does not parse (botocore's
+# ResponseParserError is not a BotoCoreError).
+AWS_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
+
+
+MAX_ATTEMPTS = 10
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 60
+
+
+def retry_config(
+    max_pool_connections: int, max_attempts: int | None = None, read_timeout: float | None = None
+) -> Config:
     """Botocore's adaptive retry, chosen on purpose: it retries throttling and transient errors with backoff and
-    rate-limits the client when IAM says Throttling, so parallel calls slow down instead of losing an account."""
+    rate-limits the client when IAM says Throttling, so parallel calls slow down instead of losing an account.
+    ``max_attempts`` and ``read_timeout`` are lowered only by the fault-injection tests (``ClientOptions``)."""
     return Config(
-        retries={"mode": "adaptive", "max_attempts": 10},
-        connect_timeout=10,
-        read_timeout=60,
+        # total_max_attempts counts the first call too; botocore's "max_attempts" would count retries only (11 calls)
+        retries={"mode": "adaptive", "total_max_attempts": max_attempts or MAX_ATTEMPTS},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=read_timeout or READ_TIMEOUT,
         max_pool_connections=max_pool_connections,
         user_agent_appid=f"aws-iam-key-collector-{__version__}".replace(".", "-"),
     )
@@ -73,9 +88,16 @@ class AwsClientFactory:
     """Makes botocore clients on given credentials. One model loader is shared by all sessions (a new botocore
     session otherwise re-reads the service models: about 100 ms and several MB each)."""
 
-    def __init__(self, region: str, max_pool_connections: int = 10) -> None:
+    def __init__(
+        self,
+        region: str,
+        max_pool_connections: int = 10,
+        *,
+        max_attempts: int | None = None,
+        read_timeout: float | None = None,
+    ) -> None:
         self.region = region
-        self._config = retry_config(max_pool_connections)
+        self._config = retry_config(max_pool_connections, max_attempts, read_timeout)
         self._base = botocore.session.Session()
         self._loader = self._base.get_component("data_loader")
         self._lock = threading.Lock()  # botocore sessions are not thread-safe while creating clients
@@ -107,7 +129,7 @@ def _refreshing(fetch: Callable[[], dict[str, Any]], method: str, what: str) -> 
     def fetch_and_protect() -> dict[str, Any]:
         try:
             metadata = fetch()
-        except (ClientError, BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             raise AwsSignInError(f"{what} failed: {describe_aws_error(exc)}") from None
         register_secret(metadata.get("secret_key"))
         register_secret(metadata.get("token"))
@@ -246,9 +268,11 @@ def describe_aws_error(exc: BaseException) -> str:
         error = exc.response.get("Error", {})
         operation = getattr(exc, "operation_name", "") or "request"
         text = f"{operation}: {error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": ")
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    return redact(text)
+    else:  # the first line only: a ResponseParserError appends the raw (possibly cut, secret-bearing) body
+        lines = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    text = redact(text)
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class AwsSource:
@@ -297,7 +321,7 @@ class AwsSource:
         org = self._factory.client("organizations", self._home_credentials())
         try:
             return active_accounts(list_organization_accounts(org))
-        except (ClientError, BotoCoreError) as exc:
+        except (*AWS_ERRORS, MalformedResponseError) as exc:
             raise AwsSignInError(
                 f"Organizations ListAccounts through {s.aws_role_arn} failed: {describe_aws_error(exc)} (the home "
                 "role must be in the management account or a delegated administrator, with organizations:ListAccounts)"

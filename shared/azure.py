@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
@@ -50,8 +51,22 @@ SECRET_SETTINGS = "AWS_ACCESS_KEY_ID_SECRET, AWS_SECRET_ACCESS_KEY_SECRET or LOG
 
 
 def transport_options(options: ClientOptions) -> dict[str, Any]:
-    """Keyword arguments for an azure-core transport: only the test-only CA bundle, when given."""
-    return {"connection_verify": options.ca_bundle} if options.ca_bundle else {}
+    """Keyword arguments for an azure-core transport: only the test-only CA bundle and read timeout, when given."""
+    found: dict[str, Any] = {"connection_verify": options.ca_bundle} if options.ca_bundle else {}
+    if options.azure_read_timeout is not None:
+        found["read_timeout"] = options.azure_read_timeout
+    return found
+
+
+def retry_options(options: ClientOptions) -> dict[str, Any]:
+    """azure-core's retry policy as every Azure client of the collector uses it (the managed identity credential
+    included): at most RETRY_TOTAL retries, of which azure-core allows 3 per kind (connection, read, status)."""
+    factor = options.azure_retry_backoff_factor
+    return {
+        "retry_total": RETRY_TOTAL,
+        "retry_backoff_factor": RETRY_BACKOFF_FACTOR if factor is None else factor,
+        "retry_backoff_max": RETRY_BACKOFF_MAX,
+    }
 
 
 def in_azure(environ: Mapping[str, str] | None = None) -> bool:
@@ -74,7 +89,7 @@ def build_credential(client_id: str | None, options: ClientOptions) -> TokenCred
             "Azure sign-in: managed identity (%s)",
             f"user-assigned, client id {client_id}" if client_id else "system-assigned",
         )
-        return ManagedIdentityCredential(client_id=client_id, **transport)
+        return ManagedIdentityCredential(client_id=client_id, **transport, **retry_options(options))
     log.info("Azure sign-in: no managed identity endpoint here; using the developer sign-in (DefaultAzureCredential)")
     return DefaultAzureCredential(managed_identity_client_id=client_id, **transport)
 
@@ -94,9 +109,7 @@ class KeyVaultSecretProvider:
             vault_url,
             credential,
             verify_challenge_resource=options.verify_challenge_resource,
-            retry_total=RETRY_TOTAL,
-            retry_backoff_factor=RETRY_BACKOFF_FACTOR,
-            retry_backoff_max=RETRY_BACKOFF_MAX,
+            **retry_options(options),
             **transport_options(options),
         )
         self._cache: dict[str, str] = {}
@@ -135,6 +148,12 @@ class KeyVaultSecretProvider:
                     f"{where}: access denied (HTTP 403{_error_code(exc)}). Grant the Function's managed identity "
                     f"(or, locally, your signed-in account) the '{KEY_VAULT_ROLE}' role on the vault (role "
                     "assignments can take a few minutes to apply), and check the vault's firewall allows this caller"
+                ) from None
+            if exc.status_code is None or exc.status_code < 400:  # an answer cut off, or not JSON
+                raise SecretError(
+                    f"{where}: the vault's answer could not be read ({type(exc).__name__}: {first_line(exc.message)})"
+                    " after azure-core's retries. Check KEY_VAULT_URL and the network path (a proxy or firewall "
+                    "answering for the vault)"
                 ) from None
             raise SecretError(
                 f"{where}: Key Vault answered HTTP {exc.status_code}{_error_code(exc)}: {first_line(exc.message)}"
@@ -177,6 +196,13 @@ class ManagedIdentityTokenProvider:
                 f"Azure managed identity: no token for AWS_WEB_IDENTITY_AUDIENCE {self._audience!r} (scope {scope}): "
                 f"{first_line(exc.message)}. Check that the audience is an application ID URI or app id Entra ID "
                 "knows, and that the Function has its managed identity (AZURE_CLIENT_ID for a user-assigned one)"
+            ) from None
+        except AzureError as exc:  # no answer, a cut or unreadable one, or a 5xx that outlasted the retries
+            raise CollectorError(
+                f"Azure managed identity: no token for AWS_WEB_IDENTITY_AUDIENCE {self._audience!r} (scope {scope}): "
+                f"the managed identity endpoint failed ({type(exc).__name__}: {first_line(exc.message)}) after "
+                "azure-core's retries. The endpoint is the platform's (IDENTITY_ENDPOINT): check that the Function "
+                "has its managed identity (AZURE_CLIENT_ID for a user-assigned one); the next run tries again"
             ) from None
         register_secret(token)
         return token

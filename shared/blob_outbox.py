@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
-from shared.azure import RETRY_BACKOFF_FACTOR, RETRY_BACKOFF_MAX, RETRY_TOTAL, transport_options
+from shared.azure import retry_options, transport_options
 from shared.outbox import OutboxItem, decode_rows, encode_rows, item_name, parse_item_name
 from shared.ports import SinkError
 from shared.records import Table
@@ -37,9 +37,7 @@ class BlobOutbox:
             account_url=blob_service_uri,
             container_name=container,
             credential=credential,
-            retry_total=RETRY_TOTAL,
-            retry_backoff_factor=RETRY_BACKOFF_FACTOR,
-            retry_backoff_max=RETRY_BACKOFF_MAX,
+            **retry_options(options),
             **transport_options(options),
         )
         self._leases: dict[str, BlobLeaseClient] = {}

@@ -22,6 +22,7 @@ from typing import IO, Any, Protocol
 
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from shared import __version__
 from shared.aws import (
@@ -203,7 +204,8 @@ class Collector:
         if run_record_deferred:  # the sink took nothing, not even the run record: make the platform show it
             raise DeliveryDeferredError(
                 f"{self._sink.name} sink unavailable: {delivery.deferred} record(s) of this run kept in the outbox "
-                f"at {self._sink.outbox.location}; the next run delivers them first"
+                f"at {self._sink.outbox.location}; the next run delivers them first. Last error: "
+                f"{redact(delivery.last_error)}"
             )
         return record
 
@@ -226,7 +228,7 @@ class Collector:
                 count = inventory_account(iam, account, run, self._options.iam_concurrency, spool)
             except Exception as exc:
                 stop.set()  # the account failed: stop waiting for its report
-                return AccountResult(0, describe_error(exc))
+                return AccountResult(0, describe_iam_error(exc, account))
             root_known = True
             try:
                 root_records = root_key_records(report.result(), account, run)
@@ -341,9 +343,27 @@ def _read_user(
     return user, present, last_used
 
 
+IAM_READ_ACTIONS = "iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed"
+
+
+def describe_iam_error(exc: BaseException, account: Account) -> str:
+    """An account's inventory failed: which dependency (IAM), which account, what failed and what to check."""
+    described = describe_error(exc)
+    text = described if described.startswith("IAM ") else f"IAM in account {account.id}: {described}"
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        return f"{text} (the account's collector role needs {IAM_READ_ACTIONS})"
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0
+    if isinstance(exc, ResponseParserError):  # botocore does not retry an answer it cannot parse
+        return f"{text} (IAM's answer was cut off or garbled; the next run retries the account)"
+    if isinstance(exc, BotoCoreError) or status >= 500 or status == 429 or "Throttl" in code:
+        return f"{text} (still failing after botocore's retries: check the network path to IAM; the next run retries)"
+    return text
+
+
 def describe_error(exc: BaseException) -> str:
     """A clear, secret-free, one-line error for logs and the run record."""
-    if isinstance(exc, ClientError | BotoCoreError):
+    if isinstance(exc, ClientError | BotoCoreError | ResponseParserError):
         return describe_aws_error(exc)
     if isinstance(exc, CollectorError):
         return redact(str(exc))

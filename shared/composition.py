@@ -34,6 +34,12 @@ class ClientOptions:
 
     ca_bundle: str | None = None  # trust this CA file (the local fakes' trustme CA) in the Azure clients
     verify_challenge_resource: bool = True  # Key Vault: the challenge's resource must match the vault's domain
+    # Fault-injection tests only: shorter waits so a timeout or a retried fault costs a fraction of a second.
+    # None keeps production's values (shared/aws.py retry_config, shared/azure.py RETRY_*, the sinks' own).
+    aws_max_attempts: int | None = None  # botocore attempts per call (None: 10)
+    aws_read_timeout: float | None = None  # seconds (None: 60)
+    azure_read_timeout: float | None = None  # seconds, every Azure client and the data_collector sink
+    azure_retry_backoff_factor: float | None = None  # azure-core backoff factor; data_collector's first wait
 
 
 def needs_azure_credential(
@@ -98,7 +104,12 @@ def compose(
 
         source = AwsSource(
             settings,
-            AwsClientFactory(settings.aws_region, max_pool_connections=settings.iam_concurrency),
+            AwsClientFactory(
+                settings.aws_region,
+                max_pool_connections=settings.iam_concurrency,
+                max_attempts=options.aws_max_attempts,
+                read_timeout=options.aws_read_timeout,
+            ),
             secrets=secrets,
             tokens=tokens,
         )

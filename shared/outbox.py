@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from shared.ports import Sink, SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
+from shared.redaction import redact
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,21 @@ class NoOutbox:
         pass
 
 
+def _send(sink: Sink, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """``sink.send``, with any error it should have turned into a SinkError turned into one (nothing delivered is
+    assumed), so that an unexpected exception in a sink defers the rows instead of losing them and the run."""
+    try:
+        sink.send(table, rows)
+    except SinkError:
+        raise
+    except Exception as exc:  # a sink bug must not lose rows
+        raise SinkError(f"{sink.name}: {type(exc).__name__}: {redact(str(exc))}", len(rows)) from None
+
+
 @dataclass
 class DeliveryStats:
     deferred: int = 0  # rows kept in the outbox this run
+    last_error: str = ""  # why the sink refused the last rows kept (secret-free: the sinks' own messages)
     replayed: int = 0  # rows of earlier runs delivered this run
     dropped: int = 0  # rows dropped from the outbox past its age or size limit
 
@@ -163,7 +176,7 @@ class ReliableSink:
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         try:
-            self.inner.send(table, rows)
+            _send(self.inner, table, rows)
         except SinkError as exc:
             try:
                 self.outbox.put(table, rows, datetime.now(UTC))
@@ -173,6 +186,7 @@ class ReliableSink:
                     len(rows),
                 ) from None
             self.stats.deferred += len(rows)
+            self.stats.last_error = str(exc)
             log.warning("%d %s row(s) kept in the outbox for the next run: %s", len(rows), table.table, exc)
 
     def replay(self, now: datetime) -> DeliveryStats:
@@ -200,7 +214,7 @@ class ReliableSink:
                 if rows is None:
                     continue  # another run is replaying it
                 try:
-                    self.inner.send(item.table, rows)
+                    _send(self.inner, item.table, rows)
                 except SinkError as exc:
                     self.outbox.release(item)
                     log.warning("Outbox replay stopped, %s is still failing: %s", self.inner.name, exc)

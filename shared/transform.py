@@ -183,7 +183,10 @@ def active_accounts(pages: Sequence[Mapping[str, Any]] | Any) -> list[Account]:
     """ACTIVE accounts from Organizations ListAccounts pages, with their names, sorted by id."""
     accounts: dict[str, Account] = {}
     for page in pages:
-        for item in page.get("Accounts", []) if isinstance(page, Mapping) else []:
+        items = page.get("Accounts") if isinstance(page, Mapping) else None
+        if not isinstance(items, list):  # botocore parses a cut or garbled JSON answer as an empty one
+            raise MalformedResponseError("Organizations ListAccounts: field Accounts is missing")
+        for item in items:
             account_id = _field(item, "Id", str, "Organizations ListAccounts")
             if not _ACCOUNT_ID.match(account_id):
                 raise MalformedResponseError("Organizations ListAccounts: field Id is not a 12-digit account id")

@@ -47,6 +47,7 @@ RETRY_STATUSES = frozenset({429, 500, 503})
 MAX_ATTEMPTS = 5
 MAX_RETRY_SLEEP = 60.0  # seconds; also caps a longer Retry-After so a run ends inside the Function's timeout
 TIMEOUT = (10, 120)  # connect, read (seconds)
+FIRST_WAIT = 1.0  # seconds before the first retry when the service sends no Retry-After; doubles each time
 
 RETIREMENT_WARNING = (
     "LOG_SINK=data_collector uses the HTTP Data Collector API, which Microsoft retired on 2026-09-14; "
@@ -118,6 +119,9 @@ class DataCollectorSink:
         self._max_attempts = max(1, max_attempts)
         self._max_retry_sleep = max_retry_sleep
         self._sleep = sleep
+        factor = options.azure_retry_backoff_factor  # test-only; production waits 1, 2, 4, 8 s without Retry-After
+        self._first_wait = FIRST_WAIT if factor is None else factor
+        self._timeout = TIMEOUT if options.azure_read_timeout is None else (TIMEOUT[0], options.azure_read_timeout)
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
@@ -147,8 +151,8 @@ class DataCollectorSink:
             }
             retry_after: float | None = None
             try:
-                response = self._session.post(self.url, data=body, headers=headers, timeout=TIMEOUT)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+                response = self._session.post(self.url, data=body, headers=headers, timeout=self._timeout)
+            except requests.RequestException as exc:  # refused, timed out, or the answer was cut off (retried)
                 last = f"cannot reach {self.url.split('?')[0]} ({type(exc).__name__})"
             else:
                 if 200 <= response.status_code < 300:
@@ -159,7 +163,7 @@ class DataCollectorSink:
                 retry_after = _retry_after(response.headers.get("Retry-After"))
             if attempt == self._max_attempts:
                 break
-            delay = retry_after if retry_after is not None else float(2 ** (attempt - 1))
+            delay = retry_after if retry_after is not None else self._first_wait * 2 ** (attempt - 1)
             delay = min(max(delay, 0.0), self._max_retry_sleep)
             log.warning(
                 "data_collector: %s for %s, attempt %d of %d; retrying in %.1f s",

@@ -20,7 +20,7 @@ from azure.core.exceptions import (
 )
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
-from shared.azure import RETRY_BACKOFF_FACTOR, RETRY_BACKOFF_MAX, RETRY_TOTAL, first_line, transport_options
+from shared.azure import first_line, retry_options, transport_options
 from shared.ports import SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
 
@@ -52,9 +52,7 @@ class LogsIngestionSink:
         self._client = LogsIngestionClient(
             endpoint,
             credential,
-            retry_total=RETRY_TOTAL,
-            retry_backoff_factor=RETRY_BACKOFF_FACTOR,
-            retry_backoff_max=RETRY_BACKOFF_MAX,
+            **retry_options(options),
             **transport_options(options),
         )
 
