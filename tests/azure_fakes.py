@@ -52,6 +52,11 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # transport faults: wait this long first (a client with a shorter read timeout gives up); then, if ``drop``,
+    # close the connection without answering; ``declared_length`` announces more bytes than ``body`` (truncated)
+    delay: float = 0.0
+    drop: bool = False
+    declared_length: int | None = None
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -109,12 +114,19 @@ class FakeServer:
                     response = fake.handle(request)
                 except Exception as exc:  # a bug in a fake must show as a 500, not hang the client
                     response = Response.json(500, {"error": {"code": "FakeError", "message": repr(exc)}})
+                if response.delay:
+                    time.sleep(response.delay)
+                if response.drop:
+                    self.close_connection = True
+                    return
                 self.send_response(response.status)
                 for name, value in response.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(response.body)))
+                self.send_header("Content-Length", str(response.declared_length or len(response.body)))
                 self.end_headers()
                 self.wfile.write(response.body)
+                if response.declared_length is not None:
+                    self.close_connection = True  # the rest of the announced body never comes
 
             do_GET = do_POST = _serve
 

@@ -6,10 +6,12 @@ the way AWS fails (AccessDenied, Throttling, 5xx, dropped connections, malformed
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +33,8 @@ class Fault:
     body: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     drop_connection: bool = False
+    delay: float = 0.0  # seconds before answering (or dropping): longer than the client's read timeout = a timeout
+    declared_length: int | None = None  # a Content-Length larger than the body, then close: a truncated answer
 
 
 Rule = Callable[[Call], Fault | None]
@@ -80,17 +84,22 @@ class AwsProxy:
                 for rule in rules:
                     fault = rule(call)
                     if fault is not None:
+                        if fault.delay:
+                            time.sleep(fault.delay)
                         if fault.drop_connection:
                             self.close_connection = True
-                            self.connection.shutdown(2)
+                            with contextlib.suppress(OSError):  # the client may have given up already
+                                self.connection.shutdown(2)
                             return
                         payload = fault.body.encode()
                         self.send_response(fault.status)
                         for k, v in fault.headers.items():
                             self.send_header(k, v)
-                        self.send_header("Content-Length", str(len(payload)))
+                        self.send_header("Content-Length", str(fault.declared_length or len(payload)))
                         self.end_headers()
                         self.wfile.write(payload)
+                        if fault.declared_length is not None:
+                            self.close_connection = True
                         return
                 conn = http.client.HTTPConnection(*proxy._upstream, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection",)}
