@@ -116,7 +116,7 @@ def read(path: Path) -> str:
 QUESTIONS = {
     "latest-snapshot", "rotation-due", "unused-keys", "two-active-keys", "key-creation-trend", "findings-by-account",
     "findings-summary", "root-keys", "collector-runs-by-status", "collector-last-run", "collector-runs",
-    "failing-accounts", "accounts", "alert-rotation-due-new", "alert-collector-silent", "alert-run-failed",
+    "failing-accounts", "accounts", "alert-root-key", "alert-rotation-due-new", "alert-collector-silent", "alert-run-failed",
 }
 
 
@@ -346,7 +346,7 @@ def alert_rules() -> dict[str, dict[str, Any]]:
 def test_alert_rules_load_their_queries_from_the_query_files() -> None:
     path = INFRA / "modules" / "alerts.bicep"
     rules = alert_rules()
-    assert set(rules) == {"rotationDue", "collectorSilent", "runFailed"}
+    assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed"}
     loaded = {}
     for name, config in rules.items():
         (criterion,) = config["properties"]["criteria"]["allOf"]
@@ -357,9 +357,19 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
         assert config["properties"]["scopes"] == ["workspaceResourceId"]
         assert config["properties"]["actions"]["actionGroups"] == "actionGroups"
         assert config["properties"]["autoMitigate"] is True
-    assert loaded == {"rotationDue": "alert-rotation-due-new", "collectorSilent": "alert-collector-silent",
+    assert loaded == {"rootKey": "alert-root-key", "rotationDue": "alert-rotation-due-new", "collectorSilent": "alert-collector-silent",
                       "runFailed": "alert-run-failed"}
     assert {p.stem for p in QUERY_FILES if p.stem.startswith("alert-")} == set(loaded.values())
+
+
+def test_root_key_alert_fires_per_account_on_any_root_key() -> None:
+    rule = alert_rules()["rootKey"]["properties"]
+    (criterion,) = rule["criteria"]["allOf"]
+    assert rule["severity"] == 1  # as urgent as a silent collector: nothing can restrict the root user
+    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", 0)
+    assert [d["name"] for d in criterion["dimensions"]] == ["AccountId"]
+    text = read(QUERIES / "alert-root-key.kql")
+    assert "where IsRootKey" in text and 'Status == "Active"' not in text  # an inactive root key can be re-enabled
 
 
 def test_silent_alert_window_is_twice_the_schedule() -> None:

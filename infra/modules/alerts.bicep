@@ -1,5 +1,6 @@
 // Scheduled query alert rules over the collector's tables, their queries loaded from queries/*.kql (the same files as
-// the workbook): keys newly due for rotation, the collector silent, a run failed or partially failed. They notify an
+// the workbook): a root-account access key exists, keys newly due for rotation, the collector silent, a run failed or
+// partially failed. They notify an
 // existing action group, a new one that emails alertEmailAddress, both, or none (the alerts still show in the portal).
 // The rules query the workspace with the permissions Azure Monitor grants log alerts on their scope; no identity.
 
@@ -53,6 +54,51 @@ resource emailActionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (cre
         useCommonAlertSchema: true
       }
     ]
+  }
+}
+
+// Stateful, per account: fires while the account's newest collection shows a root-account access key (CIS AWS 1.4,
+// the worst finding), resolved once a collection finds none. Severity 1: the root user cannot be restricted by policy.
+resource rootKey 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-root-key'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM: root-account access key exists'
+    description: 'An AWS account\'s root user has an access key (CIS AWS 1.4) in the newest collection (queries/alert-root-key.kql).'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-root-key.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'AccountId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
   }
 }
 
@@ -173,6 +219,7 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
 
 output actionGroupIds array = actionGroups
 output ruleIds array = [
+  rootKey.id
   rotationDue.id
   collectorSilent.id
   runFailed.id
