@@ -284,3 +284,23 @@ def test_settings_example_names_only_contract_settings_with_placeholders() -> No
     for name in ("COLLECTOR_SCHEDULE", "KEY_VAULT_URL", "AWS_ROLE_ARN", "LOG_SINK"):
         assert values[name], name
     assert not any(name.endswith(("_KEY", "_SECRET_VALUE", "_TOKEN")) for name in values)  # secrets live in Key Vault
+
+
+def test_funcignore_deploys_the_app_and_nothing_else() -> None:
+    """The deployment package is the app (function_app.py, host.json, shared/, requirements.txt): every other top-level
+    entry of the repository is excluded, local settings and environments above all."""
+    import fnmatch
+    import subprocess  # noqa: S404 - git, to list what the repository holds
+
+    root = Path(__file__).resolve().parent.parent
+    patterns = [line.strip().rstrip("/") for line in (root / ".funcignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def ignored(name: str) -> bool:
+        return any(fnmatch.fnmatch(name, pattern) for pattern in patterns)
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout  # noqa: S603, S607
+    top_level = {path.split("/")[0] for path in tracked.splitlines()} | {".venv", "local.settings.json", "out"}
+    app = {"function_app.py", "host.json", "shared", "requirements.txt"}
+    assert not {name for name in app if ignored(name)}
+    assert {name for name in top_level - app if not ignored(name)} <= {"README.md"}
