@@ -45,16 +45,22 @@ _MANAGED_IDENTITY_ENV = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT")
 RETRY_TOTAL = 4
 RETRY_BACKOFF_FACTOR = 0.8
 RETRY_BACKOFF_MAX = 30
+# Timeouts of every Azure request (azure-core's own default is 300 s each, so four attempts at a hung endpoint could
+# outlast the Function's 10-minute timeout and lose the run before the outbox keeps its records).
+CONNECTION_TIMEOUT = 10
+READ_TIMEOUT = 60
 
 KEY_VAULT_ROLE = "Key Vault Secrets User"
 SECRET_SETTINGS = "AWS_ACCESS_KEY_ID_SECRET, AWS_SECRET_ACCESS_KEY_SECRET or LOG_ANALYTICS_WORKSPACE_KEY_SECRET"  # noqa: S105 - setting names
 
 
-def transport_options(options: ClientOptions) -> dict[str, Any]:
-    """Keyword arguments for an azure-core transport: only the test-only CA bundle and read timeout, when given."""
+def transport_options(options: ClientOptions, *, timeouts: bool = True) -> dict[str, Any]:
+    """Keyword arguments for an azure-core transport: the timeouts (a test may shorten the read timeout) and the
+    test-only CA bundle, when given. TLS verification itself is never switched off."""
     found: dict[str, Any] = {"connection_verify": options.ca_bundle} if options.ca_bundle else {}
-    if options.azure_read_timeout is not None:
-        found["read_timeout"] = options.azure_read_timeout
+    if timeouts:
+        found["connection_timeout"] = CONNECTION_TIMEOUT
+        found["read_timeout"] = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
     return found
 
 
@@ -83,15 +89,15 @@ def build_credential(client_id: str | None, options: ClientOptions) -> TokenCred
     Elsewhere (``func start``, the command line): ``DefaultAzureCredential`` for the developer's sign-in
     (``az login``, ``azd auth login``, VS Code, a service principal in the environment, or IMDS on an Azure VM).
     """
-    transport = transport_options(options)
     if in_azure():
         log.info(
             "Azure sign-in: managed identity (%s)",
             f"user-assigned, client id {client_id}" if client_id else "system-assigned",
         )
-        return ManagedIdentityCredential(client_id=client_id, **transport, **retry_options(options))
+        return ManagedIdentityCredential(client_id=client_id, **transport_options(options), **retry_options(options))
     log.info("Azure sign-in: no managed identity endpoint here; using the developer sign-in (DefaultAzureCredential)")
-    return DefaultAzureCredential(managed_identity_client_id=client_id, **transport)
+    # Only the CA bundle: DefaultAzureCredential probes IMDS with its own short timeout, which ours must not replace.
+    return DefaultAzureCredential(managed_identity_client_id=client_id, **transport_options(options, timeouts=False))
 
 
 def _error_code(exc: HttpResponseError) -> str:

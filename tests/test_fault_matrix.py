@@ -680,6 +680,6 @@ def test_production_retry_bounds_are_the_documented_ones() -> None:
     assert iam.meta.config.retries == {"mode": "adaptive", "total_max_attempts": 10}  # 10 calls in all, not 11
     assert (iam.meta.config.connect_timeout, iam.meta.config.read_timeout) == (10, 60)
     assert retry_options(production) == {"retry_total": 4, "retry_backoff_factor": 0.8, "retry_backoff_max": 30}
-    assert transport_options(production) == {}  # azure-core's own timeouts
+    assert transport_options(production) == {"connection_timeout": 10, "read_timeout": 60}  # not azure-core's 300 s
     sink = DataCollectorSink(WORKSPACE_ID, "c2hhcmVkLWtleS0wMTIzNDU2Nzg5", "ods.opinsights.azure.com", production)
     assert (MAX_ATTEMPTS, sink._first_wait, sink._timeout) == (5, 1.0, TIMEOUT) == (5, 1.0, (10, 120))
