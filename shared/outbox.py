@@ -79,10 +79,17 @@ class Outbox(Protocol):
     def close(self) -> None: ...
 
 
+# A claimed file outbox item whose claim is older than this was left by a run that died while replaying it (killed,
+# Ctrl-C past the handler, power lost): it is put back for replay, as an expired blob lease is. Far longer than
+# replaying one item takes (an item holds one delivery batch) and than the Function's 10-minute timeout.
+CLAIM_EXPIRY = timedelta(minutes=30)
+
+
 class FileOutbox:
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], claim_expiry: timedelta = CLAIM_EXPIRY) -> None:
         self.directory = Path(directory)
         self.location = str(self.directory)
+        self.claim_expiry = claim_expiry
 
     def put(self, table: Table, rows: Sequence[dict[str, Any]], now: datetime) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -97,8 +104,21 @@ class FileOutbox:
     def items(self) -> list[OutboxItem]:
         if not self.directory.is_dir():
             return []
+        self._reclaim_abandoned()
         found = (parse_item_name(p.name) for p in self.directory.iterdir())
         return sorted((i for i in found if i is not None), key=lambda i: i.name)
+
+    def _reclaim_abandoned(self) -> None:
+        expired = datetime.now(UTC).timestamp() - self.claim_expiry.total_seconds()
+        for path in self.directory.glob(".*.claimed"):
+            name = path.name[1 : -len(".claimed")]
+            try:
+                if parse_item_name(name) is None or path.stat().st_mtime > expired:
+                    continue
+                path.rename(self.directory / name)  # atomic: if two runs find it, one puts it back
+            except FileNotFoundError:
+                continue
+            log.warning("Outbox item %s was claimed by a run that did not finish; it is replayed again", name)
 
     def claim(self, item: OutboxItem) -> list[dict[str, Any]] | None:
         claimed = self.directory / f".{item.name}.claimed"
@@ -106,6 +126,7 @@ class FileOutbox:
             (self.directory / item.name).rename(claimed)  # atomic: exactly one run wins
         except FileNotFoundError:
             return None
+        os.utime(claimed)  # the claim's time, for _reclaim_abandoned (a rename keeps the item's own mtime)
         return decode_rows(claimed.read_bytes())
 
     def release(self, item: OutboxItem) -> None:
@@ -219,6 +240,9 @@ class ReliableSink:
                     self.outbox.release(item)
                     log.warning("Outbox replay stopped, %s is still failing: %s", self.inner.name, exc)
                     break
+                except BaseException:  # interrupted (Ctrl-C, shutdown): hand the item back before stopping
+                    self.outbox.release(item)
+                    raise
                 self.outbox.delete(item)
             except (OSError, SinkError) as exc:
                 log.error("Outbox replay stopped, the outbox at %s failed: %s", self.outbox.location, exc)

@@ -139,3 +139,35 @@ def test_item_names_round_trip_and_foreign_files_are_ignored(tmp_path: Path) -> 
     (item,) = outbox.items()
     assert (item.rows, item.table, item.created) == (1, RUNS_TABLE, NOW)
     assert parse_item_name("notes.txt") is None
+
+
+def test_an_item_left_claimed_by_a_run_that_died_is_replayed_later(sink: FlakySink, tmp_path: Path) -> None:
+    import os
+
+    sink.down = True
+    reliable(sink, tmp_path).send(KEYS_TABLE, rows(2))
+    (item,) = FileOutbox(tmp_path).items()
+    assert FileOutbox(tmp_path).claim(item) is not None  # a run claims it, then dies before delivering it
+    sink.down = False
+    assert reliable(sink, tmp_path).replay(NOW).replayed == 0  # the claim is fresh: it may still be delivering
+    claimed = tmp_path / f".{item.name}.claimed"
+    an_hour_ago = datetime.now(UTC).timestamp() - 3600
+    os.utime(claimed, (an_hour_ago, an_hour_ago))
+    later = reliable(sink, tmp_path)
+    assert later.replay(NOW).replayed == 2
+    assert [row["AccessKeyFingerprint"] for _, row in sink.delivered] == [f"{i:016x}" for i in range(2)]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupted_replay_hands_its_item_back(sink: FlakySink, tmp_path: Path) -> None:
+    sink.down = True
+    reliable(sink, tmp_path).send(KEYS_TABLE, rows(2))
+    sink.down = False
+
+    class Interrupted(FlakySink):
+        def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ReliableSink(Interrupted(), FileOutbox(tmp_path), 1000, timedelta(hours=48)).replay(NOW)
+    assert reliable(sink, tmp_path).replay(NOW).replayed == 2

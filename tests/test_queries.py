@@ -116,7 +116,8 @@ def read(path: Path) -> str:
 QUESTIONS = {
     "latest-snapshot", "rotation-due", "unused-keys", "two-active-keys", "key-creation-trend", "findings-by-account",
     "findings-summary", "root-keys", "collector-runs-by-status", "collector-last-run", "collector-runs",
-    "failing-accounts", "accounts", "alert-root-key", "alert-rotation-due-new", "alert-collector-silent", "alert-run-failed",
+    "failing-accounts", "accounts", "alert-root-key", "alert-rotation-due-new", "alert-collector-silent",
+    "alert-run-failed",
 }
 
 
@@ -357,8 +358,8 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
         assert config["properties"]["scopes"] == ["workspaceResourceId"]
         assert config["properties"]["actions"]["actionGroups"] == "actionGroups"
         assert config["properties"]["autoMitigate"] is True
-    assert loaded == {"rootKey": "alert-root-key", "rotationDue": "alert-rotation-due-new", "collectorSilent": "alert-collector-silent",
-                      "runFailed": "alert-run-failed"}
+    assert loaded == {"rootKey": "alert-root-key", "rotationDue": "alert-rotation-due-new",
+                      "collectorSilent": "alert-collector-silent", "runFailed": "alert-run-failed"}
     assert {p.stem for p in QUERY_FILES if p.stem.startswith("alert-")} == set(loaded.values())
 
 
