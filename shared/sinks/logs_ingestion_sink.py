@@ -9,6 +9,7 @@ collected through ``on_error`` and reported as one ``SinkError`` with the number
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PUBLISHER_ROLE = "Monitoring Metrics Publisher"
+MONITOR_SCOPE = "https://monitor.azure.com/.default"  # azure-monitor-ingestion's own default, made explicit
 
 
 class LogsIngestionSink:
@@ -49,9 +51,12 @@ class LogsIngestionSink:
         self.endpoint = endpoint
         self.rule_id = rule_id
         self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream}
+        self._credential = credential
+        self._token_fresh_until = 0.0
         self._client = LogsIngestionClient(
             endpoint,
             credential,
+            credential_scopes=[MONITOR_SCOPE],
             **retry_options(options),
             **transport_options(options),
         )
@@ -66,6 +71,7 @@ class LogsIngestionSink:
         if not rows:
             return
         stream = self.stream(table)
+        self._check_token(stream, len(rows))
         failures: list[LogsUploadError] = []
         try:
             self._client.upload(
@@ -82,6 +88,25 @@ class LogsIngestionSink:
         if failures:
             undelivered = sum(len(f.failed_logs) for f in failures)
             raise SinkError(self._message(stream, undelivered, len(rows), failures[0].error), undelivered=undelivered)
+
+    def _check_token(self, stream: str, rows: int) -> None:
+        """Ask the credential for the sink's token before uploading, so that a failing identity endpoint is named
+        as such (inside an upload it reads as the ingestion endpoint's failure) and is not retried once more by
+        every chunk's own retries. Once per token lifetime: the credential and the client's policy cache it."""
+        if time.time() < self._token_fresh_until:
+            return
+        try:
+            token = self._credential.get_token(MONITOR_SCOPE)
+        except Exception as exc:  # the credential's own retries are spent; nothing was sent
+            raise SinkError(
+                f"logs_ingestion: {rows} of {rows} row(s) not delivered to stream {stream} of data collection rule "
+                f"{self.rule_id} at {self.endpoint}: no token for {MONITOR_SCOPE} from the Azure credential "
+                f"({type(exc).__name__}: {first_line(str(exc))}); check the Function's managed identity "
+                "(AZURE_CLIENT_ID for a user-assigned one; the endpoint is the platform's IDENTITY_ENDPOINT) or, "
+                "locally, `az login`",
+                undelivered=rows,
+            ) from None
+        self._token_fresh_until = token.expires_on - 300
 
     def _message(self, stream: str, undelivered: int, total: int, error: Exception) -> str:
         return (
