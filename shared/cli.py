@@ -89,11 +89,14 @@ FINDINGS = (
 )
 
 
-def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]], accounts: dict[str, str] | None = None) -> str:
-    """A readable summary: run status, then findings per account, then the worst keys."""
+def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]]) -> str:
+    """A readable summary: run status, then findings per account (named as the records name them), then the worst
+    keys."""
     per_account: dict[str, Counter[str]] = {}
+    names: dict[str, str] = {}
     worst: list[dict[str, Any]] = []
     for row in key_rows:
+        names[row["AccountId"]] = row["AccountName"] or ""
         counts = per_account.setdefault(row["AccountId"], Counter())
         counts["Keys"] += 1
         active = row["Status"] == "Active"
@@ -111,7 +114,6 @@ def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]], accounts: dict
         f"{run.KeysCollected} key(s) in {run.DurationSeconds:.1f} s",
         "",
     ]
-    names = accounts or {}
     header = ["Account", "Name", "Keys", "Active", "Root keys", "Rotation due", "Unused", "Never used", "2 active/user"]
     table = [header]
     for account_id in sorted(per_account):
@@ -196,7 +198,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             run = collector.run()
     keys_path = Path(out_dir) / KEYS_TABLE.file_name
     print()
-    print(summarize(run, read_run_rows(keys_path, run.RunId), seeded.accounts))
+    print(summarize(run, read_run_rows(keys_path, run.RunId)))
     print()
     print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
     print(f"Report: {write_report(out_dir)}")

@@ -203,6 +203,16 @@ def seed_users(endpoint_url: str, account_id: str, credentials: dict[str, str] |
     return count
 
 
+def name_management_account(name: str) -> None:
+    """moto names the management account "master" and AWS has no API to rename it: set the seeded name in the
+    in-process backend, so the records, the summary and the report name it as the demo's organization does."""
+    from moto.organizations.models import organizations_backends
+
+    backend = organizations_backends[MANAGEMENT_ACCOUNT_ID]["aws"]
+    (account,) = [a for a in backend.accounts if a.id == MANAGEMENT_ACCOUNT_ID]
+    account.name = name
+
+
 def seed_organization(
     endpoint_url: str,
     accounts: tuple[AccountSpec, ...] = DEMO_ORGANIZATION,
@@ -227,6 +237,7 @@ def seed_organization(
         collector_secret_key=collector_key["SecretAccessKey"],
     )
     management, *members = accounts
+    name_management_account(management.name)
     seeded.accounts[MANAGEMENT_ACCOUNT_ID] = management.name
     seeded.expected_keys = 1 + seed_users(endpoint_url, MANAGEMENT_ACCOUNT_ID, None, management.users, now)
     if management.root_keys:
