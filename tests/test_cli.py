@@ -34,6 +34,9 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     runs = [json.loads(line) for line in (out / "AwsIamKeyCollectorRuns.jsonl").read_text().splitlines()]
     assert len(runs) == 1 and runs[0]["KeysCollected"] == len(keys) == 18
     assert {k["RunId"] for k in keys} == {runs[0]["RunId"]}
+    assert {k["AccountName"] for k in keys} == {"Management", "Production", "Sandbox"}
+    assert [line for line in result.stdout.splitlines() if line.startswith("123456789012  Management")]
+    assert (out / "report.html").is_file() and f"Report: {out / 'report.html'}" in result.stdout
 
 
 def test_dry_run_prints_records_and_sends_nothing(
