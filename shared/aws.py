@@ -34,7 +34,7 @@ from botocore.parsers import ResponseParserError
 
 from shared import __version__
 from shared.ports import CollectorError, SecretProvider, WebIdentityTokenProvider
-from shared.redaction import redact, register_secret
+from shared.redaction import mask_access_key_id, redact, register_secret
 from shared.settings import AccountsScope, AuthMode, Settings
 from shared.transform import Account, MalformedResponseError, active_accounts
 
@@ -247,14 +247,21 @@ def list_users(iam: BaseClient, page_size: int = 1000) -> Iterator[dict[str, Any
 def list_access_keys(iam: BaseClient, user_name: str) -> list[dict[str, Any]]:
     keys: list[dict[str, Any]] = []
     for page in iam.get_paginator("list_access_keys").paginate(UserName=user_name):
-        keys.extend(page.get("AccessKeyMetadata", []))
+        found = page.get("AccessKeyMetadata")
+        if not isinstance(found, list):  # IAM sends an empty list for a user without keys: absent is not "none"
+            raise MalformedResponseError(f"IAM ListAccessKeys (user {user_name}): field AccessKeyMetadata is missing")
+        keys.extend(found)
     return keys
 
 
 def get_access_key_last_used(iam: BaseClient, key_id: str) -> dict[str, Any]:
     response = iam.get_access_key_last_used(AccessKeyId=key_id)
     used = response.get("AccessKeyLastUsed")
-    return used if isinstance(used, dict) else {}
+    if not isinstance(used, dict):  # absent must not read as "never used"
+        raise MalformedResponseError(
+            f"IAM GetAccessKeyLastUsed (key {mask_access_key_id(key_id)}): field AccessKeyLastUsed is missing"
+        )
+    return used
 
 
 def is_no_such_entity(exc: Exception) -> bool:

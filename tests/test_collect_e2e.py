@@ -4,6 +4,7 @@ composed exactly as the Function composes them, into the file sink."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -327,3 +328,28 @@ def test_malformed_answer_fails_the_account_with_no_partial_record(
     assert run.Status == "Failed" and rows == []
     (failure,) = json.loads(run.FailedAccounts)
     assert failure["Error"] == "IAM ListAccessKeys (user carol): field CreateDate is missing"
+
+
+@pytest.mark.parametrize(("action", "body", "error"), [
+    ("ListAccessKeys",
+     '<ListAccessKeysResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><ListAccessKeysResult>'
+     "<IsTruncated>false</IsTruncated></ListAccessKeysResult></ListAccessKeysResponse>",
+     r"IAM ListAccessKeys \(user carol\): field AccessKeyMetadata is missing"),
+    ("GetAccessKeyLastUsed",
+     '<GetAccessKeyLastUsedResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><GetAccessKeyLastUsedResult>'
+     "<UserName>carol</UserName></GetAccessKeyLastUsedResult></GetAccessKeyLastUsedResponse>",
+     r"IAM GetAccessKeyLastUsed \(key AKIA\.\.\.\w{4}\): field AccessKeyLastUsed is missing"),
+], ids=["ListAccessKeys", "GetAccessKeyLastUsed"])
+def test_a_missing_list_or_last_use_is_an_error_not_none(
+    aws: AwsProxy, org: SeededOrganization, tmp_path: Path, action: str, body: str, error: str
+) -> None:
+    """An answer without the list of keys must not read as "no keys", nor one without the last use as "never used"."""
+    aws.rules.append(
+        lambda c: Fault(200, body, {"Content-Type": "text/xml"})
+        if c.action == action and c.params.get("UserName", "carol") == "carol"
+        else None
+    )
+    run, rows = collect(env_for(org, tmp_path), org)
+    assert run.Status == "Failed" and rows == []
+    (failure,) = json.loads(run.FailedAccounts)
+    assert re.fullmatch(error, failure["Error"]), failure["Error"]
