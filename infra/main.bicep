@@ -112,7 +112,7 @@ param accountConcurrency int = 16
 @minValue(1)
 @maxValue(32)
 @description('COLLECTOR_IAM_CONCURRENCY: IAM calls at the same time within one account.')
-param iamConcurrency int = 12
+param iamConcurrency int = 16
 
 @description('OUTBOX_CONTAINER: blob container (in the app\'s own storage account) for records a sink could not deliver.')
 param outboxContainer string = 'collector-outbox'
