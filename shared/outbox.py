@@ -86,10 +86,9 @@ CLAIM_EXPIRY = timedelta(minutes=30)
 
 
 class FileOutbox:
-    def __init__(self, directory: str | os.PathLike[str], claim_expiry: timedelta = CLAIM_EXPIRY) -> None:
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         self.location = str(self.directory)
-        self.claim_expiry = claim_expiry
 
     def put(self, table: Table, rows: Sequence[dict[str, Any]], now: datetime) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -109,7 +108,7 @@ class FileOutbox:
         return sorted((i for i in found if i is not None), key=lambda i: i.name)
 
     def _reclaim_abandoned(self) -> None:
-        expired = datetime.now(UTC).timestamp() - self.claim_expiry.total_seconds()
+        expired = datetime.now(UTC).timestamp() - CLAIM_EXPIRY.total_seconds()
         for path in self.directory.glob(".*.claimed"):
             name = path.name[1 : -len(".claimed")]
             try:

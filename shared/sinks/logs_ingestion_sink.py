@@ -84,10 +84,15 @@ class LogsIngestionSink:
                 retry_on_methods=frozenset(["POST"]),
             )
         except Exception as exc:  # not a chunk failure (those go to on_error): nothing is known to be delivered
-            raise SinkError(self._message(stream, len(rows), len(rows), exc), undelivered=len(rows)) from None
+            raise SinkError(
+                self._message(stream, len(rows), len(rows), describe_ingestion_error(exc)), undelivered=len(rows)
+            ) from None
         if failures:
             undelivered = sum(len(f.failed_logs) for f in failures)
-            raise SinkError(self._message(stream, undelivered, len(rows), failures[0].error), undelivered=undelivered)
+            raise SinkError(
+                self._message(stream, undelivered, len(rows), describe_ingestion_error(failures[0].error)),
+                undelivered=undelivered,
+            )
 
     def _check_token(self, stream: str, rows: int) -> None:
         """Ask the credential for the sink's token before uploading, so that a failing identity endpoint is named
@@ -98,20 +103,18 @@ class LogsIngestionSink:
         try:
             token = self._credential.get_token(MONITOR_SCOPE)
         except Exception as exc:  # the credential's own retries are spent; nothing was sent
-            raise SinkError(
-                f"logs_ingestion: {rows} of {rows} row(s) not delivered to stream {stream} of data collection rule "
-                f"{self.rule_id} at {self.endpoint}: no token for {MONITOR_SCOPE} from the Azure credential "
-                f"({type(exc).__name__}: {first_line(str(exc))}); check the Function's managed identity "
-                "(AZURE_CLIENT_ID for a user-assigned one; the endpoint is the platform's IDENTITY_ENDPOINT) or, "
-                "locally, `az login`",
-                undelivered=rows,
-            ) from None
+            reason = (
+                f"no token for {MONITOR_SCOPE} from the Azure credential ({type(exc).__name__}: "
+                f"{first_line(str(exc))}); check the Function's managed identity (AZURE_CLIENT_ID for a user-assigned "
+                "one; the endpoint is the platform's IDENTITY_ENDPOINT) or, locally, `az login`"
+            )
+            raise SinkError(self._message(stream, rows, rows, reason), undelivered=rows) from None
         self._token_fresh_until = token.expires_on - 300
 
-    def _message(self, stream: str, undelivered: int, total: int, error: Exception) -> str:
+    def _message(self, stream: str, undelivered: int, total: int, reason: str) -> str:
         return (
             f"logs_ingestion: {undelivered} of {total} row(s) not delivered to stream {stream} of data collection rule "
-            f"{self.rule_id} at {self.endpoint}: {describe_ingestion_error(error)}"
+            f"{self.rule_id} at {self.endpoint}: {reason}"
         )
 
     def close(self) -> None:
