@@ -80,7 +80,14 @@ class Snapshot:
     latest_run: Row | None  # the newest run of any status
 
 
+def once(rows: Iterable[Row], *fields: str) -> list[Row]:
+    """Each row once by ``fields``: a row delivered twice (a sink's retry after an ambiguous failure) counts once,
+    as the queries' ``summarize arg_max(TimeGenerated, *) by ...`` does."""
+    return list({tuple(row.get(f) for f in fields): row for row in rows}.values())
+
+
 def latest_snapshot(keys_rows: Sequence[Row], runs_rows: Sequence[Row]) -> Snapshot:
+    runs_rows = once(runs_rows, "RunId")
     latest_run = newest(runs_rows)
     if latest_run is None:
         return Snapshot([], None, [], None)
@@ -92,7 +99,8 @@ def latest_snapshot(keys_rows: Sequence[Row], runs_rows: Sequence[Row]) -> Snaps
     if base is None:
         return Snapshot([], None, runs, latest_run)
     ok_ids = {r["RunId"] for r in ok_runs}
-    in_range = [k for k in keys_rows if k.get("RunId") in ok_ids and parse_time(k["TimeGenerated"]) > since]
+    in_range = once((k for k in keys_rows if k.get("RunId") in ok_ids and parse_time(k["TimeGenerated"]) > since),
+                    "RunId", "AccessKeyFingerprint")
     failed_now = {str(f.get("AccountId")) for f in _json_list(base.get("FailedAccounts"))
                   if isinstance(f, dict) and f.get("AccountId")}
     keys = [{**k, "Stale": False} for k in in_range if k["RunId"] == base["RunId"]]

@@ -189,6 +189,15 @@ def test_snapshot_takes_good_runs_and_falls_back_per_failed_account() -> None:
     assert "FailedAccounts" in block and "Stale = true" in block and "Stale = false" in block
 
 
+def test_a_row_delivered_twice_counts_once() -> None:
+    """Delivery is at least once (a sink retries after an ambiguous failure): key rows count once per run and key,
+    run records once per run, as shared/report.py's once() does."""
+    block = snapshot_block(read(QUERIES / "latest-snapshot.kql"))
+    assert "| summarize arg_max(TimeGenerated, *) by RunId, AccessKeyFingerprint;" in block
+    for name in ("collector-runs", "collector-runs-by-status", "failing-accounts"):
+        assert "| summarize arg_max(TimeGenerated, *) by RunId" in read(QUERIES / f"{name}.kql"), name
+
+
 def test_the_trend_is_a_make_series_per_day_of_creation() -> None:
     text = read(QUERIES / "key-creation-trend.kql")
     assert re.search(r"make-series \w+ = count\(\) default = 0 on CreatedAt .*\n?\s*step 1d", text)

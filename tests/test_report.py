@@ -29,6 +29,7 @@ from shared.report import (
     parse_time,
     read_jsonl,
     render_report,
+    runs_by_status,
     write_report,
 )
 
@@ -286,6 +287,15 @@ def test_snapshot_is_the_newest_good_run_with_a_fallback_for_failed_accounts(thr
         ("111111111111", "alice", "r2", False), ("111111111111", "ann", "r2", False),
         ("222222222222", "bob", "r1", True),  # failed in r2: its keys from r1, stale
     }  # 333333333333 succeeded in r2 with no keys: none
+
+
+def test_a_row_delivered_twice_counts_once(three_runs: Any) -> None:
+    keys, runs = three_runs
+    twice = latest_snapshot(keys + keys[-2:] + keys[1:2], runs + runs[1:2])  # r2's keys, r1's stale bob, r2's run
+    once = latest_snapshot(keys, runs)
+    assert sorted(k["AccessKeyFingerprint"] for k in twice.keys) == sorted(k["AccessKeyFingerprint"] for k in once.keys)
+    assert len(twice.keys) == 3 and [r["RunId"] for r in twice.runs] == ["r3", "r2", "r1"]
+    assert runs_by_status(twice.runs) == runs_by_status(once.runs)
 
 
 def test_snapshot_lookback_ends_at_the_newest_run(three_runs: Any) -> None:
