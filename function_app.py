@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 
 import azure.functions as func
 
-from shared.collector import LogProgress
+from shared.collector import LogProgress, time_budget_of
 from shared.composition import ClientOptions, compose
 from shared.redaction import install_log_safety
 from shared.settings import load_settings
@@ -25,6 +26,10 @@ log = logging.getLogger("function_app")
 # monkeypatch to trust their local fakes; it is never read from a setting.
 CLIENT_OPTIONS = ClientOptions()
 
+# Accounts not started within three quarters of the host's functionTimeout are left for the next run (and named), so
+# that a run over a very large organization still ends with its run record instead of being killed.
+TIME_BUDGET = time_budget_of(json.loads((Path(__file__).parent / "host.json").read_text())["functionTimeout"])
+
 
 class CollectionFailedError(RuntimeError):
     """The run's Status was Failed: raised so that the platform records a failed invocation."""
@@ -36,7 +41,7 @@ def collect_iam_keys(timer: func.TimerRequest) -> None:
     if timer.past_due:
         log.warning("The timer is past due: this run starts later than scheduled")
     settings = load_settings(os.environ)  # SettingsError names every bad setting; the host records it as the failure
-    with compose(settings, CLIENT_OPTIONS, progress=LogProgress()) as collector:
+    with compose(settings, CLIENT_OPTIONS, progress=LogProgress(), time_budget=TIME_BUDGET) as collector:
         run = collector.run()
     if run.Status == "Failed":
         failures = json.loads(run.FailedAccounts) or [{"AccountId": "-", "Error": "no account was collected"}]

@@ -46,7 +46,7 @@ RETRY_TOTAL = 4
 RETRY_BACKOFF_FACTOR = 0.8
 RETRY_BACKOFF_MAX = 30
 # Timeouts of every Azure request (azure-core's own default is 300 s each, so four attempts at a hung endpoint could
-# outlast the Function's 10-minute timeout and lose the run before the outbox keeps its records).
+# outlast the Function's timeout and lose the run before the outbox keeps its records).
 CONNECTION_TIMEOUT = 10
 READ_TIMEOUT = 60
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import tempfile
 import threading
 import time
@@ -17,7 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Protocol
 
 from botocore.client import BaseClient
@@ -121,6 +122,19 @@ class CollectorOptions:
     unused_days: int
     account_concurrency: int
     iam_concurrency: int
+    # Accounts not started within this time from the run's start are not collected this run: each is named in
+    # FailedAccounts, so the run still ends, and delivers its run record, before the Function's timeout kills it.
+    time_budget: timedelta | None = None
+
+
+def time_budget_of(function_timeout: str) -> timedelta:
+    """Three quarters of host.json's ``functionTimeout`` ("hh:mm:ss"): the rest is for the accounts still in flight
+    and the run record."""
+    match = re.fullmatch(r"(\d+):([0-5]\d):([0-5]\d)", function_timeout.strip())
+    if match is None:
+        raise ValueError(f"host.json functionTimeout: expected hh:mm:ss, got {function_timeout!r}")
+    hours, minutes, seconds = (int(part) for part in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds) * 0.75
 
 
 class Collector:
@@ -148,6 +162,7 @@ class Collector:
             rotation_days=opts.rotation_days,
             unused_days=opts.unused_days,
         )
+        deadline = None if opts.time_budget is None else started_monotonic + opts.time_budget.total_seconds()
         failures: list[tuple[str, str]] = []
         root_unknown: list[str] = []
         keys_total = 0
@@ -167,7 +182,7 @@ class Collector:
         else:
             self._progress.started(len(accounts))
             with ThreadPoolExecutor(max_workers=opts.account_concurrency, thread_name_prefix="account") as pool:
-                futures = {pool.submit(self._collect_account, account, run): account for account in accounts}
+                futures = {pool.submit(self._collect_account, account, run, deadline): account for account in accounts}
                 results: dict[str, AccountResult] = {}
                 for future in as_completed(futures):
                     account = futures[future]
@@ -209,11 +224,18 @@ class Collector:
             )
         return record
 
-    def _collect_account(self, account: Account, run: RunContext) -> AccountResult:
+    def _collect_account(self, account: Account, run: RunContext, deadline: float | None) -> AccountResult:
         """Inventory one account into a spool, then deliver it.
 
         The credential report (root keys) is read alongside the inventory, on one more connection of the account's
         IAM client: when AWS has to generate it, its polling waits seconds that would otherwise add to the account."""
+        if deadline is not None and time.monotonic() > deadline:
+            budget = self._options.time_budget
+            return AccountResult(0, (
+                f"not collected: the run used its time budget ({budget}, three quarters of the Function's "
+                "functionTimeout) before reaching this account; the next run tries again. For an organization this "
+                "large, raise functionTimeout in host.json or COLLECTOR_ACCOUNT_CONCURRENCY"
+            ))
         with (
             tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool,
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side,

@@ -63,8 +63,10 @@ def compose(
     tokens: WebIdentityTokenProvider | None = None,
     sink: Sink | None = None,
     use_outbox: bool = True,
+    time_budget: timedelta | None = None,
 ) -> Iterator[Collector]:
     """Build one run's collector. ``secrets``, ``tokens`` and ``sink`` replace the real adapters (demo, tests).
+    ``time_budget``: accounts not started within it are skipped and named (the Function passes part of its timeout).
 
     One Azure credential per run, shared by every Azure client, closed with them when the block ends.
     """
@@ -121,6 +123,7 @@ def compose(
                 unused_days=settings.key_unused_days,
                 account_concurrency=settings.account_concurrency,
                 iam_concurrency=settings.iam_concurrency,
+                time_budget=time_budget,
             ),
             source,
             reliable,

@@ -81,7 +81,7 @@ class Outbox(Protocol):
 
 # A claimed file outbox item whose claim is older than this was left by a run that died while replaying it (killed,
 # Ctrl-C past the handler, power lost): it is put back for replay, as an expired blob lease is. Far longer than
-# replaying one item takes (an item holds one delivery batch) and than the Function's 10-minute timeout.
+# replaying one item takes (an item holds one delivery batch) and than the Function's 30-minute timeout.
 CLAIM_EXPIRY = timedelta(minutes=30)
 
 

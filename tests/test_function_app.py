@@ -25,7 +25,7 @@ from tests.azure_fakes import (  # noqa: F401 - fixtures
     azure_fixture,
     fake_tls_fixture,
 )
-from tests.support.aws_proxy import AwsProxy, aws_error
+from tests.support.aws_proxy import AwsProxy, Call, aws_error
 
 RULE_ID = "dcr-00112233445566778899aabbccddeeff"
 AUDIENCE = "api://AzureADTokenExchange"
@@ -304,3 +304,54 @@ def test_funcignore_deploys_the_app_and_nothing_else() -> None:
     app = {"function_app.py", "host.json", "shared", "requirements.txt"}
     assert not {name for name in app if ignored(name)}
     assert {name for name in top_level - app if not ignored(name)} <= {"README.md"}
+
+
+def test_the_time_budget_is_three_quarters_of_the_host_timeout() -> None:
+    from datetime import timedelta
+
+    from shared.collector import time_budget_of
+
+    host = json.loads((Path(function_app.__file__).parent / "host.json").read_text())
+    assert host["functionTimeout"] == "00:30:00"  # Flex Consumption's default; the infra deploys Flex Consumption
+    assert timedelta(minutes=22, seconds=30) == function_app.TIME_BUDGET
+    assert time_budget_of("01:00:00") == timedelta(minutes=45)
+    with pytest.raises(ValueError, match="functionTimeout: expected hh:mm:ss"):
+        time_budget_of("30m")
+
+
+def test_accounts_past_the_time_budget_are_named_and_the_run_still_reports(
+    aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, env: pytest.MonkeyPatch
+) -> None:
+    """A run over an organization too large for the Function's timeout ends with its run record, naming the accounts
+    it did not reach, instead of being killed by the host with nothing said."""
+    import threading
+    import time
+    from datetime import timedelta
+
+    first = threading.Event()
+
+    def slow_first_account(call: Call) -> None:
+        if call.action == "ListUsers" and not first.is_set():
+            first.set()
+            time.sleep(1.0)  # the first account outlasts the budget; it still completes
+        return None
+
+    aws.rules.append(slow_first_account)
+    env.setattr(function_app, "TIME_BUDGET", timedelta(seconds=0.5))
+    azure.vault.secrets = org.secrets()
+    for name, value in {"KEY_VAULT_URL": f"{azure.vault.url}/", "AWS_ROLE_ARN": org.home_role_arn,
+                        "AWS_EXTERNAL_ID": org.external_id, "AWS_ACCOUNTS": "organization",
+                        "COLLECTOR_ACCOUNT_CONCURRENCY": "1", "LOGS_INGESTION_ENDPOINT": azure.ingestion.url,
+                        "LOGS_INGESTION_RULE_ID": RULE_ID}.items():
+        env.setenv(name, value)
+
+    run_function()  # PartiallySucceeded: the invocation succeeds and the run record names what was left
+
+    (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")
+    failures = json.loads(run["FailedAccounts"])
+    assert run["Status"] == "PartiallySucceeded" and run["AccountsSucceeded"] == 1 and len(failures) == 2
+    assert all("not collected: the run used its time budget" in f["Error"] for f in failures)
+    keys = azure.ingestion.rows("Custom-AwsIamAccessKeys")
+    (collected,) = {k["AccountId"] for k in keys}
+    assert collected not in {f["AccountId"] for f in failures} and len(keys) == run["KeysCollected"]
+    assert [c.action for c in aws.calls].count("ListUsers") == 1  # the skipped accounts made no IAM call
