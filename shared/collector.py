@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import tempfile
 import threading
@@ -182,7 +183,8 @@ class Collector:
         else:
             self._progress.started(len(accounts))
             with ThreadPoolExecutor(max_workers=opts.account_concurrency, thread_name_prefix="account") as pool:
-                futures = {pool.submit(self._collect_account, account, run, deadline): account for account in accounts}
+                futures = {pool.submit(self._collect_account, account, run, deadline): account
+                           for account in self._start_order(accounts)}
                 results: dict[str, AccountResult] = {}
                 for future in as_completed(futures):
                     account = futures[future]
@@ -224,6 +226,15 @@ class Collector:
             )
         return record
 
+    def _start_order(self, accounts: list[Account]) -> list[Account]:
+        """With a time budget, a new random order each run: when the budget leaves accounts for the next run, the
+        same ones are not left every time. Without one (the command line), the organization's order."""
+        if self._options.time_budget is None:
+            return accounts
+        shuffled = list(accounts)
+        random.shuffle(shuffled)  # an order of work, not a secret: any generator will do
+        return shuffled
+
     def _collect_account(self, account: Account, run: RunContext, deadline: float | None) -> AccountResult:
         """Inventory one account into a spool, then deliver it.
 
@@ -233,8 +244,8 @@ class Collector:
             budget = self._options.time_budget
             return AccountResult(0, (
                 f"not collected: the run used its time budget ({budget}, three quarters of the Function's "
-                "functionTimeout) before reaching this account; the next run tries again. For an organization this "
-                "large, raise functionTimeout in host.json or COLLECTOR_ACCOUNT_CONCURRENCY"
+                "functionTimeout) before reaching this account; the next run, which takes the accounts in a new order, "
+                "tries again. For an organization this large, raise functionTimeout in host.json"
             ))
         with (
             tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool,

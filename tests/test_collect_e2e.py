@@ -353,3 +353,23 @@ def test_a_missing_list_or_last_use_is_an_error_not_none(
     assert run.Status == "Failed" and rows == []
     (failure,) = json.loads(run.FailedAccounts)
     assert re.fullmatch(error, failure["Error"]), failure["Error"]
+
+
+def test_with_a_time_budget_each_run_starts_the_accounts_in_a_new_order() -> None:
+    """Accounts a run's time budget leaves out are not the same ones every run; without a budget, the order stays."""
+    from datetime import timedelta
+
+    from shared.collector import Collector, CollectorOptions
+    from shared.transform import Account
+
+    accounts = [Account(f"{i:012d}") for i in range(20)]
+
+    def orders(budget: timedelta | None) -> list[list[str]]:
+        options = CollectorOptions("access_key", "file", 90, 45, 16, 16, time_budget=budget)
+        collector = Collector(options, source=None, sink=None)  # type: ignore[arg-type]
+        return [[a.id for a in collector._start_order(accounts)] for _ in range(5)]
+
+    budgeted = orders(timedelta(minutes=22))
+    assert all(sorted(order) == [a.id for a in accounts] for order in budgeted)
+    assert len({tuple(order) for order in budgeted}) > 1  # 5 draws of 20! orders: equal by chance ~never
+    assert orders(None) == [[a.id for a in accounts]] * 5
