@@ -103,12 +103,7 @@ class LogsIngestionSink:
         try:
             token = self._credential.get_token(MONITOR_SCOPE)
         except Exception as exc:  # the credential's own retries are spent; nothing was sent
-            reason = (
-                f"no token for {MONITOR_SCOPE} from the Azure credential ({type(exc).__name__}: "
-                f"{first_line(str(exc))}); check the Function's managed identity (AZURE_CLIENT_ID for a user-assigned "
-                "one; the endpoint is the platform's IDENTITY_ENDPOINT) or, locally, `az login`"
-            )
-            raise SinkError(self._message(stream, rows, rows, reason), undelivered=rows) from None
+            raise SinkError(self._message(stream, rows, rows, describe_token_failure(exc)), undelivered=rows) from None
         self._token_fresh_until = token.expires_on - 300
 
     def _message(self, stream: str, undelivered: int, total: int, reason: str) -> str:
@@ -121,13 +116,19 @@ class LogsIngestionSink:
         self._client.close()
 
 
+def describe_token_failure(error: Exception) -> str:
+    """The sink's token could not be had: before an upload (checked first) or, once it expired, inside one."""
+    return (
+        f"no token for {MONITOR_SCOPE} from the Azure credential ({type(error).__name__}: {first_line(str(error))}); "
+        "check the Function's managed identity (AZURE_CLIENT_ID for a user-assigned one; the endpoint is the "
+        "platform's IDENTITY_ENDPOINT) or, locally, `az login`"
+    )
+
+
 def describe_ingestion_error(error: Exception) -> str:
     """One secret-free line: what failed and what to check."""
-    if isinstance(error, ClientAuthenticationError) and error.status_code is None:
-        return (
-            f"could not get a token ({first_line(error.message)}); check the Function's managed identity "
-            "(AZURE_CLIENT_ID for a user-assigned one) or, locally, `az login`"
-        )
+    if isinstance(error, ClientAuthenticationError) and error.status_code is None:  # a token failed mid-upload
+        return describe_token_failure(error)
     if isinstance(error, HttpResponseError) and error.status_code is not None:
         status = error.status_code
         code = getattr(getattr(error, "error", None), "code", None)
