@@ -18,6 +18,7 @@ from typing import Any, TextIO
 from shared.ports import CollectorError, SecretError
 from shared.records import KEYS_TABLE, RunRecord, Table
 from shared.redaction import install_log_safety, redact
+from shared.risk_exceptions import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
 from shared.settings import SettingsError, load_settings
 from shared.transform import Account
 
@@ -217,6 +218,27 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_exceptions_check(args: argparse.Namespace) -> int:
+    """Validates one exceptions file as the settings check does, and lists what is in force and what expired."""
+    from datetime import UTC, datetime
+
+    from shared.risk_exceptions import ExceptionsFileError, check_max_days, describe, load_exceptions
+
+    now = datetime.now(UTC)
+    try:
+        exceptions = load_exceptions(args.file, now=now, max_days=check_max_days(args.max_days))
+    except (ExceptionsFileError, ValueError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    expired = exceptions.expired(now)
+    print(f"{args.file}: valid - {len(exceptions)} exception(s), {len(exceptions) - len(expired)} in force, "
+          f"{len(expired)} expired" + (" (expired ones no longer apply: renew them through review, or remove them)"
+                                        if expired else ""))
+    for line in describe(exceptions, now):
+        print(f"  {line}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m shared", description="AWS IAM access-key collector")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG (secrets stay redacted)")
@@ -233,6 +255,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"folder of the JSON Lines files (default: FILE_SINK_DIR or out; now {default_in})")
     report.add_argument("--out", default=None, help="HTML file to write (default: <in>/report.html)")
     report.set_defaults(func=cmd_report)
+    exceptions = sub.add_parser("exceptions", help="work with the reviewed exceptions file (accepted findings)")
+    exceptions_sub = exceptions.add_subparsers(dest="exceptions_command", required=True)
+    check = exceptions_sub.add_parser("check", help="validate one exceptions file: exit 0 valid, 2 invalid")
+    check.add_argument("file", help="the exceptions file (JSON), e.g. exceptions.json")
+    check.add_argument("--max-days", type=int, default=DEFAULT_EXCEPTIONS_MAX_DAYS,
+                       help="furthest an exception may expire ahead of today, as EXCEPTIONS_MAX_DAYS "
+                            f"(default {DEFAULT_EXCEPTIONS_MAX_DAYS})")
+    check.set_defaults(func=cmd_exceptions_check)
     return parser
 
 

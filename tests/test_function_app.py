@@ -287,8 +287,8 @@ def test_settings_example_names_only_contract_settings_with_placeholders() -> No
 
 
 def test_funcignore_deploys_the_app_and_nothing_else() -> None:
-    """The deployment package is the app (function_app.py, host.json, shared/, requirements.txt): every other top-level
-    entry of the repository is excluded, local settings and environments above all."""
+    """The deployment package is the app (function_app.py, host.json, shared/, requirements.txt, exceptions.json):
+    every other top-level entry of the repository is excluded, local settings and environments above all."""
     import fnmatch
     import subprocess
 
@@ -301,7 +301,8 @@ def test_funcignore_deploys_the_app_and_nothing_else() -> None:
 
     tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
     top_level = {path.split("/")[0] for path in tracked.splitlines()} | {".venv", "local.settings.json", "out"}
-    app = {"function_app.py", "host.json", "shared", "requirements.txt"}
+    # exceptions.json: the reviewed exceptions file (EXCEPTIONS_FILE), read by the app at run time.
+    app = {"function_app.py", "host.json", "shared", "requirements.txt", "exceptions.json"}
     assert not {name for name in app if ignored(name)}
     assert {name for name in top_level - app if not ignored(name)} <= {"README.md"}
 
