@@ -189,6 +189,10 @@ var keyColumns = [
   { name: 'Unused', type: 'boolean' }
   { name: 'UserActiveKeyCount', type: 'int' }
   { name: 'IsRootKey', type: 'boolean' }
+  { name: 'Owner', type: 'string' }
+  { name: 'Excepted', type: 'boolean' }
+  { name: 'ExceptionReason', type: 'string' }
+  { name: 'ExceptionExpires', type: 'datetime' }
 ]
 var runColumns = [
   { name: 'TimeGenerated', type: 'datetime' }
