@@ -127,6 +127,17 @@ param outboxMaxRecords int = 500000
 @description('OUTBOX_MAX_AGE_HOURS: undelivered records older than this are dropped, with a logged count.')
 param outboxMaxAgeHours int = 48
 
+@description('OWNER_TAG_KEYS: IAM user tag keys read, in order, for a key\'s owner.')
+param ownerTagKeys string = 'owner,Owner,email,contact'
+
+@description('EXCEPTIONS_FILE: the reviewed exceptions file, relative to the app (docs/exceptions.md); empty: none.')
+param exceptionsFile string = 'exceptions.json'
+
+@minValue(1)
+@maxValue(730)
+@description('EXCEPTIONS_MAX_DAYS: furthest an exception may expire ahead of today.')
+param exceptionsMaxDays int = 365
+
 @minValue(1)
 @maxValue(1000)
 @description('Maximum instance count of the Flex Consumption app.')
@@ -385,6 +396,9 @@ var collectorSettings = {
   OUTBOX_CONTAINER: outboxContainer
   OUTBOX_MAX_RECORDS: string(outboxMaxRecords)
   OUTBOX_MAX_AGE_HOURS: string(outboxMaxAgeHours)
+  OWNER_TAG_KEYS: ownerTagKeys
+  EXCEPTIONS_FILE: exceptionsFile
+  EXCEPTIONS_MAX_DAYS: string(exceptionsMaxDays)
 }
 
 // Only the opt-in legacy sink learns the workspace id (its key is in Key Vault, see modules/keyvault.bicep).

@@ -223,10 +223,12 @@ def cmd_exceptions_check(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from shared.risk_exceptions import ExceptionsFileError, check_max_days, describe, load_exceptions
+    from shared.settings import exceptions_max_days
 
     now = datetime.now(UTC)
     try:
-        exceptions = load_exceptions(args.file, now=now, max_days=check_max_days(args.max_days))
+        max_days = exceptions_max_days(os.environ) if args.max_days is None else check_max_days(args.max_days)
+        exceptions = load_exceptions(args.file, now=now, max_days=max_days)
     except (ExceptionsFileError, ValueError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -259,9 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     exceptions_sub = exceptions.add_subparsers(dest="exceptions_command", required=True)
     check = exceptions_sub.add_parser("check", help="validate one exceptions file: exit 0 valid, 2 invalid")
     check.add_argument("file", help="the exceptions file (JSON), e.g. exceptions.json")
-    check.add_argument("--max-days", type=int, default=DEFAULT_EXCEPTIONS_MAX_DAYS,
-                       help="furthest an exception may expire ahead of today, as EXCEPTIONS_MAX_DAYS "
-                            f"(default {DEFAULT_EXCEPTIONS_MAX_DAYS})")
+    check.add_argument("--max-days", type=int, default=None,
+                       help="furthest an exception may expire ahead of today (default: EXCEPTIONS_MAX_DAYS, "
+                            f"else {DEFAULT_EXCEPTIONS_MAX_DAYS})")
     check.set_defaults(func=cmd_exceptions_check)
     return parser
 

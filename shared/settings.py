@@ -11,8 +11,13 @@ import enum
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
+
+from shared.owners import DEFAULT_OWNER_TAG_KEYS, parse_owner_tag_keys
+from shared.risk_exceptions import EMPTY, ExceptionSet, ExceptionsFileError, load_exceptions
 
 
 class SettingsError(ValueError):
@@ -82,6 +87,12 @@ class Settings:
     outbox_max_records: int = 500_000
     outbox_max_age_hours: int = 48
     collector_schedule: str | None = None
+    # Owners and exceptions (docs/exceptions.md): the tag keys naming a key's owner, and the reviewed exceptions file,
+    # already read and validated (an invalid file is a settings problem, found before any network call).
+    owner_tag_keys: tuple[str, ...] = DEFAULT_OWNER_TAG_KEYS
+    exceptions_file: str | None = None  # as set (relative to the app's folder unless absolute); None: no exceptions
+    exceptions_max_days: int = 365
+    exceptions: ExceptionSet = EMPTY
 
     @property
     def home_account_id(self) -> str:
@@ -121,7 +132,12 @@ DEFAULTS: dict[str, str] = {
     "OUTBOX_CONTAINER": "collector-outbox",
     "OUTBOX_MAX_RECORDS": "500000",
     "OUTBOX_MAX_AGE_HOURS": "48",
+    "OWNER_TAG_KEYS": "owner,Owner,email,contact",
+    "EXCEPTIONS_MAX_DAYS": "365",
 }
+
+# The app's folder (where function_app.py and the deployed exceptions.json are): EXCEPTIONS_FILE is relative to it.
+APP_DIR = Path(__file__).resolve().parent.parent
 
 # Set by the Functions platform (and our Bicep) for identity-based AzureWebJobsStorage; reused for the outbox.
 BLOB_SERVICE_URI_SETTING = "AzureWebJobsStorage__blobServiceUri"
@@ -213,8 +229,11 @@ def _is_vault_url(value: str) -> bool:
     return _is_https_url(value) and urlsplit(value).path in ("", "/")
 
 
-def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read and validate every setting. Raises SettingsError naming each bad one; makes no network call."""
+def load_settings(environ: Mapping[str, str], *, now: datetime | None = None) -> Settings:
+    """Read and validate every setting. Raises SettingsError naming each bad one; makes no network call.
+
+    ``now`` is when the exceptions file's expiries are checked against ``EXCEPTIONS_MAX_DAYS`` (default: the clock).
+    """
     r = _Reader(environ)
 
     auth_mode = r.choice("AWS_AUTH_MODE", AuthMode, [m.value for m in AuthMode])
@@ -316,6 +335,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     )
     outbox_max_records = r.integer("OUTBOX_MAX_RECORDS", 1000, 10_000_000)
     outbox_max_age_hours = r.integer("OUTBOX_MAX_AGE_HOURS", 1, 720)
+    owner_tag_keys, exceptions_file, exceptions_max_days, exceptions = _owners_and_exceptions(r, now)
 
     if r.problems:
         raise SettingsError(r.problems)
@@ -352,7 +372,43 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         outbox_max_records=outbox_max_records,
         outbox_max_age_hours=outbox_max_age_hours,
         collector_schedule=schedule,
+        owner_tag_keys=owner_tag_keys,
+        exceptions_file=exceptions_file,
+        exceptions_max_days=exceptions_max_days,
+        exceptions=exceptions,
     )
+
+
+def exceptions_max_days(environ: Mapping[str, str]) -> int:
+    """EXCEPTIONS_MAX_DAYS alone, for ``python -m shared exceptions check`` (which needs no other setting)."""
+    r = _Reader(environ)
+    value = r.integer("EXCEPTIONS_MAX_DAYS", 1, 730)
+    if r.problems:
+        raise SettingsError(r.problems)
+    return value
+
+
+def _owners_and_exceptions(
+    r: _Reader, now: datetime | None
+) -> tuple[tuple[str, ...], str | None, int, ExceptionSet]:
+    owner_tag_keys = DEFAULT_OWNER_TAG_KEYS
+    try:
+        owner_tag_keys = parse_owner_tag_keys(r.raw("OWNER_TAG_KEYS") or DEFAULTS["OWNER_TAG_KEYS"])
+    except ValueError as exc:
+        r.problems.append(f"OWNER_TAG_KEYS: {exc}")
+    before = len(r.problems)
+    max_days = r.integer("EXCEPTIONS_MAX_DAYS", 1, 730)
+    exceptions_file = r.optional("EXCEPTIONS_FILE", lambda v: "\x00" not in v,
+                                 "a file path relative to the app's folder, e.g. exceptions.json")
+    exceptions = EMPTY
+    if exceptions_file and len(r.problems) == before:
+        path = Path(exceptions_file)
+        try:
+            exceptions = load_exceptions(path if path.is_absolute() else APP_DIR / path, now=now or datetime.now(UTC),
+                                         max_days=max_days, shown_as=exceptions_file)
+        except ExceptionsFileError as exc:
+            r.problems += [f"EXCEPTIONS_FILE {exceptions_file}: {problem}" for problem in exc.problems]
+    return owner_tag_keys, exceptions_file, max_days, exceptions
 
 
 def _ok(value: T | None) -> T:
