@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -41,6 +42,7 @@ class KeySpec:
 class UserSpec:
     name: str
     keys: tuple[KeySpec, ...] = ()
+    tags: tuple[tuple[str, str], ...] = ()  # IAM user tags (Key, Value): the owner tags among them
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,10 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
     AccountSpec(
         "Management",
         (
-            UserSpec("alice", (KeySpec(200, 2),)),
+            UserSpec("alice", (KeySpec(200, 2),), tags=(("owner", "alice@example.com"),)),
             UserSpec("bob", (KeySpec(10),)),
-            UserSpec("carol", (KeySpec(30, 1), KeySpec(120, 100, service="ec2"))),
+            UserSpec("carol", (KeySpec(30, 1), KeySpec(120, 100, service="ec2")),
+                     tags=(("CostCenter", "4711"), ("email", "carol@example.com"))),
             UserSpec("dave", (KeySpec(400, 380, status="Inactive"),)),
             UserSpec("erin", (KeySpec(60),)),
         ),
@@ -65,8 +68,10 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
     AccountSpec(
         "Production",
         (
-            UserSpec("deploy-bot", (KeySpec(500, 0, service="cloudformation"),)),
-            UserSpec("ci-runner", (KeySpec(5, 0), KeySpec(95, 1, service="ecr"))),
+            UserSpec("deploy-bot", (KeySpec(500, 0, service="cloudformation"),),
+                     tags=(("Owner", "platform-team@example.com"),)),
+            UserSpec("ci-runner", (KeySpec(5, 0), KeySpec(95, 1, service="ecr")),
+                     tags=(("owner", "  "), ("contact", "ci-team@example.com"))),
             UserSpec("frank"),
             UserSpec("grace", (KeySpec(46),)),
             UserSpec("heidi", (KeySpec(300, 200, status="Inactive"), KeySpec(20, 3))),
@@ -75,7 +80,8 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
     AccountSpec(
         "Sandbox",
         (
-            UserSpec("legacy-app", (KeySpec(1000, 400, service="sqs", region="us-west-2"),)),
+            UserSpec("legacy-app", (KeySpec(1000, 400, service="sqs", region="us-west-2"),),
+                     tags=(("owner", "legacy-team@example.com"),)),
             UserSpec("ivan", (KeySpec(3, 1),)),
             UserSpec("judy", (KeySpec(91, 5),)),
             UserSpec("test-user", (KeySpec(90, 45),)),
@@ -194,6 +200,8 @@ def seed_users(endpoint_url: str, account_id: str, credentials: dict[str, str] |
     count = 0
     for user in users:
         iam.create_user(UserName=user.name)
+        if user.tags:
+            iam.tag_user(UserName=user.name, Tags=[{"Key": k, "Value": v} for k, v in user.tags])
         for spec in user.keys:
             key = iam.create_access_key(UserName=user.name)["AccessKey"]
             if spec.status != "Active":
@@ -257,8 +265,32 @@ def seed_organization(
     return seeded
 
 
+def demo_exceptions(seeded: SeededOrganization, now: datetime) -> dict[str, Any]:
+    """The demo's reviewed exceptions: one in force (deploy-bot's key is due for rotation, accepted for 90 days)
+    and one expired ten days ago (Sandbox's unused keys: they count again and are reported as expired)."""
+    by_name = {name: account_id for account_id, name in seeded.accounts.items()}
+    production = by_name.get("Production", MANAGEMENT_ACCOUNT_ID)
+    sandbox = by_name.get("Sandbox", MANAGEMENT_ACCOUNT_ID)
+    return {"version": 1, "exceptions": [
+        {"userArn": f"arn:aws:iam::{production}:user/deploy-bot", "finding": "RotationDue",
+         "reason": "deploy pipeline key; rotation moves to OIDC federation in Q1 (CHG-2291)",
+         "approvedBy": "security-lead@example.com", "expires": (now + timedelta(days=90)).date().isoformat()},
+        {"accountId": sandbox, "finding": "Unused",
+         "reason": "sandbox account due to be closed",
+         "approvedBy": "security-lead@example.com", "expires": (now - timedelta(days=10)).date().isoformat()},
+    ]}
+
+
+def write_demo_exceptions(seeded: SeededOrganization, out_dir: str, now: datetime | None = None) -> str:
+    """Writes the demo's exceptions file into ``out_dir``; returns its absolute path (for EXCEPTIONS_FILE)."""
+    path = Path(out_dir).resolve() / "demo-exceptions.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(demo_exceptions(seeded, now or datetime.now(UTC)), indent=2) + "\n", encoding="utf-8")
+    return str(path)
+
+
 def demo_environment(seeded: SeededOrganization, out_dir: str) -> dict[str, str]:
-    """The app settings of the demo run, as an operator would set them."""
+    """The app settings of the demo run, as an operator would set them; writes the demo's exceptions file."""
     return {
         "AWS_AUTH_MODE": "access_key",
         "AWS_ROLE_ARN": seeded.home_role_arn,
@@ -268,6 +300,7 @@ def demo_environment(seeded: SeededOrganization, out_dir: str) -> dict[str, str]
         "LOG_SINK": "file",
         "FILE_SINK_DIR": out_dir,
         "KEY_VAULT_URL": "https://demo-vault.vault.azure.net/",  # never called: the demo passes its secrets in
+        "EXCEPTIONS_FILE": write_demo_exceptions(seeded, out_dir),
     }
 
 

@@ -30,11 +30,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+
+from shared.records import KeyRecord
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_DAYS = 365
@@ -382,6 +384,38 @@ def _plain(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=True)
     text = _CONTROL.sub("?", text)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def key_findings(record: KeyRecord) -> set[str]:
+    """The findings one key record carries, by the names exceptions use (the same rules as the queries)."""
+    active = record.Status == "Active"
+    rules = {
+        ROOT_KEY_FINDING: active and record.IsRootKey,
+        "RotationDue": record.RotationDue,
+        "Unused": record.Unused,
+        "NeverUsed": active and record.NeverUsed,
+        "TwoActiveKeys": active and record.UserActiveKeyCount > 1 and not record.IsRootKey,
+        "UnownedActiveKey": active and not record.IsRootKey and not record.Owner,
+    }
+    return {name for name, present in rules.items() if present}
+
+
+def annotate(
+    record: KeyRecord,
+    *,
+    owner: str,
+    exceptions: ExceptionSet,
+    now: datetime,
+    findings_of: Callable[[KeyRecord], Collection[str]] = key_findings,
+) -> tuple[KeyRecord, Decision]:
+    """The record with its ``Owner`` and, given the findings it then has, ``Excepted``/``ExceptionReason``/
+    ``ExceptionExpires``. ``now`` is the run's start, so every key of a run is judged at the same instant."""
+    owned = replace(record, Owner="" if record.IsRootKey else owner)
+    decision = exceptions.decide(account_id=owned.AccountId, user_arn=owned.UserArn,
+                                 fingerprint=owned.AccessKeyFingerprint, findings=findings_of(owned), now=now)
+    if not decision.excepted:
+        return owned, decision
+    return replace(owned, Excepted=True, ExceptionReason=decision.reason, ExceptionExpires=decision.expires), decision
 
 
 def describe(exceptions: ExceptionSet, now: datetime) -> list[str]:

@@ -11,12 +11,15 @@ from pathlib import Path
 import pytest
 
 from shared.cli import main
+from shared.records import KeyRecord
 from shared.risk_exceptions import (
     EMPTY,
     ExceptionSet,
     ExceptionsFileError,
+    annotate,
     check_max_days,
     describe,
+    key_findings,
     load_exceptions,
     parse_exceptions,
 )
@@ -219,3 +222,37 @@ def test_the_check_command_exits_0_for_a_valid_file_and_2_naming_every_problem(
     assert "entry 4 (accountId 602955238310): expires:" in err and "Traceback" not in err
     assert main(["exceptions", "check", str(DATA / "valid.json"), "--max-days", "0"]) == 2
     assert "EXCEPTIONS_MAX_DAYS" in capsys.readouterr().err
+
+
+def record(**fields: object) -> KeyRecord:
+    base = dict(  # noqa: C408 - the record's own field names, as keywords
+        TimeGenerated=NOW, RunId="r", AccountId="123456789012", AccountName="", UserName="ci-deploy", UserArn=CI_ARN,
+        AccessKeyId="AKIA...WXYZ", AccessKeyFingerprint="f" * 16, Status="Active", CreatedAt=NOW, LastUsedAt=NOW,
+        LastUsedRegion=None, LastUsedService=None, AgeDays=100, DaysSinceLastUse=0, NeverUsed=False,
+        RotationDue=True, Unused=False, UserActiveKeyCount=1, IsRootKey=False)
+    base.update(fields)
+    return KeyRecord(**base)  # type: ignore[arg-type]
+
+
+def test_the_findings_of_a_record_follow_the_queries_rules() -> None:
+    assert key_findings(record(Owner="team")) == {"RotationDue"}
+    assert key_findings(record()) == {"RotationDue", "UnownedActiveKey"}
+    assert key_findings(record(Owner="t", RotationDue=False, NeverUsed=True, UserActiveKeyCount=2)) == {
+        "NeverUsed", "TwoActiveKeys"}
+    assert key_findings(record(Status="Inactive", RotationDue=False, NeverUsed=True, UserActiveKeyCount=0)) == set()
+    root = record(IsRootKey=True, UserActiveKeyCount=2, RotationDue=False, UserArn="arn:aws:iam::123456789012:root")
+    assert key_findings(root) == {"RootKey"}  # no owner is expected of a root key; two root keys are one finding
+
+
+def test_annotate_sets_the_owner_then_the_exception_fields() -> None:
+    exceptions = valid()
+    excepted, decision = annotate(record(), owner="ci-team", exceptions=exceptions, now=NOW)
+    assert decision.excepted and excepted.Owner == "ci-team" and excepted.Excepted
+    assert excepted.ExceptionReason == "CI users are rebuilt weekly; keys are replaced with them"
+    assert excepted.to_row()["ExceptionExpires"] == "2027-01-15T12:00:00Z"
+    # Elsewhere the key is not excepted: fields stay at their nulls.
+    other, _ = annotate(record(UserArn="arn:aws:iam::123456789012:user/bob"), owner="", exceptions=exceptions,
+                        now=NOW)
+    assert (other.Owner, other.Excepted, other.ExceptionReason, other.ExceptionExpires) == ("", False, None, None)
+    root, _ = annotate(record(IsRootKey=True), owner="someone", exceptions=EMPTY, now=NOW)
+    assert root.Owner == ""
