@@ -272,10 +272,10 @@ def demo_exceptions(seeded: SeededOrganization, now: datetime) -> dict[str, Any]
     production = by_name.get("Production", MANAGEMENT_ACCOUNT_ID)
     sandbox = by_name.get("Sandbox", MANAGEMENT_ACCOUNT_ID)
     return {"version": 1, "exceptions": [
-        {"userArn": f"arn:aws:iam::{production}:user/deploy-bot", "finding": "RotationDue",
+        {"userArn": f"arn:aws:iam::{production}:user/deploy-bot", "finding": "rotation_due",
          "reason": "deploy pipeline key; rotation moves to OIDC federation in Q1 (CHG-2291)",
          "approvedBy": "security-lead@example.com", "expires": (now + timedelta(days=90)).date().isoformat()},
-        {"accountId": sandbox, "finding": "Unused",
+        {"accountId": sandbox, "finding": "unused",
          "reason": "sandbox account due to be closed",
          "approvedBy": "security-lead@example.com", "expires": (now - timedelta(days=10)).date().isoformat()},
     ]}

@@ -7,7 +7,7 @@ the same review as code. The format (documented in docs/exceptions.md)::
     {
       "version": 1,
       "exceptions": [
-        {"fingerprint": "0123456789abcdef", "finding": "RotationDue",
+        {"fingerprint": "0123456789abcdef", "finding": "rotation_due",
          "reason": "vendor appliance, key rotation scheduled with the vendor",
          "approvedBy": "alice@example.com", "expires": "2027-03-01"}
       ]
@@ -16,7 +16,7 @@ the same review as code. The format (documented in docs/exceptions.md)::
 Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerprint``), ``userArn`` (an
 fnmatch-style glob over ``UserArn``: ``*``, ``?``, ``[...]``; case-sensitive) or ``accountId`` (every key of one
 account). ``finding`` names one finding, or ``*`` for every finding of the selected keys except a root account key,
-which is never accepted by a wildcard: it must be named (``RootKey``). ``expires`` is a date (``YYYY-MM-DD``: the
+which is never accepted by a wildcard: it must be named (``root_key``). ``expires`` is a date (``YYYY-MM-DD``: the
 exception stops applying at 00:00 UTC that day) or an ISO 8601 time with a zone, at most ``EXCEPTIONS_MAX_DAYS``
 ahead of today. An exception past its date is not an error (the app must not stop the day one lapses): it stops
 applying and is reported as expired.
@@ -42,10 +42,10 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_DAYS = 365
 MAX_DAYS_RANGE = (1, 730)
 WILDCARD = "*"
-ROOT_KEY_FINDING = "RootKey"
+ROOT_KEY_FINDING = "root_key"
 # The findings a key record can carry, by the names an exception uses (the findings catalogue's ids).
 KNOWN_FINDINGS: tuple[str, ...] = (
-    ROOT_KEY_FINDING, "RotationDue", "Unused", "NeverUsed", "TwoActiveKeys", "UnownedActiveKey",
+    ROOT_KEY_FINDING, "rotation_due", "unused", "never_used", "two_active_keys", "unowned_active_key",
 )
 
 SELECTORS = ("fingerprint", "userArn", "accountId")
@@ -390,12 +390,12 @@ def key_findings(record: KeyRecord) -> set[str]:
     """The findings one key record carries, by the names exceptions use (the same rules as the queries)."""
     active = record.Status == "Active"
     rules = {
-        ROOT_KEY_FINDING: active and record.IsRootKey,
-        "RotationDue": record.RotationDue,
-        "Unused": record.Unused,
-        "NeverUsed": active and record.NeverUsed,
-        "TwoActiveKeys": active and record.UserActiveKeyCount > 1 and not record.IsRootKey,
-        "UnownedActiveKey": active and not record.IsRootKey and not record.Owner,
+        ROOT_KEY_FINDING: record.IsRootKey,
+        "rotation_due": record.RotationDue,
+        "unused": record.Unused,
+        "never_used": active and record.NeverUsed,
+        "two_active_keys": active and record.UserActiveKeyCount > 1 and not record.IsRootKey,
+        "unowned_active_key": active and not record.IsRootKey and not record.Owner,
     }
     return {name for name, present in rules.items() if present}
 

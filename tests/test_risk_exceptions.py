@@ -44,8 +44,8 @@ def errors_of(path: Path, **kwargs: object) -> list[str]:
 def test_a_valid_file_parses_every_entry_in_order() -> None:
     exceptions = valid()
     assert [(e.entry, e.selector, e.finding) for e in exceptions.exceptions] == [
-        (1, "fingerprint", "RotationDue"), (2, "userArn", "*"), (3, "accountId", "Unused"),
-        (4, "accountId", "RootKey"),
+        (1, "fingerprint", "rotation_due"), (2, "userArn", "*"), (3, "accountId", "unused"),
+        (4, "accountId", "root_key"),
     ]
     first = exceptions.exceptions[0]
     assert first.expires == datetime(2027, 3, 1, tzinfo=UTC)  # a date: stops applying at 00:00 UTC that day
@@ -73,8 +73,8 @@ def test_every_problem_is_reported_at_once_naming_the_entry_and_the_field() -> N
         "AccessKeyFingerprint), got '0123456789ABCDEF'",
         "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): expiry: unknown field; expected one of accountId, "
         "approvedBy, expires, finding, fingerprint, reason, userArn",
-        "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): finding: expected one of NeverUsed, RootKey, "
-        "RotationDue, TwoActiveKeys, UnownedActiveKey, Unused or * (every finding but RootKey), got 'Rotation'",
+        "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): finding: expected one of never_used, root_key, "
+        "rotation_due, two_active_keys, unowned_active_key, unused or * (every finding but root_key), got 'Rotation'",
         "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): reason: required: why the risk is accepted and "
         "what limits it, as text; got ''",
         "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): expires: required: a date YYYY-MM-DD (stops "
@@ -111,7 +111,7 @@ def test_the_top_level_shape_is_checked(text: str, expected: str) -> None:
 
 
 def entry(**fields: object) -> str:
-    base: dict[str, object] = {"accountId": "123456789012", "finding": "Unused", "reason": "r",
+    base: dict[str, object] = {"accountId": "123456789012", "finding": "unused", "reason": "r",
                                "approvedBy": "a", "expires": "2027-01-01"}
     base.update(fields)
     return json.dumps({"version": 1, "exceptions": [{k: v for k, v in base.items() if v is not None}]})
@@ -135,7 +135,7 @@ def test_a_past_expiry_is_valid_but_expired() -> None:
 def test_duplicates_and_bad_text_are_refused() -> None:
     one = json.loads(entry())["exceptions"][0]
     text = json.dumps({"version": 1, "exceptions": [one, dict(one, reason="again")]})
-    with pytest.raises(ExceptionsFileError, match=r"entry 2 \(accountId 123456789012\): finding Unused is already "
+    with pytest.raises(ExceptionsFileError, match=r"entry 2 \(accountId 123456789012\): finding unused is already "
                                                   r"excepted for the same keys by entry 1"):
         parse_exceptions(text, source="x.json", now=NOW)
     with pytest.raises(ExceptionsFileError, match="reason: expected at most 500 characters on one line"):
@@ -149,64 +149,64 @@ def test_a_key_is_excepted_only_when_every_finding_it_has_is_covered() -> None:
     fingerprint = "0123456789abcdef"
     key = {"account_id": "111111111111", "user_arn": "arn:aws:iam::111111111111:user/appliance",
            "fingerprint": fingerprint, "now": NOW}
-    covered = exceptions.decide(findings={"RotationDue"}, **key)  # type: ignore[arg-type]
+    covered = exceptions.decide(findings={"rotation_due"}, **key)  # type: ignore[arg-type]
     assert covered.excepted and covered.reason is not None and covered.reason.startswith("vendor appliance")
     assert covered.expires == datetime(2027, 3, 1, tzinfo=UTC)
     # Another finding the exception does not name: the key stays counted; what was covered is still said.
-    both = exceptions.decide(findings={"RotationDue", "Unused"}, **key)  # type: ignore[arg-type]
-    assert not both.excepted and both.partial == ("RotationDue",) and both.reason is None
+    both = exceptions.decide(findings={"rotation_due", "unused"}, **key)  # type: ignore[arg-type]
+    assert not both.excepted and both.partial == ("rotation_due",) and both.reason is None
     # No finding: nothing to except.
     assert not exceptions.decide(findings=set(), **key).excepted  # type: ignore[arg-type]
     # The exception ends at 00:00 UTC of its date.
     late = dict(key, now=datetime(2027, 3, 1, tzinfo=UTC))
-    after = exceptions.decide(findings={"RotationDue"}, **late)  # type: ignore[arg-type]
+    after = exceptions.decide(findings={"rotation_due"}, **late)  # type: ignore[arg-type]
     assert not after.excepted and [e.entry for e in after.expired] == [1]
 
 
 def test_globs_accounts_and_the_wildcard_that_never_hides_a_root_key() -> None:
     exceptions = valid()
     ci = exceptions.decide(account_id="123456789012", user_arn=CI_ARN, fingerprint="f" * 16,
-                           findings={"Unused", "NeverUsed", "TwoActiveKeys"}, now=NOW)
+                           findings={"unused", "never_used", "two_active_keys"}, now=NOW)
     assert ci.excepted and [e.entry for e in ci.applied] == [2]
     assert ci.expires == datetime(2027, 1, 15, 12, tzinfo=UTC)
     other_account = exceptions.decide(account_id="999999999999", user_arn=CI_ARN.replace("123456789012",
-                                      "999999999999"), fingerprint="f" * 16, findings={"Unused"}, now=NOW)
+                                      "999999999999"), fingerprint="f" * 16, findings={"unused"}, now=NOW)
     assert not other_account.excepted
     # Case matters in an ARN glob, as in IAM user names.
     assert not exceptions.decide(account_id="123456789012", user_arn=CI_ARN.replace("ci-", "CI-"),
-                                 fingerprint="f" * 16, findings={"Unused"}, now=NOW).excepted
+                                 fingerprint="f" * 16, findings={"unused"}, now=NOW).excepted
     # A wildcard does not cover a root key; a root key exception names it.
     root_arn = "arn:aws:iam::123456789012:root"
     wildcard = parse_exceptions(entry(accountId=None, userArn=root_arn, finding="*"), source="x.json", now=NOW)
     assert not wildcard.decide(account_id="123456789012", user_arn=root_arn, fingerprint="e" * 16,
-                               findings={"RootKey"}, now=NOW).excepted
+                               findings={"root_key"}, now=NOW).excepted
     sandbox_root = exceptions.decide(account_id="602955238310", user_arn="arn:aws:iam::602955238310:root",
-                                     fingerprint="e" * 16, findings={"RootKey"}, now=NOW)
+                                     fingerprint="e" * 16, findings={"root_key"}, now=NOW)
     assert sandbox_root.excepted and sandbox_root.reason == "break-glass root key held in the safe, audited monthly"
 
 
 def test_an_expired_exception_stops_applying_and_is_reported() -> None:
-    exceptions = valid()  # entry 3 (sandbox, Unused) expired on 2026-10-01
+    exceptions = valid()  # entry 3 (sandbox, unused) expired on 2026-10-01
     decision = exceptions.decide(account_id="602955238310", user_arn="arn:aws:iam::602955238310:user/old",
-                                 fingerprint="d" * 16, findings={"Unused"}, now=NOW)
+                                 fingerprint="d" * 16, findings={"unused"}, now=NOW)
     assert not decision.excepted and [e.entry for e in decision.expired] == [3]
     assert [e.entry for e in exceptions.expired(NOW)] == [3]
-    assert "entry 3 (accountId 602955238310): Unused - EXPIRED until 2026-10-01" in describe(exceptions, NOW)[2]
+    assert "entry 3 (accountId 602955238310): unused - EXPIRED until 2026-10-01" in describe(exceptions, NOW)[2]
 
 
 def test_reasons_of_several_exceptions_are_joined_and_the_earliest_expiry_kept() -> None:
     text = json.dumps({"version": 1, "exceptions": [
-        {"accountId": "123456789012", "finding": "Unused", "reason": "account-wide", "approvedBy": "a",
+        {"accountId": "123456789012", "finding": "unused", "reason": "account-wide", "approvedBy": "a",
          "expires": "2027-05-01"},
-        {"fingerprint": "c" * 16, "finding": "NeverUsed", "reason": "this key", "approvedBy": "b",
+        {"fingerprint": "c" * 16, "finding": "never_used", "reason": "this key", "approvedBy": "b",
          "expires": "2027-02-01"},
     ]})
     decision = parse_exceptions(text, source="x.json", now=NOW).decide(
-        account_id="123456789012", user_arn=CI_ARN, fingerprint="c" * 16, findings={"Unused", "NeverUsed"}, now=NOW)
+        account_id="123456789012", user_arn=CI_ARN, fingerprint="c" * 16, findings={"unused", "never_used"}, now=NOW)
     assert decision.excepted and decision.reason == "account-wide; this key"
     assert decision.expires == datetime(2027, 2, 1, tzinfo=UTC)
     assert not EMPTY.decide(account_id="123456789012", user_arn=CI_ARN, fingerprint="c" * 16,
-                            findings={"Unused"}, now=NOW).excepted
+                            findings={"unused"}, now=NOW).excepted
 
 
 def test_the_check_command_exits_0_for_a_valid_file_and_2_naming_every_problem(
@@ -235,13 +235,13 @@ def record(**fields: object) -> KeyRecord:
 
 
 def test_the_findings_of_a_record_follow_the_queries_rules() -> None:
-    assert key_findings(record(Owner="team")) == {"RotationDue"}
-    assert key_findings(record()) == {"RotationDue", "UnownedActiveKey"}
+    assert key_findings(record(Owner="team")) == {"rotation_due"}
+    assert key_findings(record()) == {"rotation_due", "unowned_active_key"}
     assert key_findings(record(Owner="t", RotationDue=False, NeverUsed=True, UserActiveKeyCount=2)) == {
-        "NeverUsed", "TwoActiveKeys"}
+        "never_used", "two_active_keys"}
     assert key_findings(record(Status="Inactive", RotationDue=False, NeverUsed=True, UserActiveKeyCount=0)) == set()
     root = record(IsRootKey=True, UserActiveKeyCount=2, RotationDue=False, UserArn="arn:aws:iam::123456789012:root")
-    assert key_findings(root) == {"RootKey"}  # no owner is expected of a root key; two root keys are one finding
+    assert key_findings(root) == {"root_key"}  # no owner is expected of a root key; two root keys are one finding
 
 
 def test_annotate_sets_the_owner_then_the_exception_fields() -> None:

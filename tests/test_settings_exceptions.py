@@ -87,7 +87,7 @@ def test_the_check_command_takes_max_days_from_the_setting(
     month_ahead = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     path = tmp_path / "exceptions.json"
     path.write_text(json.dumps({"version": 1, "exceptions": [
-        {"accountId": "123456789012", "finding": "Unused", "reason": "r", "approvedBy": "a", "expires": month_ahead}]}))
+        {"accountId": "123456789012", "finding": "unused", "reason": "r", "approvedBy": "a", "expires": month_ahead}]}))
     monkeypatch.setenv("EXCEPTIONS_MAX_DAYS", "31")
     assert main(["exceptions", "check", str(path)]) == 0
     monkeypatch.setenv("EXCEPTIONS_MAX_DAYS", "7")
