@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared.findings import FINDINGS, Finding, findings_of, is_active
 from shared.ports import CollectorError, SecretError
 from shared.records import KEYS_TABLE, RunRecord, Table
 from shared.redaction import install_log_safety, redact
@@ -81,45 +82,35 @@ class InMemorySecrets:
         return self._values[name]
 
 
-FINDINGS = (
-    ("RotationDue", "older than the rotation limit"),
-    ("Unused", "active but unused"),
-    ("NeverUsed", "never used"),
-    ("TwoActive", "user has two active keys"),
-)
-
-
 def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]]) -> str:
     """A readable summary: run status, then findings per account (named as the records name them), then the worst
-    keys."""
+    keys. The findings, their columns and tags come from the catalogue (shared/findings.py); only active keys count."""
     per_account: dict[str, Counter[str]] = {}
     names: dict[str, str] = {}
-    worst: list[dict[str, Any]] = []
+    worst: list[tuple[dict[str, Any], list[Finding]]] = []
     for row in key_rows:
         names[row["AccountId"]] = row["AccountName"] or ""
         counts = per_account.setdefault(row["AccountId"], Counter())
         counts["Keys"] += 1
-        active = row["Status"] == "Active"
-        counts["Active"] += active
-        counts["RotationDue"] += bool(row["RotationDue"])
-        counts["Unused"] += bool(row["Unused"])
-        counts["NeverUsed"] += bool(row["NeverUsed"] and active)
-        counts["TwoActive"] += bool(active and row["UserActiveKeyCount"] > 1 and not row["IsRootKey"])
-        counts["Root"] += bool(active and row["IsRootKey"])
-        if active and (row["IsRootKey"] or row["RotationDue"] or row["Unused"] or row["UserActiveKeyCount"] > 1):
-            worst.append(row)
+        if not is_active(row):
+            continue
+        counts["Active"] += 1
+        found = findings_of(row)
+        counts.update(f.name for f in found)
+        if found:
+            worst.append((row, found))
 
     lines = [
         f"Run {run.RunId}: {run.Status} - {run.AccountsSucceeded} of {run.AccountsTotal} account(s), "
         f"{run.KeysCollected} key(s) in {run.DurationSeconds:.1f} s",
         "",
     ]
-    header = ["Account", "Name", "Keys", "Active", "Root keys", "Rotation due", "Unused", "Never used", "2 active/user"]
+    header = ["Account", "Name", "Keys", "Active", *(f.cli_column for f in FINDINGS)]
     table = [header]
     for account_id in sorted(per_account):
         c = per_account[account_id]
         table.append([account_id, names.get(account_id, ""), *(str(c[k]) for k in
-                      ("Keys", "Active", "Root", "RotationDue", "Unused", "NeverUsed", "TwoActive"))])
+                      ("Keys", "Active", *(f.name for f in FINDINGS)))])
     if len(table) > 1:
         totals = ["Total", "", *(str(sum(int(r[i]) for r in table[1:])) for i in range(2, len(header)))]
         table.append(totals)
@@ -127,12 +118,9 @@ def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]]) -> str:
     if worst:
         lines += ["", "Findings (active keys):"]
         detail = [["Account", "User", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
-        worst.sort(key=lambda r: (not r["IsRootKey"], -r["AgeDays"], r["AccountId"], r["UserName"]))
-        for r in worst[:25]:
-            tags = [t for t, flag in (("ROOT ACCOUNT KEY", r["IsRootKey"]), ("rotation due", r["RotationDue"]),
-                                      ("unused", r["Unused"]),
-                                      ("never used", r["NeverUsed"]), ("2 active keys", r["UserActiveKeyCount"] > 1))
-                    if flag]
+        worst.sort(key=lambda w: (not w[0]["IsRootKey"], -w[0]["AgeDays"], w[0]["AccountId"], w[0]["UserName"]))
+        for r, found in worst[:25]:
+            tags = [f.cli_tag for f in found]
             used = "never" if r["DaysSinceLastUse"] is None else str(r["DaysSinceLastUse"])
             detail.append([r["AccountId"], r["UserName"], r["AccessKeyId"] or "(root)", str(r["AgeDays"]), used,
                            ", ".join(tags)])

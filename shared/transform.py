@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.findings import KeyFacts, Thresholds, record_flags
 from shared.ports import CollectorError
 from shared.records import ROOT_USER_NAME, KeyRecord, RunRecord
 from shared.redaction import mask_access_key_id
@@ -152,8 +153,11 @@ def _key_record(
     """Derives the contract's computed fields, the same way for IAM users' keys and root keys."""
     age = whole_days(created, run.started_at)
     since_use = None if used_at is None else whole_days(used_at, run.started_at)
-    active = status == "Active"
-    never_used = used_at is None
+    # The findings' flags (RotationDue, Unused) come from their rules in the findings catalogue.
+    flags: dict[str, Any] = record_flags(
+        KeyFacts(active=status == "Active", age_days=age, days_since_last_use=since_use),
+        Thresholds(rotation_days=run.rotation_days, unused_days=run.unused_days),
+    )
     return KeyRecord(
         TimeGenerated=run.started_at,
         RunId=run.run_id,
@@ -170,12 +174,10 @@ def _key_record(
         LastUsedService=service,
         AgeDays=age,
         DaysSinceLastUse=since_use,
-        NeverUsed=never_used,
-        RotationDue=active and age > run.rotation_days,
-        Unused=active
-        and ((since_use is not None and since_use > run.unused_days) or (never_used and age > run.unused_days)),
+        NeverUsed=used_at is None,  # the contract's fact, inactive keys included; the finding is in the catalogue
         UserActiveKeyCount=active_count,
         IsRootKey=is_root,
+        **flags,
     )
 
 
