@@ -3,16 +3,15 @@
 ``function_app.py`` and the command line both call ``compose``. Data flows one way:
 settings -> credentials (Azure, then AWS) -> sources -> records -> sinks.
 
-``ClientOptions`` carries the only test-only knobs (a CA bundle for local HTTPS fakes, Key Vault's
-challenge-resource check for a vault on localhost). They are never read from a setting: production code passes
-the defaults, which keep TLS verification and the challenge check on.
+``ClientOptions`` (shared/transport.py) carries the only test-only knobs (a CA bundle for local HTTPS fakes, Key
+Vault's challenge-resource check for a vault on localhost, shorter waits). Tests pass them here, and only here; they
+are never read from a setting: production passes the defaults, which keep TLS verification and the challenge check on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -23,23 +22,10 @@ from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
 from shared.ports import SecretProvider, Sink, WebIdentityTokenProvider
 from shared.settings import AuthMode, Settings, SinkKind
 from shared.sinks.file_sink import FileSink
+from shared.transport import ClientOptions as ClientOptions  # re-exported: tests pass options through this root
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-
-
-@dataclass(frozen=True)
-class ClientOptions:
-    """Test-only client options, passed in by tests through this composition root. Defaults are production's."""
-
-    ca_bundle: str | None = None  # trust this CA file (the local fakes' trustme CA) in the Azure clients
-    verify_challenge_resource: bool = True  # Key Vault: the challenge's resource must match the vault's domain
-    # Fault-injection tests only: shorter waits so a timeout or a retried fault costs a fraction of a second.
-    # None keeps production's values (shared/aws.py retry_config, shared/azure.py RETRY_*, the sinks' own).
-    aws_max_attempts: int | None = None  # botocore attempts per call (None: 10)
-    aws_read_timeout: float | None = None  # seconds (None: 60)
-    azure_read_timeout: float | None = None  # seconds, every Azure client and the data_collector sink
-    azure_retry_backoff_factor: float | None = None  # azure-core backoff factor; data_collector's first wait
 
 
 def needs_azure_credential(
