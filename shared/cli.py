@@ -19,7 +19,7 @@ from shared.findings import FINDINGS, Finding, findings_of, is_active
 from shared.ports import CollectorError, SecretError
 from shared.records import KEYS_TABLE, RunRecord, Table
 from shared.redaction import install_log_safety, redact
-from shared.settings import SettingsError, load_settings
+from shared.settings import FileSinkSettings, SettingsError, load_settings
 from shared.transform import Account
 
 
@@ -162,8 +162,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     # A dry run neither replays nor fills the outbox: it only shows what this run would send.
     with compose(settings, progress=TerminalProgress(), sink=sink, use_outbox=not args.dry_run) as collector:
         run = collector.run()
-    if not args.dry_run and settings.log_sink.value == "file":
-        rows = read_run_rows(Path(settings.file_sink_dir) / KEYS_TABLE.file_name, run.RunId)
+    if not args.dry_run and isinstance(settings.sink, FileSinkSettings):
+        rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, run.RunId)
         print(summarize(run, rows))
     else:
         print(summarize(run, []), file=sys.stderr)
