@@ -96,3 +96,9 @@ def test_compose_signs_in_to_azure_only_when_an_adapter_needs_it(
     with compose(settings, use_outbox=False, **given):
         pass
     assert len(built) == (1 if signs_in else 0)
+    declared = (
+        (settings.key_vault is not None and "secrets" not in given)
+        or (settings.aws_auth.needs_azure_credential and "tokens" not in given)
+        or settings.sink.needs_azure_credential
+    )
+    assert declared == signs_in, "the modes' needs_azure_credential declarations match what compose builds"
