@@ -55,6 +55,10 @@ def _setting(name: str, *, secret: bool = False) -> Any:
     return field(metadata={"setting": name, "secret": secret})
 
 
+def _fields(mode: Any) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(mode)
+
+
 class _Mode:
     """Derived from the dataclass fields of a mode type (below)."""
 
@@ -62,12 +66,12 @@ class _Mode:
 
     @classmethod
     def settings_read(cls) -> tuple[str, ...]:
-        return tuple(f.metadata["setting"] for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+        return tuple(f.metadata["setting"] for f in _fields(cls))
 
     @classmethod
     def secret_settings(cls) -> tuple[str, ...]:
         """The settings that name a Key Vault secret this mode fetches."""
-        return tuple(f.metadata["setting"] for f in dataclasses.fields(cls) if f.metadata["secret"])  # type: ignore[arg-type]
+        return tuple(f.metadata["setting"] for f in _fields(cls) if f.metadata["secret"])
 
     @classmethod
     def required_settings(cls) -> tuple[str, ...]:
@@ -76,14 +80,14 @@ class _Mode:
 
     @classmethod
     def from_values(cls: type[_M], values: Mapping[str, str]) -> _M:
-        return cls(**{f.name: values[f.metadata["setting"]] for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+        """The mode from validated values by setting name (every setting it reads is present once validation
+        passed: a required one was checked, the others have defaults)."""
+        return cls(**{f.name: values[f.metadata["setting"]] for f in _fields(cls)})
 
     @property
     def secret_names(self) -> tuple[str, ...]:
         """The Key Vault secrets this mode fetches."""
-        return tuple(
-            getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["secret"]  # type: ignore[arg-type]
-        )
+        return tuple(getattr(self, f.name) for f in _fields(self) if f.metadata["secret"])
 
 
 _M = TypeVar("_M", bound=_Mode)
