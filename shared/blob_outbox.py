@@ -16,8 +16,8 @@ from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsE
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
 from shared.azure import retry_options, transport_options
+from shared.errors import SinkError
 from shared.outbox import OutboxItem, decode_rows, encode_rows, item_name, parse_item_name
-from shared.ports import SinkError
 from shared.records import Table
 
 if TYPE_CHECKING:

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from shared.aws import AwsClientFactory, AwsSource
-from shared.collector import Collector, CollectorOptions, Progress
+from shared.collector import Collector, CollectorOptions
 from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
-from shared.ports import SecretProvider, Sink, WebIdentityTokenProvider
+from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
 from shared.settings import AuthMode, Settings, SinkKind
 from shared.sinks.file_sink import FileSink
 
@@ -108,7 +108,6 @@ def compose(
             settings,
             AwsClientFactory(
                 settings.aws_region,
-                max_pool_connections=settings.iam_concurrency,
                 max_attempts=options.aws_max_attempts,
                 read_timeout=options.aws_read_timeout,
             ),
@@ -122,7 +121,6 @@ def compose(
                 rotation_days=settings.key_rotation_days,
                 unused_days=settings.key_unused_days,
                 account_concurrency=settings.account_concurrency,
-                iam_concurrency=settings.iam_concurrency,
                 time_budget=time_budget,
             ),
             source,

@@ -9,13 +9,11 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import azure.functions as func
 import pytest
-from azure.functions.timer import TimerRequest  # the concrete request the worker decodes
 
 import function_app
 from shared.demo import SeededOrganization, seed_organization
-from shared.settings import DEFAULTS, SettingsError
+from shared.errors import CollectionFailedError, SettingsError
 from tests.azure_fakes import (  # noqa: F401 - fixtures
     DATA_COLLECTOR_DOMAIN,
     MONITOR_RESOURCE,
@@ -26,14 +24,7 @@ from tests.azure_fakes import (  # noqa: F401 - fixtures
     fake_tls_fixture,
 )
 from tests.support.aws_proxy import AwsProxy, Call, aws_error
-
-RULE_ID = "dcr-00112233445566778899aabbccddeeff"
-AUDIENCE = "api://AzureADTokenExchange"
-CONTRACT_SETTINGS = (*DEFAULTS, "COLLECTOR_SCHEDULE", "AZURE_CLIENT_ID", "KEY_VAULT_URL", "AWS_ROLE_ARN",
-                     "AWS_EXTERNAL_ID", "AWS_WEB_IDENTITY_AUDIENCE", "LOGS_INGESTION_ENDPOINT",
-                     "LOGS_INGESTION_RULE_ID", "LOG_ANALYTICS_WORKSPACE_ID")
-# Indexed once, as the host does (a FunctionApp can be indexed only once: names are checked for uniqueness).
-FUNCTIONS = function_app.app.get_functions()
+from tests.support.function_host import AUDIENCE, CONTRACT_SETTINGS, FUNCTIONS, RULE_ID, run_function
 
 
 @pytest.fixture
@@ -49,34 +40,6 @@ def env(azure: AzureFakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.M
     monkeypatch.setenv("COLLECTOR_SCHEDULE", "0 0 */6 * * *")
     monkeypatch.setattr(function_app, "CLIENT_OPTIONS", azure.options())
     yield monkeypatch
-
-
-@pytest.fixture
-def raw_log() -> Iterator[list[str]]:
-    """Every message our own loggers emit, formatted BEFORE any redaction filter (a handler below the root)."""
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Keep(logging.DEBUG)
-    loggers = [logging.getLogger(name) for name in ("shared", "function_app")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    yield lines
-    for logger in loggers:
-        logger.removeHandler(handler)
-
-
-def timer() -> func.TimerRequest:
-    return TimerRequest(past_due=False, schedule_status={"Last": "2026-01-01T00:00:00"},
-                             schedule={"AdjustForDST": True})
-
-
-def run_function() -> None:
-    (function,) = FUNCTIONS
-    function.get_user_function()(timer())
 
 
 def session_credentials(org: SeededOrganization) -> list[str]:
@@ -218,7 +181,7 @@ def test_a_failed_run_raises_so_the_platform_records_a_failure(
     env.setenv("LOGS_INGESTION_ENDPOINT", azure.ingestion.url)
     env.setenv("LOGS_INGESTION_RULE_ID", RULE_ID)
 
-    with pytest.raises(function_app.CollectionFailedError) as caught:
+    with pytest.raises(CollectionFailedError) as caught:
         run_function()
 
     (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")  # the failure is still reported
@@ -236,7 +199,7 @@ def test_missing_secret_fails_the_invocation_with_a_clear_error(
     env.setenv("LOGS_INGESTION_ENDPOINT", azure.ingestion.url)
     env.setenv("LOGS_INGESTION_RULE_ID", RULE_ID)
 
-    with pytest.raises(function_app.CollectionFailedError) as caught:
+    with pytest.raises(CollectionFailedError) as caught:
         run_function()
 
     (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")
@@ -258,7 +221,7 @@ def test_workspace_key_denied_fails_before_any_aws_call(
     env.setenv("LOG_ANALYTICS_WORKSPACE_ID", WORKSPACE_ID)
     env.setenv("LOG_ANALYTICS_DOMAIN", DATA_COLLECTOR_DOMAIN)
 
-    from shared.ports import SecretError
+    from shared.errors import SecretError
 
     with pytest.raises(SecretError, match="Key Vault Secrets User"):
         run_function()

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from shared.ports import SinkError
+from shared.errors import SinkError, shorten
 from shared.records import Table
 from shared.redaction import redact, register_secret
 
@@ -203,8 +203,7 @@ def _detail(response: requests.Response) -> str:
         text = f"{payload.get('Error', '')} {payload.get('Message', '')}".strip()
     else:
         text = response.text.strip().splitlines()[0] if response.text.strip() else response.reason or ""
-    text = redact(text)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return shorten(redact(text))
 
 
 def _hint(status: int) -> str:

@@ -21,8 +21,8 @@ from azure.core.exceptions import (
 )
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
-from shared.azure import first_line, retry_options, transport_options
-from shared.ports import SinkError
+from shared.azure import retry_options, transport_options
+from shared.errors import SinkError, first_line
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
 
 if TYPE_CHECKING:
