@@ -26,8 +26,8 @@ from azure.core.exceptions import (
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 
-from shared.ports import CollectorError, SecretError
-from shared.redaction import redact, register_secret
+from shared.errors import CollectorError, SecretError, first_line
+from shared.redaction import register_secret
 from shared.transport import ClientOptions, retry_options, transport_options
 
 if TYPE_CHECKING:
@@ -181,9 +181,3 @@ class ManagedIdentityTokenProvider:
         register_secret(token)
         return token
 
-
-def first_line(text: str | None) -> str:
-    """The first line of an SDK message (they append long troubleshooting text), secret-free and bounded."""
-    stripped = (text or "").strip()
-    line = redact(stripped.splitlines()[0]) if stripped else "no detail"
-    return line if len(line) <= 300 else line[:297] + "..."

@@ -15,12 +15,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
+from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings import FINDINGS, Finding, findings_of, is_active
-from shared.ports import CollectorError, SecretError
-from shared.records import KEYS_TABLE, RunRecord, Table
+from shared.records import KEYS_TABLE, Table
 from shared.redaction import install_log_safety, redact
-from shared.settings import FileSinkSettings, SettingsError, load_settings
-from shared.transform import Account
+from shared.settings import FileSinkSettings, load_settings
 
 
 class TerminalProgress:
@@ -50,7 +50,7 @@ class TerminalProgress:
             self._stream.write(("\r\033[K" if self._tty else "") + line + "\n")
         self._stream.flush()
 
-    def finished(self, run: RunRecord) -> None:
+    def finished(self, result: RunResult) -> None:
         pass
 
 
@@ -82,9 +82,10 @@ class InMemorySecrets:
         return self._values[name]
 
 
-def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]]) -> str:
+def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]]) -> str:
     """A readable summary: run status, then findings per account (named as the records name them), then the worst
     keys. The findings, their columns and tags come from the catalogue (shared/findings.py); only active keys count."""
+    run = result.to_record()
     per_account: dict[str, Counter[str]] = {}
     names: dict[str, str] = {}
     worst: list[tuple[dict[str, Any], list[Finding]]] = []
@@ -127,9 +128,8 @@ def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]]) -> str:
         lines += _format_table(detail)
         if len(worst) > 25:
             lines.append(f"... and {len(worst) - 25} more")
-    failed = json.loads(run.FailedAccounts)
-    if failed:
-        lines += ["", "Failed accounts:"] + [f"  {f['AccountId']}: {f['Error']}" for f in failed]
+    if result.failures:
+        lines += ["", "Failed accounts:"] + [f"  {f.account_id}: {f.error}" for f in result.failures]
     return "\n".join(lines)
 
 
@@ -161,13 +161,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
     sink = PrintSink() if args.dry_run else None
     # A dry run neither replays nor fills the outbox: it only shows what this run would send.
     with compose(settings, progress=TerminalProgress(), sink=sink, use_outbox=not args.dry_run) as collector:
-        run = collector.run()
+        result = collector.run()
     if not args.dry_run and isinstance(settings.sink, FileSinkSettings):
-        rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, run.RunId)
-        print(summarize(run, rows))
+        rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, result.run.run_id)
+        print(summarize(result, rows))
     else:
-        print(summarize(run, []), file=sys.stderr)
-    return 0 if run.Status != "Failed" else 1
+        print(summarize(result, []), file=sys.stderr)
+    return 0 if result.status != RUN_FAILED else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -183,14 +183,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         settings = load_settings(demo_environment(seeded, out_dir))
         with compose(settings, progress=TerminalProgress(), secrets=InMemorySecrets(seeded.secrets())) as collector:
-            run = collector.run()
+            result = collector.run()
     keys_path = Path(out_dir) / KEYS_TABLE.file_name
     print()
-    print(summarize(run, read_run_rows(keys_path, run.RunId)))
+    print(summarize(result, read_run_rows(keys_path, result.run.run_id)))
     print()
     print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
     print(f"Report: {write_report(out_dir)}")
-    return 0 if run.Status == "Succeeded" else 1
+    return 0 if result.status == RUN_SUCCEEDED else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from shared.aws import AwsClientFactory, AwsSource
-from shared.collector import Collector, CollectorOptions, Progress
+from shared.collector import Collector, CollectorOptions
+from shared.errors import SecretError
 from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
-from shared.ports import SecretError, SecretProvider, Sink, WebIdentityTokenProvider
+from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
 from shared.settings import (
     DataCollectorSettings,
     FileSinkSettings,
@@ -127,7 +128,6 @@ def compose(
             settings,
             AwsClientFactory(
                 settings.aws_region,
-                max_pool_connections=settings.iam_concurrency,
                 max_attempts=options.aws_max_attempts,
                 read_timeout=options.aws_read_timeout,
             ),
@@ -141,7 +141,6 @@ def compose(
                 rotation_days=settings.key_rotation_days,
                 unused_days=settings.key_unused_days,
                 account_concurrency=settings.account_concurrency,
-                iam_concurrency=settings.iam_concurrency,
                 time_budget=time_budget,
             ),
             source,

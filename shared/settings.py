@@ -15,16 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-
-class SettingsError(ValueError):
-    """One or more settings are missing or invalid. The message names every one and what is expected."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            "Invalid collector settings (fix these app settings or environment variables):\n"
-            + "\n".join(f"  - {p}" for p in problems)
-        )
+from shared.errors import SettingsError
 
 
 class AuthMode(enum.StrEnum):

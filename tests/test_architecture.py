@@ -114,3 +114,32 @@ def test_shared_never_imports_azure_functions(name: str) -> None:
 def test_transport_imports_nothing_from_the_project() -> None:
     imported = imported_names(modules()["shared.transport"])
     assert not {m for m in imported if m == "shared" or m.startswith("shared.")}
+
+
+SDK_PREFIXES = ("botocore", "boto3", "azure", "requests")
+
+
+def transitive_imports(name: str) -> set[str]:
+    """Every module ``name`` reaches through shared/ modules, third-party ones included (not followed further)."""
+    known = modules()
+    seen: set[str] = set()
+    todo = [name]
+    found: set[str] = set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for imported in imported_names(known[current]):
+            found.add(imported)
+            if imported in known:
+                todo.append(imported)
+    return found
+
+
+@pytest.mark.parametrize("name", ["shared.collector", "shared.inventory"])
+def test_collector_and_inventory_know_only_the_ports(name: str) -> None:
+    """The run's own logic (budget, partial failure, spooling, ordering) is testable in memory: neither it nor
+    anything it imports pulls in botocore or an Azure SDK; the real adapters are chosen in the composition root."""
+    sdk = {m for m in transitive_imports(name) if m.split(".")[0] in SDK_PREFIXES}
+    assert sdk == set(), f"{name} reaches {sorted(sdk)}"

@@ -385,7 +385,7 @@ def test_root_key_alert_fires_per_account_on_any_root_key() -> None:
 
 
 def test_silent_alert_window_is_twice_the_schedule() -> None:
-    from tests.test_infra import CONTRACT_VALUES
+    from tests.support.contract import CONTRACT_VALUES
 
     interval = int(re.fullmatch(r"0 0 \*/(\d+) \* \* \*", CONTRACT_VALUES["COLLECTOR_SCHEDULE"])[1])  # type: ignore[index]
     parameters = bicep(INFRA / "modules" / "alerts.bicep")["parameters"]

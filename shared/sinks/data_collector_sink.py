@@ -29,7 +29,7 @@ from typing import Any
 
 import requests
 
-from shared.ports import SinkError
+from shared.errors import SinkError, shorten
 from shared.records import Table
 from shared.redaction import redact, register_secret
 from shared.transport import DATA_COLLECTOR_MAX_ATTEMPTS as MAX_ATTEMPTS  # bounds live in the transport module
@@ -199,8 +199,7 @@ def _detail(response: requests.Response) -> str:
         text = f"{payload.get('Error', '')} {payload.get('Message', '')}".strip()
     else:
         text = response.text.strip().splitlines()[0] if response.text.strip() else response.reason or ""
-    text = redact(text)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return shorten(redact(text))
 
 
 def _hint(status: int) -> str:
