@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from shared.errors import MalformedResponseError
 from shared.redaction import redact
-from shared.transform import MalformedResponseError
 
 DEFAULT_OWNER_TAG_KEYS: tuple[str, ...] = ("owner", "Owner", "email", "contact")
 # IAM tag keys: 1-128 Unicode letters, digits, spaces and _ . : / = + - @ (the IAM API's own pattern).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from shared.errors import MalformedResponseError
 from shared.owners import DEFAULT_OWNER_TAG_KEYS, owner_from_tags, parse_owner_tag_keys
-from shared.transform import MalformedResponseError
 
 
 def tags(**pairs: str) -> list[dict[str, str]]:
