@@ -10,8 +10,8 @@ Which account a call is for: STS issues session keys ``ASIA<12-digit account><4 
 are attributed to the account found in the SigV4 ``Authorization: ... Credential=<AKID>/...`` header.
 
 Served (query protocol, XML): STS AssumeRole, AssumeRoleWithWebIdentity; IAM ListUsers (Marker/MaxItems,
-default 100 per page like IAM), ListAccessKeys, GetAccessKeyLastUsed, GetCredentialReport (fresh, root row only),
-GenerateCredentialReport. JSON protocol: Organizations ListAccounts. Control (no latency, not counted):
+default 100 per page like IAM), ListAccessKeys, GetAccessKeyLastUsed, ListUserTags, GetCredentialReport (fresh, root
+row only), GenerateCredentialReport. JSON protocol: Organizations ListAccounts. Control (no latency, not counted):
 ``GET /__stats`` (calls by action), ``POST /__reset``.
 
 Run alone: ``python benchmarks/aws_responder.py --workload W1 --latency 0.1`` prints ``READY <port>``.
@@ -314,6 +314,15 @@ class Responder:
             used = f"<LastUsedDate>{when}</LastUsedDate><Region>eu-west-1</Region><ServiceName>{service}</ServiceName>"
         result = f"<UserName>{gen.user_name(user)}</UserName><AccessKeyLastUsed>{used}</AccessKeyLastUsed>"
         return 200, "text/xml", _xml("GetAccessKeyLastUsed", IAM_NS, result)
+
+    def q_ListUserTags(self, params: dict[str, str], account: int | None) -> tuple[int, str, bytes]:  # noqa: N802
+        """Every other user carries an owner tag (OWNER_TAG_KEYS), so both owned and unowned keys are generated."""
+        name = params.get("UserName", "")
+        user = self._user_index(name)
+        if account is None or user is None:
+            return _xml_error("NoSuchEntity", f"The user with name {name} cannot be found.", 404)
+        tags = f"<member><Key>owner</Key><Value>team-{user % 7}@example.com</Value></member>" if user % 2 == 0 else ""
+        return 200, "text/xml", _xml("ListUserTags", IAM_NS, f"<Tags>{tags}</Tags><IsTruncated>false</IsTruncated>")
 
     def q_GetCredentialReport(  # noqa: N802
         self, params: dict[str, str], account: int | None

@@ -295,6 +295,17 @@ def get_access_key_last_used(iam: BaseClient, key_id: str) -> dict[str, Any]:
     return used
 
 
+def list_user_tags(iam: BaseClient, user_name: str) -> list[dict[str, Any]]:
+    """The user's tags (IAM allows 50 a user: one page)."""
+    tags: list[dict[str, Any]] = []
+    for page in iam.get_paginator("list_user_tags").paginate(UserName=user_name):
+        found = page.get("Tags")
+        if not isinstance(found, list):  # absent must not read as "no owner"
+            raise MalformedResponseError(f"IAM ListUserTags (user {user_name}): field Tags is missing")
+        tags.extend(found)
+    return tags
+
+
 def is_no_such_entity(exc: Exception) -> bool:
     """The user or key was deleted between listing and reading: it no longer exists, so it has no record."""
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchEntity"
@@ -312,7 +323,7 @@ def describe_aws_error(exc: BaseException) -> str:
     return shorten(redact(text))
 
 
-IAM_READ_ACTIONS = "iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed"
+IAM_READ_ACTIONS = "iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed, iam:ListUserTags"
 
 
 def describe_iam_error(exc: BaseException, account_id: str) -> str:
@@ -357,6 +368,10 @@ class BotocoreIamReader:
     def key_last_used(self, key_id: str) -> dict[str, Any]:
         with self._translated():
             return get_access_key_last_used(self._iam, key_id)
+
+    def user_tags(self, user_name: str) -> list[dict[str, Any]]:
+        with self._translated():
+            return list_user_tags(self._iam, user_name)
 
     def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
         try:

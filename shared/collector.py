@@ -27,9 +27,11 @@ from shared.domain import Account, AccountFailure, RunContext, RunResult
 from shared.errors import DeliveryDeferredError, SinkError, describe_error
 from shared.inventory import describe_account_error, inventory_account, write_rows
 from shared.outbox import ReliableSink
+from shared.owners import DEFAULT_OWNER_TAG_KEYS
 from shared.ports import AwsAccounts, Clock, Progress
 from shared.records import KEYS_TABLE, RUNS_TABLE
 from shared.redaction import redact
+from shared.risk_exceptions import EMPTY, ExceptionSet
 from shared.transform import root_key_records
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,8 @@ class CollectorOptions:
     rotation_days: int
     unused_days: int
     account_concurrency: int
+    owner_tag_keys: tuple[str, ...] = DEFAULT_OWNER_TAG_KEYS
+    exceptions: ExceptionSet = EMPTY
     # Accounts not started within this time from the run's start are not collected this run: each is named in
     # FailedAccounts, so the run still ends, and delivers its run record, before the Function's timeout kills it.
     time_budget: timedelta | None = None
@@ -127,7 +131,13 @@ class Collector:
             started_at=self._clock.now().replace(microsecond=0),
             rotation_days=opts.rotation_days,
             unused_days=opts.unused_days,
+            owner_tag_keys=opts.owner_tag_keys,
+            exceptions=opts.exceptions,
         )
+        expired = opts.exceptions.expired(run.started_at)
+        if expired:  # they no longer apply: their keys count again until the file is renewed or cleaned up
+            log.warning("%d exception(s) of %s expired and no longer apply: %s. Renew them through review or remove "
+                        "them", len(expired), opts.exceptions.source, "; ".join(e.label for e in expired[:10]))
         deadline = None if opts.time_budget is None else started_monotonic + opts.time_budget.total_seconds()
         failures: list[AccountFailure] = []
         root_unknown: list[str] = []

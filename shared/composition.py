@@ -141,6 +141,8 @@ def compose(
                 rotation_days=settings.key_rotation_days,
                 unused_days=settings.key_unused_days,
                 account_concurrency=settings.account_concurrency,
+                owner_tag_keys=settings.owner_tag_keys,
+                exceptions=settings.exceptions,
                 time_budget=time_budget,
             ),
             source,

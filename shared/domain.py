@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.owners import DEFAULT_OWNER_TAG_KEYS
 from shared.records import RunRecord
+from shared.risk_exceptions import EMPTY, ExceptionSet
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class RunContext:
     started_at: datetime  # TimeGenerated of every record of the run
     rotation_days: int
     unused_days: int
+    owner_tag_keys: tuple[str, ...] = DEFAULT_OWNER_TAG_KEYS  # OWNER_TAG_KEYS, in order
+    exceptions: ExceptionSet = EMPTY  # the reviewed exceptions, judged at started_at
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,14 @@
 as records written to a spool; and its root keys, from the credential report.
 
 ListUsers pages stream in while up to ``iam.concurrency`` users are read in parallel (ListAccessKeys, then
-GetAccessKeyLastUsed per key): exactly the calls of a serial walk, fewer ListUsers pages, no call twice.
+GetAccessKeyLastUsed per key, then ListUserTags for a user with keys: its owner): exactly the calls of a serial
+walk, fewer ListUsers pages, no call twice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from typing import IO, Any
 
@@ -18,7 +19,9 @@ from shared.ports import IamReader
 from shared.records import KeyRecord
 from shared.transform import key_records_for_user, parse_key_metadata
 
-_UserKeys = tuple[Mapping[str, Any], list[Mapping[str, Any]], dict[str, Mapping[str, Any]]]
+_UserKeys = tuple[
+    Mapping[str, Any], list[Mapping[str, Any]], dict[str, Mapping[str, Any]], Sequence[Mapping[str, Any]]
+]
 
 
 def write_rows(records: list[KeyRecord], out: IO[str]) -> None:
@@ -33,9 +36,14 @@ def inventory_account(iam: IamReader, account: Account, run: RunContext, out: IO
     A user or key deleted while the account is walked has no record; any other error fails the account (raised)."""
     count = 0
 
-    def write(user: Mapping[str, Any], keys: list[Mapping[str, Any]], last_used: dict[str, Mapping[str, Any]]) -> None:
+    def write(
+        user: Mapping[str, Any],
+        keys: list[Mapping[str, Any]],
+        last_used: dict[str, Mapping[str, Any]],
+        tags: Sequence[Mapping[str, Any]],
+    ) -> None:
         nonlocal count
-        records = key_records_for_user(user, keys, last_used, account, run)
+        records = key_records_for_user(user, keys, last_used, account, run, tags)
         write_rows(records, out)
         count += len(records)
 
@@ -77,7 +85,13 @@ def _read_user(iam: IamReader, user: Mapping[str, Any]) -> _UserKeys | None:
         except NoSuchEntityError:
             continue  # the key was deleted while we listed
         present.append(key)
-    return user, present, last_used
+    if not present:
+        return user, present, last_used, ()
+    try:  # the owner tags: one ListUserTags, only for a user that has keys
+        tags = iam.user_tags(name)
+    except NoSuchEntityError:
+        return None  # the user was deleted while we read it: its keys went with it
+    return user, present, last_used, tags
 
 
 def describe_account_error(exc: BaseException, account: Account) -> str:

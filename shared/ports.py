@@ -66,6 +66,8 @@ class IamReader(Protocol):
 
     def key_last_used(self, key_id: str) -> Mapping[str, Any]: ...  # GetAccessKeyLastUsed AccessKeyLastUsed
 
+    def user_tags(self, user_name: str) -> Sequence[Mapping[str, Any]]: ...  # ListUserTags Tags (every page)
+
     def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
         """The account's credential report, no older than AWS allows at ``now`` (generated when missing or stale).
         Waiting for AWS to generate it ends early, with an error, once ``stop`` is set.

@@ -36,17 +36,16 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from shared.findings import FINDINGS, ROOT_KEY, findings_of
 from shared.records import KeyRecord
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_DAYS = 365
 MAX_DAYS_RANGE = (1, 730)
 WILDCARD = "*"
-ROOT_KEY_FINDING = "root_key"
-# The findings a key record can carry, by the names an exception uses (the findings catalogue's ids).
-KNOWN_FINDINGS: tuple[str, ...] = (
-    ROOT_KEY_FINDING, "rotation_due", "unused", "never_used", "two_active_keys", "unowned_active_key",
-)
+ROOT_KEY_FINDING = ROOT_KEY.name
+# The findings a key record can carry, by the names an exception uses: the findings catalogue's ids.
+KNOWN_FINDINGS: tuple[str, ...] = tuple(f.name for f in FINDINGS)
 
 SELECTORS = ("fingerprint", "userArn", "accountId")
 _FIELDS = frozenset((*SELECTORS, "finding", "reason", "approvedBy", "expires"))
@@ -387,35 +386,20 @@ def _plain(value: Any) -> str:
 
 
 def key_findings(record: KeyRecord) -> set[str]:
-    """The findings one key record carries, by the names exceptions use (the same rules as the queries)."""
-    active = record.Status == "Active"
-    rules = {
-        ROOT_KEY_FINDING: record.IsRootKey,
-        "rotation_due": record.RotationDue,
-        "unused": record.Unused,
-        "never_used": active and record.NeverUsed,
-        "two_active_keys": active and record.UserActiveKeyCount > 1 and not record.IsRootKey,
-        "unowned_active_key": active and not record.IsRootKey and not record.Owner,
-    }
-    return {name for name, present in rules.items() if present}
+    """The findings one key record has, by the names exceptions use (the catalogue's rules)."""
+    return {finding.name for finding in findings_of(record.to_row())}
 
 
-def annotate(
-    record: KeyRecord,
-    *,
-    owner: str,
-    exceptions: ExceptionSet,
-    now: datetime,
-    findings_of: Callable[[KeyRecord], Collection[str]] = key_findings,
-) -> tuple[KeyRecord, Decision]:
-    """The record with its ``Owner`` and, given the findings it then has, ``Excepted``/``ExceptionReason``/
-    ``ExceptionExpires``. ``now`` is the run's start, so every key of a run is judged at the same instant."""
-    owned = replace(record, Owner="" if record.IsRootKey else owner)
-    decision = exceptions.decide(account_id=owned.AccountId, user_arn=owned.UserArn,
-                                 fingerprint=owned.AccessKeyFingerprint, findings=findings_of(owned), now=now)
+def annotate(record: KeyRecord, *, exceptions: ExceptionSet, now: datetime) -> tuple[KeyRecord, Decision]:
+    """The record (its ``Owner`` already set) with ``Excepted``/``ExceptionReason``/``ExceptionExpires`` from the
+    findings it has. ``now`` is the run's start, so every key of a run is judged at the same instant."""
+    if not exceptions.exceptions:
+        return record, NOT_EXCEPTED
+    decision = exceptions.decide(account_id=record.AccountId, user_arn=record.UserArn,
+                                 fingerprint=record.AccessKeyFingerprint, findings=key_findings(record), now=now)
     if not decision.excepted:
-        return owned, decision
-    return replace(owned, Excepted=True, ExceptionReason=decision.reason, ExceptionExpires=decision.expires), decision
+        return record, decision
+    return replace(record, Excepted=True, ExceptionReason=decision.reason, ExceptionExpires=decision.expires), decision
 
 
 def describe(exceptions: ExceptionSet, now: datetime) -> list[str]:
@@ -426,6 +410,12 @@ def describe(exceptions: ExceptionSet, now: datetime) -> list[str]:
         lines.append(f"{exc.label}: {exc.finding} - {state} until {_when(exc.expires)}; approved by "
                      f"{exc.approved_by}: {exc.reason}")
     return lines
+
+
+def describe_expired(expired: Iterable[RiskException]) -> list[str]:
+    """One line per expired exception: which entry, what it accepted, since when, and who approved it."""
+    return [f"{e.label}: {e.finding} - expired {_when(e.expires)}; approved by {e.approved_by}: {e.reason}"
+            for e in expired]
 
 
 def _when(value: datetime) -> str:

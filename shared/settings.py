@@ -479,6 +479,15 @@ def exceptions_max_days(environ: Mapping[str, str]) -> int:
     return value
 
 
+def exceptions_setting(environ: Mapping[str, str], now: datetime | None = None) -> ExceptionSet | None:
+    """EXCEPTIONS_FILE (validated as for a run) alone, for ``python -m shared report``; None when not set."""
+    r = _Reader(environ)
+    _, exceptions_file, _, exceptions = _owners_and_exceptions(r, now)
+    if r.problems:
+        raise SettingsError(r.problems)
+    return exceptions if exceptions_file else None
+
+
 def _owners_and_exceptions(
     r: _Reader, now: datetime | None
 ) -> tuple[tuple[str, ...], str | None, int, ExceptionSet]:

@@ -15,8 +15,10 @@ from typing import Any
 from shared.domain import Account, CredentialReport, RunContext
 from shared.errors import MalformedResponseError
 from shared.findings import KeyFacts, Thresholds, record_flags
+from shared.owners import owner_from_tags
 from shared.records import ROOT_USER_NAME, KeyRecord
 from shared.redaction import mask_access_key_id
+from shared.risk_exceptions import annotate
 
 _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 _STATUSES = ("Active", "Inactive")
@@ -70,14 +72,17 @@ def key_records_for_user(
     last_used: Mapping[str, Mapping[str, Any]],
     account: Account,
     run: RunContext,
+    tags: Sequence[Mapping[str, Any]] = (),
 ) -> list[KeyRecord]:
     """One record per access key of one IAM user.
 
     ``user`` is a ListUsers item, ``keys`` the user's ListAccessKeys metadata, ``last_used`` maps each key id to its
-    GetAccessKeyLastUsed ``AccessKeyLastUsed`` object. Keys missing from ``last_used`` are an error.
+    GetAccessKeyLastUsed ``AccessKeyLastUsed`` object, ``tags`` the user's ListUserTags tags (its owner). Keys
+    missing from ``last_used`` are an error.
     """
     user_name = _field(user, "UserName", str, "IAM ListUsers")
     user_arn = _field(user, "Arn", str, f"IAM ListUsers (user {user_name})")
+    owner = owner_from_tags(tags, run.owner_tag_keys, user_name=user_name)
     parsed = [parse_key_metadata(user_name, key) for key in keys]
 
     active_count = sum(1 for _, status, _ in parsed if status == "Active")
@@ -105,6 +110,7 @@ def key_records_for_user(
                 service=_optional_text(used.get("ServiceName"), "ServiceName", where_used),
                 active_count=active_count,
                 is_root=False,
+                owner=owner,
             )
         )
     return records
@@ -125,8 +131,10 @@ def _key_record(
     service: str | None,
     active_count: int,
     is_root: bool,
+    owner: str = "",
 ) -> KeyRecord:
-    """Derives the contract's computed fields, the same way for IAM users' keys and root keys."""
+    """Derives the contract's computed fields, the same way for IAM users' keys and root keys; then whether the
+    reviewed exceptions accept every finding the key has."""
     age = whole_days(created, run.started_at)
     since_use = None if used_at is None else whole_days(used_at, run.started_at)
     # The findings' flags (RotationDue, Unused) come from their rules in the findings catalogue.
@@ -134,7 +142,7 @@ def _key_record(
         KeyFacts(active=status == "Active", age_days=age, days_since_last_use=since_use),
         Thresholds(rotation_days=run.rotation_days, unused_days=run.unused_days),
     )
-    return KeyRecord(
+    record = KeyRecord(
         TimeGenerated=run.started_at,
         RunId=run.run_id,
         AccountId=account.id,
@@ -153,8 +161,10 @@ def _key_record(
         NeverUsed=used_at is None,  # the contract's fact, inactive keys included; the finding is in the catalogue
         UserActiveKeyCount=active_count,
         IsRootKey=is_root,
+        Owner="" if is_root else owner,
         **flags,
     )
+    return annotate(record, exceptions=run.exceptions, now=run.started_at)[0]
 
 
 ROOT_ARN_SUFFIX = ":root"

@@ -568,6 +568,7 @@ IAM_READ = {
     "iam:ListUsers",
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
+    "iam:ListUserTags",  # the owner tags (OWNER_TAG_KEYS) of users with keys
     "iam:GenerateCredentialReport",
     "iam:GetCredentialReport",
 }

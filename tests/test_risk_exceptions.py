@@ -244,15 +244,15 @@ def test_the_findings_of_a_record_follow_the_queries_rules() -> None:
     assert key_findings(root) == {"root_key"}  # no owner is expected of a root key; two root keys are one finding
 
 
-def test_annotate_sets_the_owner_then_the_exception_fields() -> None:
+def test_annotate_sets_the_exception_fields_from_the_findings_the_key_has() -> None:
     exceptions = valid()
-    excepted, decision = annotate(record(), owner="ci-team", exceptions=exceptions, now=NOW)
+    excepted, decision = annotate(record(Owner="ci-team"), exceptions=exceptions, now=NOW)
     assert decision.excepted and excepted.Owner == "ci-team" and excepted.Excepted
     assert excepted.ExceptionReason == "CI users are rebuilt weekly; keys are replaced with them"
     assert excepted.to_row()["ExceptionExpires"] == "2027-01-15T12:00:00Z"
-    # Elsewhere the key is not excepted: fields stay at their nulls.
-    other, _ = annotate(record(UserArn="arn:aws:iam::123456789012:user/bob"), owner="", exceptions=exceptions,
-                        now=NOW)
-    assert (other.Owner, other.Excepted, other.ExceptionReason, other.ExceptionExpires) == ("", False, None, None)
-    root, _ = annotate(record(IsRootKey=True), owner="someone", exceptions=EMPTY, now=NOW)
-    assert root.Owner == ""
+    # Elsewhere the key is not excepted: the fields stay at their nulls.
+    other, _ = annotate(record(UserArn="arn:aws:iam::123456789012:user/bob"), exceptions=exceptions, now=NOW)
+    assert (other.Excepted, other.ExceptionReason, other.ExceptionExpires) == (False, None, None)
+    # An unowned key: that is a finding too, and the wildcard of entry 2 covers it.
+    unowned, _ = annotate(record(), exceptions=exceptions, now=NOW)
+    assert unowned.Excepted

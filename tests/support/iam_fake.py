@@ -52,6 +52,7 @@ class FakeKey:
 class FakeUser:
     name: str
     keys: list[FakeKey] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)  # IAM user tags (the owner among them)
 
 
 @dataclass
@@ -126,6 +127,13 @@ class FakeIamReader:
             return {"ServiceName": "N/A", "Region": "N/A"}
         return {"LastUsedDate": self._fake.clock.now() - timedelta(days=key.used_days_ago),
                 "ServiceName": "s3", "Region": "eu-west-1"}
+
+    def user_tags(self, user_name: str) -> Sequence[Mapping[str, Any]]:
+        self._fake.record(self._account.id, "ListUserTags", user_name)
+        if user_name in self._account.deleted_after_listing:
+            raise NoSuchEntityError(f"IAM in account {self._account.id}: ListUserTags: NoSuchEntity: gone")
+        user = next(u for u in self._account.users if u.name == user_name)
+        return [{"Key": k, "Value": v} for k, v in user.tags.items()]
 
     def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
         self._fake.record(self._account.id, "GetCredentialReport", "")
