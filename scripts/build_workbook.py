@@ -184,11 +184,17 @@ def build_workbook() -> dict[str, Any]:
             trend,
             by_account_chart,
             table_item("findings-by-account", "Keys and findings per account", width=50),
+            table_item("findings-by-owner", "Findings by owner (tell each owner what to fix)", account_filter=False),
             group_item("drill-down", "Findings", [
                 table_item("root-keys", "Root-account access keys (CIS 1.4)"),
                 table_item("rotation-due", "Keys due for rotation"),
                 table_item("unused-keys", "Unused and never-used active keys"),
                 table_item("two-active-keys", "Users with two active keys"),
+                table_item("unowned-keys", "Active keys without an owner"),
+            ]),
+            group_item("exceptions", "Accepted risk (exceptions file)", [
+                table_item("excepted-keys", "Excepted keys: left out of every count", width=60),
+                table_item("expired-exceptions", "Expired exceptions: their keys count again", width=40),
             ]),
             group_item("all-keys", "All keys (latest snapshot)", [
                 table_item("latest-snapshot", "Latest snapshot per key"),

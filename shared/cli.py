@@ -17,10 +17,11 @@ from typing import Any, TextIO
 
 from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
 from shared.errors import CollectorError, SecretError, SettingsError
-from shared.findings import FINDINGS, Finding, findings_of, is_active
+from shared.findings import FINDINGS, ROOT_KEY, Finding, findings_of, is_active, is_excepted, open_findings_of
 from shared.records import KEYS_TABLE, Table
 from shared.redaction import install_log_safety, redact
 from shared.risk_exceptions import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
+from shared.risk_exceptions import ExceptionSet, describe_expired
 from shared.settings import FileSinkSettings, load_settings
 
 
@@ -83,13 +84,20 @@ class InMemorySecrets:
         return self._values[name]
 
 
-def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]]) -> str:
-    """A readable summary: run status, then findings per account (named as the records name them), then the worst
-    keys. The findings, their columns and tags come from the catalogue (shared/findings.py); only active keys count."""
+NO_OWNER = "(no owner)"
+
+
+def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions: ExceptionSet | None = None) -> str:
+    """A readable summary: run status, then findings per account (named as the records name them), findings by owner,
+    the worst keys, the excepted keys and the expired exceptions. The findings, their columns and tags come from the
+    catalogue (shared/findings.py); only active keys count, and excepted keys (every finding accepted) count under
+    none: they are listed on their own."""
     run = result.to_record()
     per_account: dict[str, Counter[str]] = {}
+    per_owner: dict[str, Counter[str]] = {}
     names: dict[str, str] = {}
     worst: list[tuple[dict[str, Any], list[Finding]]] = []
+    excepted: list[dict[str, Any]] = []
     for row in key_rows:
         names[row["AccountId"]] = row["AccountName"] or ""
         counts = per_account.setdefault(row["AccountId"], Counter())
@@ -97,38 +105,70 @@ def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]]) -> str:
         if not is_active(row):
             continue
         counts["Active"] += 1
-        found = findings_of(row)
+        found = open_findings_of(row)
         counts.update(f.name for f in found)
+        counts["Excepted"] += is_excepted(row)
+        if not row.get("IsRootKey"):
+            of_owner = per_owner.setdefault(row.get("Owner") or NO_OWNER, Counter())
+            of_owner["Active"] += 1
+            of_owner.update(f.name for f in found)
+            of_owner["Findings"] += len(found)
+            of_owner["Excepted"] += is_excepted(row)
         if found:
             worst.append((row, found))
+        if is_excepted(row):
+            excepted.append(row)
 
     lines = [
         f"Run {run.RunId}: {run.Status} - {run.AccountsSucceeded} of {run.AccountsTotal} account(s), "
         f"{run.KeysCollected} key(s) in {run.DurationSeconds:.1f} s",
         "",
     ]
-    header = ["Account", "Name", "Keys", "Active", *(f.cli_column for f in FINDINGS)]
+    header = ["Account", "Name", "Keys", "Active", *(f.cli_column for f in FINDINGS), "Excepted"]
     table = [header]
     for account_id in sorted(per_account):
         c = per_account[account_id]
         table.append([account_id, names.get(account_id, ""), *(str(c[k]) for k in
-                      ("Keys", "Active", *(f.name for f in FINDINGS)))])
+                      ("Keys", "Active", *(f.name for f in FINDINGS), "Excepted"))])
     if len(table) > 1:
         totals = ["Total", "", *(str(sum(int(r[i]) for r in table[1:])) for i in range(2, len(header)))]
         table.append(totals)
         lines += _format_table(table)
+    if per_owner:
+        lines += ["", "Findings by owner (active keys of IAM users):"]
+        owner_findings = [f for f in FINDINGS if f is not ROOT_KEY]
+        by_owner = [["Owner", "Active", *(f.cli_column for f in owner_findings), "Excepted"]]
+        ranked = sorted(per_owner.items(), key=lambda item: (-item[1]["Findings"], item[0]))
+        for owner, c in ranked[:15]:
+            by_owner.append([owner, str(c["Active"]), *(str(c[f.name]) for f in owner_findings), str(c["Excepted"])])
+        lines += _format_table(by_owner)
+        if len(ranked) > 15:
+            lines.append(f"... and {len(ranked) - 15} more owners")
     if worst:
         lines += ["", "Findings (active keys):"]
-        detail = [["Account", "User", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
+        detail = [["Account", "User", "Owner", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
         worst.sort(key=lambda w: (not w[0]["IsRootKey"], -w[0]["AgeDays"], w[0]["AccountId"], w[0]["UserName"]))
         for r, found in worst[:25]:
             tags = [f.cli_tag for f in found]
             used = "never" if r["DaysSinceLastUse"] is None else str(r["DaysSinceLastUse"])
-            detail.append([r["AccountId"], r["UserName"], r["AccessKeyId"] or "(root)", str(r["AgeDays"]), used,
-                           ", ".join(tags)])
+            detail.append([r["AccountId"], r["UserName"], r.get("Owner") or "-", r["AccessKeyId"] or "(root)",
+                           str(r["AgeDays"]), used, ", ".join(tags)])
         lines += _format_table(detail)
         if len(worst) > 25:
             lines.append(f"... and {len(worst) - 25} more")
+    if excepted:
+        lines += ["", "Excepted (accepted risk, left out of the counts above):"]
+        rows = [["Account", "User", "Owner", "Key", "Findings", "Until", "Reason"]]
+        for r in sorted(excepted, key=lambda r: (str(r.get("ExceptionExpires")), r["AccountId"], r["UserName"])):
+            rows.append([r["AccountId"], r["UserName"], r.get("Owner") or "-", r["AccessKeyId"] or "(root)",
+                         ", ".join(f.cli_tag for f in findings_of(r)), str(r.get("ExceptionExpires") or "")[:10],
+                         str(r.get("ExceptionReason") or "")])
+        lines += _format_table(rows)
+    expired = [] if exceptions is None else exceptions.expired(result.run.started_at)
+    if expired:
+        lines += ["", f"Expired exceptions in {exceptions.source if exceptions else ''} (no longer applied: their keys "
+                      "count again; renew them through review, or remove them):"]
+        lines += [f"  {line}" for line in describe_expired(expired)]
     if result.failures:
         lines += ["", "Failed accounts:"] + [f"  {f.account_id}: {f.error}" for f in result.failures]
     return "\n".join(lines)
@@ -165,9 +205,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
         result = collector.run()
     if not args.dry_run and isinstance(settings.sink, FileSinkSettings):
         rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, result.run.run_id)
-        print(summarize(result, rows))
+        print(summarize(result, rows, settings.exceptions))
     else:
-        print(summarize(result, []), file=sys.stderr)
+        print(summarize(result, [], settings.exceptions), file=sys.stderr)
     return 0 if result.status != RUN_FAILED else 1
 
 
@@ -187,18 +227,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
             result = collector.run()
     keys_path = Path(out_dir) / KEYS_TABLE.file_name
     print()
-    print(summarize(result, read_run_rows(keys_path, result.run.run_id)))
+    print(summarize(result, read_run_rows(keys_path, result.run.run_id), settings.exceptions))
     print()
     print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
-    print(f"Report: {write_report(out_dir)}")
+    print(f"Exceptions: {settings.exceptions_file} (the demo's own: one in force, one expired)")
+    print(f"Report: {write_report(out_dir, exceptions=settings.exceptions)}")
     return 0 if result.status == RUN_SUCCEEDED else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from shared.report import write_report
+    from shared.settings import exceptions_setting
 
     try:
-        path = write_report(args.in_dir, args.out)
+        path = write_report(args.in_dir, args.out, exceptions_setting(os.environ))
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

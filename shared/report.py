@@ -27,12 +27,17 @@ from shared.findings import (
     ROOT_KEY,
     ROTATION_DUE,
     TWO_ACTIVE_KEYS,
+    UNOWNED_ACTIVE_KEY,
     UNUSED,
     Finding,
+    counts,
     findings_of,
     is_active,
+    is_excepted,
+    open_findings_of,
 )
 from shared.records import KEYS_TABLE, RUNS_TABLE
+from shared.risk_exceptions import ExceptionSet, mapping_of
 
 Row = dict[str, Any]
 
@@ -40,7 +45,9 @@ LOOKBACK = timedelta(days=7)
 TREND_DAYS = 365
 GOOD_STATUSES = ("Succeeded", "PartiallySucceeded")
 
-# The tiles and the bar chart's series are the findings catalogue's (shared/findings.py), in its order.
+# The tiles and the bar chart's series are the findings catalogue's (shared/findings.py), in its order. A key whose
+# every finding is accepted by an exception (Excepted) counts under none of them: it has a table of its own.
+NO_OWNER = "(no owner)"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -126,8 +133,8 @@ def findings_summary(keys: Sequence[Row]) -> list[tuple[str, str, int]]:
 def _tile_count(finding: Finding, keys: Sequence[Row]) -> int:
     """Keys with the finding, or the distinct users (``distinct_by``) they belong to."""
     if finding.distinct_by is None:
-        return sum(finding.matches(k) for k in keys)
-    return len({k.get(finding.distinct_by) for k in keys if finding.matches(k)})
+        return sum(counts(finding, k) for k in keys)
+    return len({k.get(finding.distinct_by) for k in keys if counts(finding, k)})
 
 
 def findings_by_account(keys: Sequence[Row]) -> list[Row]:
@@ -137,7 +144,8 @@ def findings_by_account(keys: Sequence[Row]) -> list[Row]:
         c = accounts.setdefault((str(k.get("AccountId", "")), str(k.get("AccountName") or "")), Counter())
         c["Keys"] += 1
         c["ActiveKeys"] += is_active(k)
-        c.update(f.column for f in findings_of(k))
+        c.update(f.column for f in open_findings_of(k))
+        c["ExceptedKeys"] += is_excepted(k)
         c["StaleRows"] += bool(k.get("Stale"))
     rows = []
     for (account_id, name), c in accounts.items():
@@ -145,13 +153,59 @@ def findings_by_account(keys: Sequence[Row]) -> list[Row]:
             "Account": f"{name} ({account_id})" if name else account_id,
             "AccountId": account_id,
             "AccountName": name,
-            **{name: c[name] for name in ("Keys", "ActiveKeys", *(f.column for f in FINDINGS))},
+            **{name: c[name] for name in ("Keys", "ActiveKeys", *(f.column for f in FINDINGS), "ExceptedKeys")},
         }
         row["Findings"] = sum(row[f.column] for f in FINDINGS)
         row["Stale"] = c["StaleRows"] > 0
         rows.append(row)
     rows.sort(key=lambda r: (-r["Findings"], r["Account"]))
     return rows
+
+
+def findings_by_owner(keys: Sequence[Row]) -> list[Row]:
+    """findings-by-owner.kql: the active keys of each owner and their findings (excepted keys left out of the
+    counts), the owners with most findings first; keys without an owner under "(no owner)"."""
+    owners: dict[str, Counter[str]] = {}
+    accounts: dict[str, set[str]] = {}
+    for k in keys:
+        if not is_active(k) or k.get("IsRootKey"):
+            continue  # a root key has no owner: it is a finding of its own, per account
+        owner = str(k.get("Owner") or "") or NO_OWNER
+        c = owners.setdefault(owner, Counter())
+        accounts.setdefault(owner, set()).add(str(k.get("AccountId", "")))
+        c["ActiveKeys"] += 1
+        c.update(f.column for f in open_findings_of(k))
+        c["ExceptedKeys"] += is_excepted(k)
+    rows = []
+    for owner, c in owners.items():
+        row: Row = {"Owner": owner, "Accounts": len(accounts[owner]),
+                    **{n: c[n] for n in ("ActiveKeys", *(f.column for f in FINDINGS), "ExceptedKeys")}}
+        row["Findings"] = sum(row[f.column] for f in FINDINGS)
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["Findings"], r["Owner"]))
+    return rows
+
+
+def unowned_keys(keys: Sequence[Row]) -> list[Row]:
+    """unowned-keys.kql: active keys of IAM users with no owner tag (not excepted)."""
+    return sorted((k for k in keys if counts(UNOWNED_ACTIVE_KEY, k)),
+                  key=lambda k: (k.get("AccountId", ""), k.get("UserName", "")))
+
+
+def excepted_keys(keys: Sequence[Row]) -> list[Row]:
+    """excepted-keys.kql: keys left out of the counts because exceptions accept every finding they have."""
+    rows = [{**k, "Findings": ", ".join(f.label for f in findings_of(k))} for k in keys if is_excepted(k)]
+    return sorted(rows, key=lambda k: (str(k.get("ExceptionExpires") or ""), k.get("AccountId", ""),
+                                       k.get("UserName", "")))
+
+
+def expired_exceptions(exceptions: ExceptionSet | None, now: datetime) -> list[Row]:
+    """The exceptions file's entries past their date: they no longer apply (renew them through review, or remove
+    them)."""
+    if exceptions is None:
+        return []
+    return [{"Entry": e.entry, "Selector": f"{e.selector} {e.pattern}", "Finding": e.finding, "Reason": e.reason,
+             "ApprovedBy": e.approved_by, "Expired": mapping_of(e)["expires"]} for e in exceptions.expired(now)]
 
 
 def key_creation_trend(keys: Sequence[Row], now: datetime) -> list[tuple[datetime, int]]:
@@ -163,13 +217,13 @@ def key_creation_trend(keys: Sequence[Row], now: datetime) -> list[tuple[datetim
 
 
 def rotation_due(keys: Sequence[Row]) -> list[Row]:
-    rows = [k for k in keys if ROTATION_DUE.matches(k)]
+    rows = [k for k in keys if counts(ROTATION_DUE, k)]
     return sorted(rows, key=lambda k: (-int(k.get("AgeDays") or 0), k.get("AccountId", ""), k.get("UserName", "")))
 
 
 def unused_keys(keys: Sequence[Row]) -> list[Row]:
     rows = [{**k, "Finding": NEVER_USED.label if NEVER_USED.matches(k) else UNUSED.label}
-            for k in keys if UNUSED.matches(k) or NEVER_USED.matches(k)]
+            for k in keys if counts(UNUSED, k) or counts(NEVER_USED, k)]
     rows.sort(key=lambda k: (k.get("AccountId", ""), k.get("UserName", "")))
     rows.sort(key=lambda k: int(k.get("AgeDays") or 0), reverse=True)
     rows.sort(key=lambda k: k["Finding"], reverse=True)  # Unused first, then Never used (as the query)
@@ -179,7 +233,7 @@ def unused_keys(keys: Sequence[Row]) -> list[Row]:
 def two_active_keys(keys: Sequence[Row]) -> list[Row]:
     users: dict[tuple[str, str, str], list[Row]] = {}
     for k in keys:
-        if TWO_ACTIVE_KEYS.matches(k):
+        if counts(TWO_ACTIVE_KEYS, k):
             users.setdefault((k.get("AccountId", ""), k.get("AccountName") or "", k.get("UserName", "")), []).append(k)
     rows = [
         {"AccountId": a, "AccountName": n, "UserName": u, "Keys": ", ".join(str(k.get("AccessKeyId")) for k in ks),
@@ -194,7 +248,7 @@ UNKNOWN_ROOT = "Unknown (no credential report)"
 
 
 def root_keys(keys: Sequence[Row], newest_run: Row | None) -> list[Row]:
-    rows: list[Row] = [k for k in keys if ROOT_KEY.matches(k)]
+    rows: list[Row] = [k for k in keys if counts(ROOT_KEY, k)]
     if newest_run is not None:
         rows += [{"AccountId": str(a), "Status": UNKNOWN_ROOT}
                  for a in _json_list(newest_run.get("RootKeysUnknownAccounts")) if a]
@@ -364,7 +418,7 @@ header{background:#0f1d35;color:#fff;padding:22px 32px}
 header h1{margin:0 0 4px;font-size:22px;font-weight:600}
 header p{margin:0;color:#c7d0e0}
 main{max-width:1240px;margin:0 auto;padding:20px 32px 40px}
-.tiles{display:grid;grid-template-columns:repeat(6,1fr);gap:12px;margin-bottom:16px}
+.tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(140px,1fr));gap:12px;margin-bottom:16px}
 .tile{background:var(--card);border-radius:10px;padding:14px 16px;border-left:5px solid #98a2b3;
 box-shadow:0 1px 2px rgba(16,24,40,.06)}
 .tile.alert{border-left-color:var(--c)}
@@ -401,7 +455,8 @@ svg .dot{fill:#1570ef;stroke:#fff;stroke-width:1}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px}
 """
 
-KEY_COLUMNS = (("AccountId", "Account"), ("AccountName", "Name"), ("UserName", "User"), ("AccessKeyId", "Key"))
+KEY_COLUMNS = (("AccountId", "Account"), ("AccountName", "Name"), ("UserName", "User"), ("Owner", "Owner"),
+               ("AccessKeyId", "Key"))
 
 
 def _key_row_class(row: Row) -> str:
@@ -429,8 +484,12 @@ def health_html(snapshot: Snapshot, now: datetime) -> str:
     return f'<section class="health">{cells}</section>'
 
 
-def render_report(keys_rows: Sequence[Row], runs_rows: Sequence[Row], *, now: datetime | None = None) -> str:
-    """The HTML page of the records (rows as the file sink writes them)."""
+def render_report(
+    keys_rows: Sequence[Row], runs_rows: Sequence[Row], *, now: datetime | None = None,
+    exceptions: ExceptionSet | None = None,
+) -> str:
+    """The HTML page of the records (rows as the file sink writes them); ``exceptions``, the exceptions file in use,
+    adds the table of those past their date."""
     now = now or datetime.now(UTC)
     snap = latest_snapshot(keys_rows, runs_rows)
     keys = snap.keys
@@ -464,11 +523,31 @@ def render_report(keys_rows: Sequence[Row], runs_rows: Sequence[Row], *, now: da
         table("Users with two active keys", two_active_keys(keys),
               (("AccountId", "Account"), ("AccountName", "Name"), ("UserName", "User"), ("Keys", "Keys"),
                ("OldestKeyDays", "Oldest (days)"), ("NewestKeyDays", "Newest (days)")), key="two-active-keys"),
+        table("Unowned active keys", unowned_keys(keys),
+              (*KEY_COLUMNS, ("AgeDays", "Age (days)"), ("DaysSinceLastUse", "Days since use"),
+               ("UserArn", "User ARN"), ("Stale", "Stale")),
+              key="unowned-keys", empty="Every active key has an owner. Good.", row_class=_key_row_class),
         table("Keys and findings per account", by_account,
-              (("Account", "Account"), ("Keys", "Keys"), ("ActiveKeys", "Active"), ("RootKeys", "Root"),
-               ("RotationDueKeys", "Rotation due"), ("UnusedKeys", "Unused"), ("NeverUsedKeys", "Never used"),
-               ("TwoActiveKeys", "Two active"), ("Findings", "Findings"), ("Stale", "Stale")),
+              (("Account", "Account"), ("Keys", "Keys"), ("ActiveKeys", "Active"),
+               *((f.column, f.cli_column) for f in FINDINGS), ("Findings", "Findings"),
+               ("ExceptedKeys", "Excepted"), ("Stale", "Stale")),
               key="findings-by-account"),
+        table("Findings by owner", findings_by_owner(keys),
+              (("Owner", "Owner"), ("Accounts", "Accounts"), ("ActiveKeys", "Active keys"),
+               *((f.column, f.cli_column) for f in FINDINGS if f is not ROOT_KEY), ("Findings", "Findings"),
+               ("ExceptedKeys", "Excepted")),
+              key="findings-by-owner"),
+        table("Excepted keys (accepted risk, left out of the counts)", excepted_keys(keys),
+              (*KEY_COLUMNS, ("Findings", "Findings"), ("ExceptionReason", "Reason"),
+               ("ExceptionExpires", "Until"), ("Stale", "Stale")),
+              key="excepted-keys", empty="No key is excepted.", row_class=_key_row_class),
+        table("Expired exceptions (no longer applied: their keys count again)", expired_exceptions(exceptions, now),
+              (("Entry", "Entry"), ("Selector", "Selects"), ("Finding", "Finding"), ("Reason", "Reason"),
+               ("ApprovedBy", "Approved by"), ("Expired", "Expired")),
+              key="expired-exceptions",
+              empty="No exception has expired." if exceptions is not None else
+              "No exceptions file given: set EXCEPTIONS_FILE to list the exceptions past their date.",
+              row_class=lambda r: "failing"),
         '<section class="card"><h2>Collector health</h2>' + health_html(snap, now) + '<div class="grid2">'
         + table("Runs by status (7 days)", runs_by_status(snap.runs),
                 (("Status", "Status"), ("Runs", "Runs"), ("LastSeen", "Last seen")), key="runs-by-status")
@@ -502,7 +581,9 @@ def render_report(keys_rows: Sequence[Row], runs_rows: Sequence[Row], *, now: da
     )
 
 
-def write_report(in_dir: str | Path, out_path: str | Path | None = None) -> Path:
+def write_report(
+    in_dir: str | Path, out_path: str | Path | None = None, exceptions: ExceptionSet | None = None
+) -> Path:
     """Render the file sink's records in ``in_dir`` into ``out_path`` (default ``<in_dir>/report.html``)."""
     folder = Path(in_dir)
     runs_path, keys_path = folder / RUNS_TABLE.file_name, folder / KEYS_TABLE.file_name
@@ -512,5 +593,5 @@ def write_report(in_dir: str | Path, out_path: str | Path | None = None) -> Path
     keys = read_jsonl(keys_path) if keys_path.is_file() else []
     target = Path(out_path) if out_path else folder / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(keys, read_jsonl(runs_path)), encoding="utf-8")
+    target.write_text(render_report(keys, read_jsonl(runs_path), exceptions=exceptions), encoding="utf-8")
     return target

@@ -37,6 +37,19 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     assert {k["AccountName"] for k in keys} == {"Management", "Production", "Sandbox"}
     assert [line for line in result.stdout.splitlines() if line.startswith("123456789012  Management")]
     assert (out / "report.html").is_file() and f"Report: {out / 'report.html'}" in result.stdout
+    # Owners and exceptions: grouped by owner, unowned keys a finding, one exception in force, one expired.
+    lines = result.stdout.splitlines()
+    by_owner = lines.index("Findings by owner (active keys of IAM users):")
+    assert lines[by_owner + 1].split()[:3] == ["Owner", "Active", "Rotation"]
+    assert any(line.startswith("(no owner)") for line in lines[by_owner:]) and "no owner" in result.stdout
+    assert any(line.startswith("platform-team@example.com") for line in lines[by_owner:])
+    excepted = lines.index("Excepted (accepted risk, left out of the counts above):")
+    assert "deploy-bot" in lines[excepted + 3] and "platform-team@example.com" in lines[excepted + 3]
+    assert [line for line in lines if "deploy-bot" in line] == [lines[excepted + 3]]  # counted nowhere else
+    expired = next(i for i, line in enumerate(lines) if line.startswith("Expired exceptions in "))
+    assert lines[expired + 1].startswith("  entry 2 (accountId ") and "unused - expired " in lines[expired + 1]
+    assert {k["UserName"] for k in keys if k["Excepted"]} == {"deploy-bot"}
+    assert {k["Owner"] for k in keys if k["UserName"] == "alice"} == {"alice@example.com"}
 
 
 def test_dry_run_prints_records_and_sends_nothing(

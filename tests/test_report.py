@@ -148,16 +148,21 @@ def test_demo_report_has_every_tile_with_the_counts_of_the_records(demo_dir: Pat
     keys, _ = demo_rows
     page = parse((demo_dir / "report.html").read_text(encoding="utf-8"))
     active = [k for k in keys if k["Status"] == "Active"]
+    counted = [k for k in keys if not k["Excepted"]]  # an excepted key counts under no finding
+    counted_active = [k for k in counted if k["Status"] == "Active"]
     expected = {
-        "RootKeys": sum(k["IsRootKey"] for k in keys),
-        "RotationDueKeys": sum(k["RotationDue"] for k in keys),
-        "UnusedKeys": sum(k["Unused"] for k in keys),
-        "NeverUsedKeys": sum(k["NeverUsed"] for k in active),
-        "TwoActiveKeys": len({k["UserArn"] for k in active if k["UserActiveKeyCount"] > 1 and not k["IsRootKey"]}),
+        "RootKeys": sum(k["IsRootKey"] for k in counted),
+        "RotationDueKeys": sum(k["RotationDue"] for k in counted),
+        "UnusedKeys": sum(k["Unused"] for k in counted),
+        "NeverUsedKeys": sum(k["NeverUsed"] for k in counted_active),
+        "TwoActiveKeys": len({k["UserArn"] for k in counted_active
+                              if k["UserActiveKeyCount"] > 1 and not k["IsRootKey"]}),
+        "UnownedKeys": sum(not k["Owner"] and not k["IsRootKey"] for k in counted_active),
         "ActiveKeys": len(active),
     }
     assert {name: int(value) for name, value in page.tiles.items()} == expected
     assert expected["RootKeys"] >= 1 and expected["RotationDueKeys"] >= 1 and expected["TwoActiveKeys"] >= 1
+    assert expected["UnownedKeys"] >= 1 and sum(k["RotationDue"] for k in keys) == expected["RotationDueKeys"] + 1
 
 
 def test_demo_report_has_the_creation_trend_line_chart(demo_dir: Path, demo_rows: Any) -> None:
@@ -181,14 +186,15 @@ def test_demo_report_has_the_findings_by_account_bar_chart(demo_dir: Path, demo_
     assert sorted(chart["groups"]) == sorted(accounts) and int(chart["attrs"]["data-bars"]) == len(accounts)
     bars = {(account, finding): count for account, finding, count in chart["bars"]}
     for account in accounts:
-        mine = [k for k in keys if k["AccountId"] == account]
+        mine = [k for k in keys if k["AccountId"] == account and not k["Excepted"]]
         assert bars.get((account, "RotationDueKeys"), 0) == sum(k["RotationDue"] for k in mine)
         assert bars.get((account, "RootKeys"), 0) == sum(k["IsRootKey"] for k in mine)
     assert {finding for _, finding, _ in chart["bars"]} == {f.column for f in FINDINGS}
 
 
 def test_demo_report_has_the_drill_down_and_health_tables(demo_dir: Path, demo_rows: Any) -> None:
-    keys, runs = demo_rows
+    all_keys, runs = demo_rows
+    keys = [k for k in all_keys if not k["Excepted"]]  # the drill-downs list what counts: excepted keys have a table
     page = parse((demo_dir / "report.html").read_text(encoding="utf-8"))
     active = [k for k in keys if k["Status"] == "Active"]
     rows = {name: len(r) for name, r in page.tables.items()}
@@ -198,11 +204,21 @@ def test_demo_report_has_the_drill_down_and_health_tables(demo_dir: Path, demo_r
                                            if k["UserActiveKeyCount"] > 1 and not k["IsRootKey"]})
     assert rows["root-keys"] == sum(k["IsRootKey"] for k in keys)
     assert rows["findings-by-account"] == len({k["AccountId"] for k in keys})
-    assert rows["latest-snapshot"] == len(keys)
+    assert rows["latest-snapshot"] == len(all_keys)
     assert rows["runs"] == len(runs) == 1 and rows["runs-by-status"] == 1
     assert "failing-accounts" in page.empty_tables  # the demo's run succeeded everywhere
     oldest = page.tables["rotation-due"][0]
-    assert oldest[4] == "no" and int(oldest[5]) == max(k["AgeDays"] for k in keys if k["RotationDue"])
+    assert oldest[5] == "no" and int(oldest[6]) == max(k["AgeDays"] for k in keys if k["RotationDue"])
+    # Owners, exceptions: the demo's one exception in force and its one expired exception.
+    assert rows["unowned-keys"] == sum(not k["Owner"] and not k["IsRootKey"] for k in active) >= 1
+    (excepted,) = page.tables["excepted-keys"]
+    assert excepted[2] == "deploy-bot" and excepted[3] == "platform-team@example.com"
+    assert "deploy pipeline" in excepted[6]
+    (expired,) = page.tables["expired-exceptions"]
+    assert expired[2] == "unused" and expired[4] == "security-lead@example.com"
+    owners = {r[0]: r for r in page.tables["findings-by-owner"]}
+    assert {"(no owner)", "alice@example.com", "platform-team@example.com"} <= set(owners)
+    assert owners["platform-team@example.com"][-1] == "1"  # its one key is excepted, and counted as such
     (root,) = page.tables["root-keys"]
     assert root[2] == "Active"
 
