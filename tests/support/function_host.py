@@ -13,7 +13,7 @@ RULE_ID = "dcr-00112233445566778899aabbccddeeff"
 AUDIENCE = "api://AzureADTokenExchange"
 CONTRACT_SETTINGS = (*DEFAULTS, "COLLECTOR_SCHEDULE", "AZURE_CLIENT_ID", "KEY_VAULT_URL", "AWS_ROLE_ARN",
                      "AWS_EXTERNAL_ID", "AWS_WEB_IDENTITY_AUDIENCE", "LOGS_INGESTION_ENDPOINT",
-                     "LOGS_INGESTION_RULE_ID", "LOG_ANALYTICS_WORKSPACE_ID")
+                     "LOGS_INGESTION_RULE_ID", "LOG_ANALYTICS_WORKSPACE_ID", "EXCEPTIONS_FILE")
 # Indexed once, as the host does (a FunctionApp can be indexed only once: names are checked for uniqueness).
 FUNCTIONS = function_app.app.get_functions()
 
