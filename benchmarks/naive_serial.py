@@ -77,6 +77,8 @@ def walk(scope: str, progress_every: int = 100) -> list[dict[str, Any]]:
             for user in page["Users"]:
                 keys = iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
                 active = sum(1 for k in keys if k["Status"] == "Active")
+                if keys:  # the owner's tags, as the product reads them (one call per user with keys): same work
+                    iam.list_user_tags(UserName=user["UserName"])
                 for key in keys:
                     used = iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])["AccessKeyLastUsed"]
                     key_id = key["AccessKeyId"]
