@@ -2,8 +2,9 @@
 
 One boto3 session; AssumeRole into the home role with the IAM user's key; for an organization, ListAccounts and then,
 account after account, AssumeRole into the member role and one IAM client. In each account: the ListUsers paginator
-(IAM's default page of 100 users), then for each user ListAccessKeys, then for each key GetAccessKeyLastUsed, one call
-after another. Every record is built in memory (a list) and written out at the end.
+(IAM's default page of 100 users), then for each user ListAccessKeys (and ListUserTags when it has keys: the owner
+the product reads too), then for each key GetAccessKeyLastUsed, one call after another. Every record is built in
+memory (a list) and written out at the end.
 
 Endpoints come from ``AWS_ENDPOINT_URL`` (boto3's own convention), like the product.
 ``python benchmarks/naive_serial.py --scope home|organization --out FILE`` prints ``RESULT {json}`` on stdout.
