@@ -102,12 +102,14 @@ def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions:
         names[row["AccountId"]] = row["AccountName"] or ""
         counts = per_account.setdefault(row["AccountId"], Counter())
         counts["Keys"] += 1
+        counts["Excepted"] += is_excepted(row)  # as findings-by-account.kql: every excepted key, active or not
+        if is_excepted(row):
+            excepted.append(row)
         if not is_active(row):
             continue
         counts["Active"] += 1
         found = open_findings_of(row)
         counts.update(f.name for f in found)
-        counts["Excepted"] += is_excepted(row)
         if not row.get("IsRootKey"):
             of_owner = per_owner.setdefault(row.get("Owner") or NO_OWNER, Counter())
             of_owner["Active"] += 1
@@ -116,8 +118,6 @@ def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions:
             of_owner["Excepted"] += is_excepted(row)
         if found:
             worst.append((row, found))
-        if is_excepted(row):
-            excepted.append(row)
 
     lines = [
         f"Run {run.RunId}: {run.Status} - {run.AccountsSucceeded} of {run.AccountsTotal} account(s), "
