@@ -21,8 +21,9 @@ CHANGES_BEGIN = "// --- key changes:"
 CHANGES_END = "// --- end of key changes ---"
 FINGERPRINT = "substring(hash_sha256(UserIdentityAccessKeyId), 0, 16)"
 
-TRAIL_QUERIES = ["key-usage", "alert-key-new-source", "alert-key-usage-mismatch"]
-CHANGE_QUERIES = ["key-changes", "alert-new-key"]
+USAGE_QUERIES = ["key-usage", "key-usage-sources"]
+TRAIL_QUERIES = [*USAGE_QUERIES, "alert-key-new-source", "alert-key-usage-mismatch"]
+CHANGE_QUERIES = ["key-changes", "key-changes-per-day", "alert-new-key"]
 
 
 def read(name: str) -> str:
@@ -61,12 +62,16 @@ def test_a_missing_trail_table_is_no_error(name: str) -> None:
     assert projected <= stub_columns, f"{name}: the stub lacks {projected - stub_columns}"
 
 
-def test_the_usage_query_says_when_the_trail_is_missing() -> None:
-    text = read("key-usage")
+@pytest.mark.parametrize("name", USAGE_QUERIES)
+def test_the_usage_queries_say_when_the_trail_is_missing(name: str) -> None:
+    text = read(name)
     note = re.search(r'print Note = strcat\(("[^"]*",\s*)+"[^"]*"\)\s*\|\s*where trailEvents == 0', text)
     assert note and "No AWSCloudTrail events" in note[0] and "Amazon Web Services connector" in note[0]
     assert "let trailEvents = toscalar(trail | count);" in text
-    assert "join kind=leftouter usage on AccessKeyFingerprint" in text  # keys without calls stay, with zero
+
+
+def test_keys_without_calls_stay_in_the_usage_table_with_zero() -> None:
+    assert "join kind=leftouter usage on AccessKeyFingerprint" in read("key-usage")
 
 
 def test_the_usage_query_reports_every_asked_dimension() -> None:
@@ -121,6 +126,11 @@ def test_alerts_report_each_run_or_call_once(name: str) -> None:
     assert "let reportWindow = 1h;" in text
     assert "ingestion_time()" in text
     assert re.search(r"(RunIngestedAt|FirstIngested) > ago\(reportWindow\)", text)
+
+
+def test_the_change_timeline_is_a_make_series_per_day_and_event_type() -> None:
+    text = read("key-changes-per-day")
+    assert re.search(r"make-series Events = count\(\) default = 0 on TimeGenerated .*\n?\s*step 1d by EventType", text)
 
 
 def test_the_new_key_alert_fires_on_new_keys_only() -> None:

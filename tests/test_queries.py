@@ -135,7 +135,8 @@ QUESTIONS = {
     "failing-accounts", "accounts", "alert-root-key", "alert-rotation-due-new", "alert-collector-silent",
     "alert-run-failed",
     # where each key is used from, and what changed since the last run
-    "key-usage", "alert-key-new-source", "alert-key-usage-mismatch", "key-changes", "alert-new-key",
+    "key-usage", "key-usage-sources", "alert-key-new-source", "alert-key-usage-mismatch", "key-changes",
+    "key-changes-per-day", "alert-new-key",
 }
 
 
