@@ -13,7 +13,7 @@ records of several runs, with the same snapshot rules:
 - an account that succeeded with no keys has none, so its keys of the snapshot before count as deleted.
 
 ``key_age_distribution`` counts the keys of a snapshot per age band (0-30, 30-90, 90-180, 180-365, 365+ days),
-split by each key's most severe finding, for the report's stacked bar chart.
+split by each key's most severe finding of the catalogue (shared/findings.py), for the report's stacked chart.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
+
+from shared.findings import FINDINGS, is_active
 
 Row = Mapping[str, Any]
 
@@ -205,18 +207,15 @@ NO_FINDING = "No finding"
 INACTIVE = "Inactive"
 
 
-def _active(key: Row) -> bool:
-    return key.get("Status") == "Active"
+def _inactive(key: Row) -> bool:
+    return not is_active(key)
 
 
-# (finding, applies): the most severe first; a key stacks under the first that applies to it.
+# (series, applies): the findings of the catalogue, most severe first (catalogue order among equals), then Inactive;
+# a key stacks under the first that applies to it. The series are the catalogue's chart labels (the chart counts keys).
 SEVERITY_ORDER: tuple[tuple[str, Callable[[Row], bool]], ...] = (
-    ("Root account key", lambda k: bool(k.get("IsRootKey"))),
-    ("Due for rotation", lambda k: bool(k.get("RotationDue"))),
-    ("Unused", lambda k: bool(k.get("Unused"))),
-    ("Never used", lambda k: _active(k) and bool(k.get("NeverUsed"))),
-    ("Two active keys", lambda k: _active(k) and int(k.get("UserActiveKeyCount") or 0) > 1),
-    (INACTIVE, lambda k: not _active(k)),
+    *((f.chart_label, f.matches) for f in sorted(FINDINGS, key=lambda f: -f.severity)),
+    (INACTIVE, _inactive),
 )
 
 

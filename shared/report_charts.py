@@ -24,17 +24,15 @@ from shared.changes import (
     ROOT_KEY_APPEARED,
     ROOT_KEY_REMOVED,
     ROTATED,
+    SEVERITY_ORDER,
     AgeBucket,
     KeyChange,
 )
+from shared.findings import FINDINGS
 
-# (series, colour): the stacking order, bottom up.
+# The age chart's series colours: the catalogue's (shared/findings.py), then the keys without a finding.
 AGE_COLOURS = {
-    "Root account key": "#b42318",
-    "Due for rotation": "#dc6803",
-    "Unused": "#ca8a04",
-    "Never used": "#7a5af8",
-    "Two active keys": "#1570ef",
+    **{f.chart_label: f.colour for f in FINDINGS},
     INACTIVE: "#98a2b3",
     NO_FINDING: "#12b76a",
 }
@@ -113,7 +111,10 @@ def stacked_columns(
 def age_chart(buckets: Sequence[AgeBucket]) -> str:
     """Keys per age band, stacked by finding (shared.changes.key_age_distribution)."""
     columns = [(b.band.label, b.band.label, b.counts) for b in buckets]
-    return stacked_columns("key-age", "Keys by age, stacked by their most severe finding", columns, AGE_COLOURS,
+    # the legend in stacking order (most severe at the bottom), whatever order the colours were declared in
+    colours = {name: AGE_COLOURS.get(name, FALLBACK_COLOUR) for name, _ in SEVERITY_ORDER}
+    colours[NO_FINDING] = AGE_COLOURS[NO_FINDING]
+    return stacked_columns("key-age", "Keys by age, stacked by their most severe finding", columns, colours,
                            empty="No keys.")
 
 

@@ -20,11 +20,13 @@ from shared.changes import (
     ROOT_KEY_APPEARED,
     ROOT_KEY_REMOVED,
     ROTATED,
+    SEVERITY_ORDER,
     age_band,
     key_age_distribution,
     key_changes,
     primary_finding,
 )
+from shared.findings import FINDINGS
 from shared.records import KeyRecord, RunRecord
 
 T0 = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
@@ -183,13 +185,21 @@ def test_age_bands_are_half_open(age: int, label: str) -> None:
 
 
 def test_a_key_stacks_under_its_most_severe_finding() -> None:
-    assert primary_finding(key(0, "r", "R", root=True, RotationDue=True)) == "Root account key"
+    assert primary_finding(key(0, "r", "R", root=True, RotationDue=True)) == "Root account keys"
     assert primary_finding(key(0, "a", "A", RotationDue=True, Unused=True)) == "Due for rotation"
     assert primary_finding(key(0, "a", "A", Unused=True, NeverUsed=True)) == "Unused"
     assert primary_finding(key(0, "a", "A", NeverUsed=True)) == "Never used"
     assert primary_finding(key(0, "a", "A", NeverUsed=True, status="Inactive")) == INACTIVE
-    assert primary_finding(key(0, "a", "A", UserActiveKeyCount=2)) == "Two active keys"
+    assert primary_finding(key(0, "a", "A", UserActiveKeyCount=2)) == "Keys of users with two active keys"
+    assert primary_finding(key(0, "r", "R", root=True, UserActiveKeyCount=2)) == "Root account keys"
     assert primary_finding(key(0, "a", "A")) == NO_FINDING
+
+
+def test_the_stacking_order_is_the_catalogues_by_severity() -> None:
+    assert [name for name, _ in SEVERITY_ORDER] == [
+        "Root account keys", "Due for rotation", "Unused", "Never used", "Keys of users with two active keys", INACTIVE]
+    assert [name for name, _ in SEVERITY_ORDER][:-1] == [
+        f.chart_label for f in sorted(FINDINGS, key=lambda f: f.severity, reverse=True)]
 
 
 def test_key_age_distribution_counts_every_key_once_with_zeros_kept() -> None:
@@ -202,6 +212,6 @@ def test_key_age_distribution_counts_every_key_once_with_zeros_kept() -> None:
     assert sum(b.total for b in buckets) == len(keys)
     counts = {b.band.label: dict(b.counts) for b in buckets}
     assert counts["90-180 days"]["Due for rotation"] == 2
-    assert counts["365+ days"] == {**dict.fromkeys(counts["365+ days"], 0), INACTIVE: 1, "Root account key": 1}
+    assert counts["365+ days"] == {**dict.fromkeys(counts["365+ days"], 0), INACTIVE: 1, "Root account keys": 1}
     assert list(counts["30-90 days"]) == [name for name, _ in buckets[0].counts]  # every finding, in order
     assert all(n == 0 for n in counts["30-90 days"].values())

@@ -47,7 +47,7 @@ def test_age_chart_has_a_column_per_band_and_a_segment_per_finding() -> None:
     assert page.chart["data-chart"] == "key-age"
     assert page.columns == [band.label for band in AGE_BANDS]
     assert page.segments == [("0-30 days", "No finding", 1), ("90-180 days", "Due for rotation", 2),
-                             ("365+ days", "Root account key", 1), ("365+ days", "Inactive", 1)]
+                             ("365+ days", "Root account keys", 1), ("365+ days", "Inactive", 1)]
     assert sum(n for _, _, n in page.segments) == len(keys)
 
 
