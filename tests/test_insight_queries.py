@@ -136,3 +136,59 @@ def test_the_change_timeline_is_a_make_series_per_day_and_event_type() -> None:
 def test_the_new_key_alert_fires_on_new_keys_only() -> None:
     text = read("alert-new-key")
     assert 'EventType in ("Created", "Rotated", "RootKeyAppeared")' in text
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The workbook's usage and timeline tabs
+
+
+def workbook() -> dict[str, object]:
+    from tests.test_queries import build_workbook_module
+
+    return dict(build_workbook_module().build_workbook())
+
+
+def test_the_workbook_has_a_tab_strip_and_a_group_per_tab() -> None:
+    from tests.test_queries import build_workbook_module
+
+    builder = build_workbook_module()
+    items = workbook()["items"]
+    assert isinstance(items, list)
+    (strip,) = [i for i in items if i["type"] == 11]
+    assert strip["content"]["style"] == "tabs"
+    links = strip["content"]["links"]
+    assert [(link["linkTarget"], link["cellValue"]) for link in links] == [("parameter", builder.TAB_PARAMETER)] * 3
+    tabs = [link["subTarget"] for link in links]
+    assert tabs == ["keys", "usage", "changes"]
+    groups = {i["name"]: i for i in items if i["type"] == 12}
+    for tab in tabs:
+        visibility = groups[f"tab-{tab}"]["conditionalVisibility"]
+        assert visibility == {"parameterName": builder.TAB_PARAMETER, "comparison": "isEqualTo", "value": tab}
+    # everything but the intro, the account filter and the strip lives in a tab
+    assert [i["name"] for i in items if i["type"] != 12] == ["intro", "accounts", "tabs"]
+
+
+def tab_queries(tab: str) -> dict[str, dict[str, object]]:
+    items = workbook()["items"]
+    assert isinstance(items, list)
+    (group,) = [i for i in items if i["name"] == f"tab-{tab}"]
+    return {i["name"]: i["content"] for i in group["content"]["items"] if i["type"] == 3}
+
+
+def test_the_usage_tab_shows_the_usage_join_per_key_and_per_source() -> None:
+    queries = tab_queries("usage")
+    assert set(queries) == {"key-usage", "key-usage-sources"}
+    for name, content in queries.items():
+        assert content["visualization"] == "table"
+        assert str(content["query"]).startswith(read(name).rstrip("\n"))
+
+
+def test_the_timeline_tab_charts_the_changes_per_day_and_lists_them() -> None:
+    queries = tab_queries("changes")
+    assert set(queries) == {"key-changes-per-day", "key-changes"}
+    chart = queries["key-changes-per-day"]
+    assert chart["visualization"] == "timechart"
+    assert chart["chartSettings"] == {"xAxis": "TimeGenerated", "yAxis": ["Events"], "group": "EventType",
+                                      "showLegend": True}
+    assert queries["key-changes"]["visualization"] == "table"
+    assert chart["timeContext"] == {"durationMs": 30 * 86_400_000}
