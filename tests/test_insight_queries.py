@@ -192,3 +192,24 @@ def test_the_timeline_tab_charts_the_changes_per_day_and_lists_them() -> None:
                                       "showLegend": True}
     assert queries["key-changes"]["visualization"] == "table"
     assert chart["timeContext"] == {"durationMs": 30 * 86_400_000}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The Azure Monitor alert rules of the new alerts
+
+
+@pytest.mark.parametrize(("rule", "query"), [("newKey", "alert-new-key"), ("newSource", "alert-key-new-source"),
+                                             ("usageMismatch", "alert-key-usage-mismatch")])
+def test_new_alerts_fire_per_account_once_per_report_window(rule: str, query: str) -> None:
+    from tests.test_queries import alert_rules
+
+    properties = alert_rules()[rule]["properties"]
+    (criterion,) = properties["criteria"]["allOf"]
+    assert [d["name"] for d in criterion["dimensions"]] == ["AccountId"]
+    assert re.search(r"\bAccountId\b", read(query)[read(query).rindex(";\n"):])  # the dimension is an output column
+    assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == ("Count", "GreaterThan", 0)
+    # evaluated as often as the query's report window: each run or call reported once, then resolved
+    window = re.search(r"^let reportWindow = (\d+)h;", read(query), re.M)
+    assert window and properties["evaluationFrequency"] == f"PT{window[1]}H"
+    assert properties["windowSize"] == "P2D"  # the most a log alert looks back: the context the query needs
+    assert properties["autoMitigate"] is True

@@ -377,7 +377,8 @@ def alert_rules() -> dict[str, dict[str, Any]]:
 def test_alert_rules_load_their_queries_from_the_query_files() -> None:
     path = INFRA / "modules" / "alerts.bicep"
     rules = alert_rules()
-    assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed"}
+    assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed", "newKey", "newSource",
+                          "usageMismatch"}
     loaded = {}
     for name, config in rules.items():
         (criterion,) = config["properties"]["criteria"]["allOf"]
@@ -389,7 +390,9 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
         assert config["properties"]["actions"]["actionGroups"] == "actionGroups"
         assert config["properties"]["autoMitigate"] is True
     assert loaded == {"rootKey": "alert-root-key", "rotationDue": "alert-rotation-due-new",
-                      "collectorSilent": "alert-collector-silent", "runFailed": "alert-run-failed"}
+                      "collectorSilent": "alert-collector-silent", "runFailed": "alert-run-failed",
+                      "newKey": "alert-new-key", "newSource": "alert-key-new-source",
+                      "usageMismatch": "alert-key-usage-mismatch"}
     assert {p.stem for p in QUERY_FILES if p.stem.startswith("alert-")} == set(loaded.values())
 
 
