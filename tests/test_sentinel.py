@@ -273,3 +273,19 @@ def test_hunting_queries_are_saved_searches_of_the_usage_join() -> None:
 def test_queries_fit_load_text_content() -> None:
     for path in {query_path(r["query"]) for r in rules()} | {query_path(h["query"]) for h in hunting_queries()}:
         assert len(path.read_text(encoding="utf-8")) < 131_072, path.name
+
+
+def test_main_deploys_the_module_only_when_asked() -> None:
+    main = pycep.BicepParser().parse(text=(ROOT / "infra" / "main.bicep").read_text(encoding="utf-8"))
+    assert main["parameters"]["sentinelWorkspace"]["default"] is False
+    (module,) = [m for m in main["modules"].values() if m["detail"]["path"] == "modules/sentinel.bicep"]
+    assert module["config"]["condition"] == "sentinelWorkspace"
+    params = module["config"]["config"]["params"]
+    assert params["sentinelWorkspace"] == "sentinelWorkspace"  # and the module's own loops run over nothing
+    assert params["workspaceName"] == "workspaceName"
+    assert params["collectorSilentAfterHours"] == "collectorSilentAfterHours"  # the same windows as alerts.bicep
+    assert params["runFailedWindowHours"] == "runFailedWindowHours"
+    scope = module["config"]["config"]["scope"]["function"]
+    assert scope["type"] == "resource_group"  # the workspace's resource group, as the tables
+    parameters = json.loads((ROOT / "infra" / "main.parameters.json").read_text(encoding="utf-8"))["parameters"]
+    assert parameters["sentinelWorkspace"]["value"] == "${SENTINEL_WORKSPACE=false}"
