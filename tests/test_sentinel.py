@@ -270,9 +270,18 @@ def test_hunting_queries_are_saved_searches_of_the_usage_join() -> None:
         assert set(hunt["tactics"].split(",")) <= tactics
 
 
-def test_queries_fit_load_text_content() -> None:
+def test_queries_fit_load_text_content_and_sentinels_rule_limit() -> None:
     for path in {query_path(r["query"]) for r in rules()} | {query_path(h["query"]) for h in hunting_queries()}:
         assert len(path.read_text(encoding="utf-8")) < 131_072, path.name
+    for rule in rules():  # an analytics rule's query is at most 10,000 characters
+        assert len(query_path(rule["query"]).read_text(encoding="utf-8")) <= 10_000, rule["id"]
+
+
+def test_alert_names_use_at_most_three_parameters() -> None:
+    """Sentinel's alert name format takes up to three {{column}} parameters."""
+    for rule in rules():
+        assert len(re.findall(r"\{\{\w+\}\}", rule["nameFormat"])) <= 3, rule["id"]
+        assert len(rule["nameFormat"]) <= 256
 
 
 def test_main_deploys_the_module_only_when_asked() -> None:

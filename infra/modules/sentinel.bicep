@@ -230,7 +230,7 @@ var rules = [
       NewCountry: 'NewCountry'
       Reason: 'Reason'
     })
-    nameFormat: 'AWS access key {{AccessKeyId}} of {{UserName}} used from new IP {{SourceIpAddress}} ({{Country}})'
+    nameFormat: 'AWS access key {{AccessKeyId}} of {{UserName}} used from new IP {{SourceIpAddress}}'
   }
   {
     id: 'usage-mismatch'
