@@ -37,7 +37,7 @@ def test_owner_and_exceptions_on_the_records(
     env = env_for(org, tmp_path / "out", AWS_ACCOUNTS="organization", EXCEPTIONS_FILE=exceptions_file(org, tmp_path))
     run, rows = collect(env, org)
     (expired,) = [r.getMessage() for r in caplog.records if "expired" in r.getMessage()]  # once per run
-    assert expired.startswith("1 exception(s) of ") and "entry 2 (accountId " in expired and "Renew them" in expired
+    assert expired.startswith("1 exception(s) of ") and "entry 2 (userArn " in expired and "Renew them" in expired
     assert run.status == "Succeeded" and len(rows) == org.expected_keys
     owners = {r["UserName"]: r["Owner"] for r in rows}
     assert owners["alice"] == "alice@example.com"  # owner
@@ -52,10 +52,10 @@ def test_owner_and_exceptions_on_the_records(
     assert deploy_bot["UserName"] == "deploy-bot" and deploy_bot["RotationDue"]
     assert deploy_bot["ExceptionReason"].startswith("deploy pipeline key")
     assert deploy_bot["ExceptionExpires"].endswith("T00:00:00Z")
-    # The expired exception (Sandbox, unused) applies no more: legacy-app's unused key counts again.
-    (legacy,) = [r for r in rows if r["UserName"] == "legacy-app"]
-    assert legacy["Unused"] and (legacy["Excepted"], legacy["ExceptionReason"], legacy["ExceptionExpires"]) == (
-        False, None, None)
+    # The expired exception (ci-*, every finding) applies no more: ci-runner's keys count again.
+    ci_runner = [r for r in rows if r["UserName"] == "ci-runner"]
+    assert len(ci_runner) == 2 and any(r["RotationDue"] for r in ci_runner)
+    assert {(r["Excepted"], r["ExceptionReason"], r["ExceptionExpires"]) for r in ci_runner} == {(False, None, None)}
 
 
 def test_list_user_tags_once_per_user_with_keys_and_in_parallel(
