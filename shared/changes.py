@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
-from shared.findings import FINDINGS, is_active
+from shared.findings import FINDINGS, is_active, is_excepted
 
 Row = Mapping[str, Any]
 
@@ -205,15 +205,18 @@ AGE_BANDS = (
 
 NO_FINDING = "No finding"
 INACTIVE = "Inactive"
+EXCEPTED = "Excepted (accepted risk)"  # every finding accepted by an exception in force: counted under none
 
 
 def _inactive(key: Row) -> bool:
     return not is_active(key)
 
 
-# (series, applies): the findings of the catalogue, most severe first (catalogue order among equals), then Inactive;
-# a key stacks under the first that applies to it. The series are the catalogue's chart labels (the chart counts keys).
+# (series, applies): excepted keys first (they count under no finding), then the findings of the catalogue, most
+# severe first (catalogue order among equals), then Inactive; a key stacks under the first that applies to it. The
+# series are the catalogue's chart labels (the chart counts keys).
 SEVERITY_ORDER: tuple[tuple[str, Callable[[Row], bool]], ...] = (
+    (EXCEPTED, is_excepted),
     *((f.chart_label, f.matches) for f in sorted(FINDINGS, key=lambda f: -f.severity)),
     (INACTIVE, _inactive),
 )

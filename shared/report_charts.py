@@ -18,6 +18,7 @@ from shared.changes import (
     DEACTIVATED,
     DELETED,
     EVENT_TYPES,
+    EXCEPTED,
     INACTIVE,
     NO_FINDING,
     REACTIVATED,
@@ -34,6 +35,7 @@ from shared.findings import FINDINGS
 AGE_COLOURS = {
     **{f.chart_label: f.colour for f in FINDINGS},
     INACTIVE: "#98a2b3",
+    EXCEPTED: "#d0d5dd",
     NO_FINDING: "#12b76a",
 }
 EVENT_COLOURS = {

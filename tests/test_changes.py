@@ -14,6 +14,7 @@ from shared.changes import (
     CREATED,
     DEACTIVATED,
     DELETED,
+    EXCEPTED,
     INACTIVE,
     NO_FINDING,
     REACTIVATED,
@@ -54,6 +55,7 @@ def key(n: int, user: str, kid: str, *, status: str = "Active", account: str = A
         AgeDays=created_days_ago if age is None else age, DaysSinceLastUse=None,
         NeverUsed=flags.get("NeverUsed", False), RotationDue=flags.get("RotationDue", False),
         Unused=flags.get("Unused", False), UserActiveKeyCount=flags.get("UserActiveKeyCount", 1), IsRootKey=root,
+        Owner="" if root else flags.get("Owner", "team@example.com"), Excepted=flags.get("Excepted", False),
     ).to_row()
 
 
@@ -193,12 +195,15 @@ def test_a_key_stacks_under_its_most_severe_finding() -> None:
     assert primary_finding(key(0, "a", "A", UserActiveKeyCount=2)) == "Keys of users with two active keys"
     assert primary_finding(key(0, "r", "R", root=True, UserActiveKeyCount=2)) == "Root account keys"
     assert primary_finding(key(0, "a", "A")) == NO_FINDING
+    assert primary_finding(key(0, "a", "A", Owner="")) == "Unowned active keys"
+    assert primary_finding(key(0, "a", "A", RotationDue=True, Excepted=True)) == EXCEPTED  # counted under no finding
 
 
 def test_the_stacking_order_is_the_catalogues_by_severity() -> None:
     assert [name for name, _ in SEVERITY_ORDER] == [
-        "Root account keys", "Due for rotation", "Unused", "Never used", "Keys of users with two active keys", INACTIVE]
-    assert [name for name, _ in SEVERITY_ORDER][:-1] == [
+        EXCEPTED, "Root account keys", "Due for rotation", "Unused", "Never used", "Keys of users with two active keys",
+        "Unowned active keys", INACTIVE]
+    assert [name for name, _ in SEVERITY_ORDER][1:-1] == [
         f.chart_label for f in sorted(FINDINGS, key=lambda f: f.severity, reverse=True)]
 
 

@@ -40,8 +40,10 @@ def parse(svg: str) -> Svg:
 
 
 def test_age_chart_has_a_column_per_band_and_a_segment_per_finding() -> None:
-    keys = [{"AgeDays": 5, "Status": "Active"}, {"AgeDays": 100, "Status": "Active", "RotationDue": True},
-            {"AgeDays": 120, "Status": "Active", "RotationDue": True, "Unused": True},
+    owned = {"Owner": "team@example.com"}  # a key without an owner is a finding of its own
+    keys = [{"AgeDays": 5, "Status": "Active", **owned},
+            {"AgeDays": 100, "Status": "Active", "RotationDue": True, **owned},
+            {"AgeDays": 120, "Status": "Active", "RotationDue": True, "Unused": True, **owned},
             {"AgeDays": 700, "Status": "Active", "IsRootKey": True}, {"AgeDays": 400, "Status": "Inactive"}]
     page = parse(age_chart(key_age_distribution(keys)))
     assert page.chart["data-chart"] == "key-age"
