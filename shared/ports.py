@@ -44,8 +44,10 @@ class SecretError(CollectorError):
 
 
 class SinkError(CollectorError):
-    """Rows could not be delivered after the sink's retries. ``undelivered`` says how many."""
+    """Rows could not be delivered after the sink's retries. ``undelivered`` says how many; ``rows``, when the sink
+    knows which ones (a partially failed upload), holds exactly those, so that only they are kept for a retry."""
 
-    def __init__(self, message: str, undelivered: int) -> None:
+    def __init__(self, message: str, undelivered: int, rows: Sequence[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.undelivered = undelivered
+        self.rows = rows

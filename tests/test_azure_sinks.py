@@ -8,6 +8,8 @@ import base64
 import json
 import logging
 import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.azure import build_credential
+from shared.outbox import FileOutbox, ReliableSink, decode_rows
 from shared.ports import SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE
 from shared.sinks.data_collector_sink import MAX_POST_BYTES, DataCollectorSink, signature, split_bodies
@@ -273,3 +276,24 @@ def test_data_collector_key_that_is_not_base64(azure: AzureFakes) -> None:
     with pytest.raises(SinkError) as caught:
         DataCollectorSink(WORKSPACE_ID, "not base64 at all!", DATA_COLLECTOR_DOMAIN, azure.options())
     assert "not base64" in str(caught.value) and "not base64 at all!" not in str(caught.value)
+
+
+def test_a_partial_upload_keeps_only_the_failed_chunks_rows_in_the_outbox(azure: AzureFakes, tmp_path: Path) -> None:
+    rows = [key_row(i, pad=1000) for i in range(2600)]
+    rejected: list[dict[str, Any]] = []
+
+    def reject(stream: str, chunk: list[dict[str, Any]]) -> Response | None:
+        if any(r["AgeDays"] == 1500 for r in chunk):
+            rejected.extend(chunk)
+            return Response.json(400, {"error": {"code": "InvalidStream", "message": "schema mismatch"}})
+        return None
+
+    azure.ingestion.reject = reject
+    reliable = ReliableSink(ingestion_sink(azure), FileOutbox(tmp_path), 100_000, timedelta(hours=48))
+    reliable.send(KEYS_TABLE, rows)
+    reliable.close()
+    delivered = azure.ingestion.rows(KEYS_STREAM)
+    assert 0 < len(rejected) < len(rows) and len(delivered) + len(rejected) == len(rows)
+    assert reliable.stats.deferred == len(rejected)  # RecordsDeferred counts only what was not delivered
+    kept = [r for item in FileOutbox(tmp_path).items() for r in decode_rows((tmp_path / item.name).read_bytes())]
+    assert kept == rejected  # exactly the failed chunk's rows, none of the delivered ones

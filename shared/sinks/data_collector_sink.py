@@ -136,6 +136,7 @@ class DataCollectorSink:
                 f"data_collector: {len(rows) - delivered} of {len(rows)} row(s) of {table.log_type} not delivered "
                 f"to workspace {self.workspace_id}: {exc}",
                 undelivered=len(rows) - delivered,
+                rows=list(rows[delivered:]),  # bodies go in order: the rows before these were delivered
             ) from None
 
     def _post(self, table: Table, body: bytes) -> None:

@@ -3,7 +3,8 @@ signed in with the run's Azure credential (no workspace key anywhere).
 
 azure-monitor-ingestion splits the rows into chunks of at most 1 MiB of JSON, gzips and POSTs each one; azure-core's
 retry policy retries each chunk (waiting for Retry-After when the service sends it). Chunks that still fail are
-collected through ``on_error`` and reported as one ``SinkError`` with the number of rows not delivered.
+collected through ``on_error`` and reported as one ``SinkError`` carrying exactly the rows not delivered, so that
+only those are kept in the outbox (the delivered chunks are not sent again).
 """
 
 from __future__ import annotations
@@ -88,10 +89,11 @@ class LogsIngestionSink:
                 self._message(stream, len(rows), len(rows), describe_ingestion_error(exc)), undelivered=len(rows)
             ) from None
         if failures:
-            undelivered = sum(len(f.failed_logs) for f in failures)
+            failed_rows = [dict(row) for f in failures for row in f.failed_logs]  # the failed chunks' rows only
             raise SinkError(
-                self._message(stream, undelivered, len(rows), describe_ingestion_error(failures[0].error)),
-                undelivered=undelivered,
+                self._message(stream, len(failed_rows), len(rows), describe_ingestion_error(failures[0].error)),
+                undelivered=len(failed_rows),
+                rows=failed_rows,
             )
 
     def _check_token(self, stream: str, rows: int) -> None:
