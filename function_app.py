@@ -40,7 +40,9 @@ def collect_iam_keys(timer: func.TimerRequest) -> None:
     install_log_safety()
     if timer.past_due:
         log.warning("The timer is past due: this run starts later than scheduled")
-    settings = load_settings(os.environ)  # SettingsError names every bad setting; the host records it as the failure
+    # SettingsError names every bad setting; the host records it as the failure. The endpoint policy comes with the
+    # client options (production's: the clouds' own domains only), never from a setting.
+    settings = load_settings(os.environ, CLIENT_OPTIONS.endpoints)
     with compose(settings, CLIENT_OPTIONS, progress=LogProgress(), time_budget=TIME_BUDGET) as collector:
         run = collector.run()
     if run.Status == "Failed":

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from shared.aws import AwsClientFactory, AwsSource
 from shared.collector import Collector, CollectorOptions, Progress
+from shared.endpoints import PRODUCTION, EndpointPolicy
 from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
 from shared.ports import SecretProvider, Sink, WebIdentityTokenProvider
 from shared.settings import AuthMode, Settings, SinkKind
@@ -40,6 +41,9 @@ class ClientOptions:
     aws_read_timeout: float | None = None  # seconds (None: 60)
     azure_read_timeout: float | None = None  # seconds, every Azure client and the data_collector sink
     azure_retry_backoff_factor: float | None = None  # azure-core backoff factor; data_collector's first wait
+    # Hosts a token may go to beyond the clouds' own domains (shared/endpoints.py): the local fakes' hosts in tests.
+    # Passed to load_settings by the caller that owns these options (function_app.py); never from a setting.
+    endpoints: EndpointPolicy = PRODUCTION
 
 
 def needs_azure_credential(

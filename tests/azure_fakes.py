@@ -38,6 +38,7 @@ import pytest
 import trustme
 
 from shared.composition import ClientOptions
+from shared.endpoints import EndpointPolicy
 
 VAULT_RESOURCE = "https://vault.azure.net"
 MONITOR_RESOURCE = "https://monitor.azure.com"
@@ -45,6 +46,8 @@ TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 WORKSPACE_ID = "0b6a8f5e-3c1d-4e2f-9a7b-6c5d4e3f2a1b"
 DATA_COLLECTOR_DOMAIN = "ods.localhost"  # a valid LOG_ANALYTICS_DOMAIN; tests route its hosts to 127.0.0.1
 DATA_COLLECTOR_HOST = f"{WORKSPACE_ID}.{DATA_COLLECTOR_DOMAIN}"
+# The fakes' hosts, allowed to receive tokens in tests only (shared/endpoints.py), via ClientOptions.endpoints.
+FAKE_HOSTS = EndpointPolicy(frozenset({"127.0.0.1", "localhost", DATA_COLLECTOR_DOMAIN}))
 
 
 @dataclass
@@ -381,8 +384,10 @@ class AzureFakes:
 
 
     def options(self, *, verify_challenge_resource: bool = False) -> ClientOptions:
-        """The test-only client options: trust the fakes' CA; the vault on localhost is not *.vault.azure.net."""
-        return ClientOptions(ca_bundle=self.tls.ca_bundle, verify_challenge_resource=verify_challenge_resource)
+        """The test-only client options: trust the fakes' CA; the vault on localhost is not *.vault.azure.net; tokens
+        may go to the fakes' hosts (opted in here, through the composition root, never through a setting)."""
+        return ClientOptions(ca_bundle=self.tls.ca_bundle, verify_challenge_resource=verify_challenge_resource,
+                             endpoints=FAKE_HOSTS)
 
 
 # Environment variables that would make azure-identity pick another managed identity flavour or another account.
