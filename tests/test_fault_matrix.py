@@ -353,25 +353,26 @@ CELLS = [
     Cell("organizations", "403", AK_LI, failed_run(ORGS, "AccessDeniedException", attempts=1)),
     Cell("organizations", "malformed", AK_LI, failed_run(ORGS, "field Accounts is missing", attempts=1)),
     Cell("organizations", "truncated", AK_LI, failed_run(ORGS, "field Accounts is missing", attempts=1)),
-    # logs_ingestion sink (the home account: two key records, then the run record)
-    Cell("logs_ingestion", "timeout", AK_LI, deferred(INGESTION, "ServiceResponseTimeoutError", attempts=8)),
+    # logs_ingestion sink (the home account: two key records, then the run record). The breaker: once the key
+    # records failed, the run record goes straight to the outbox, so a sink fault costs one retry cycle per run
+    Cell("logs_ingestion", "timeout", AK_LI, deferred(INGESTION, "ServiceResponseTimeoutError", attempts=4)),
     Cell("logs_ingestion", "refused", AK_LI, deferred(INGESTION, "cannot reach the endpoint")),
     Cell("logs_ingestion", "429", AK_LI, Expect("Succeeded", attempts=3)),
     Cell("logs_ingestion", "500", AK_LI, Expect("Succeeded", attempts=3)),
-    Cell("logs_ingestion", "503", AK_LI, deferred(INGESTION, "HTTP 503", attempts=8)),
-    Cell("logs_ingestion", "403", AK_LI, deferred(INGESTION, "HTTP 403", "Monitoring Metrics Publisher", attempts=2)),
-    Cell("logs_ingestion", "malformed", AK_LI, deferred(INGESTION, "HTTP 400", attempts=2)),
-    Cell("logs_ingestion", "truncated", AK_LI, deferred(INGESTION, "IncompleteReadError", attempts=8)),
+    Cell("logs_ingestion", "503", AK_LI, deferred(INGESTION, "HTTP 503", attempts=4)),
+    Cell("logs_ingestion", "403", AK_LI, deferred(INGESTION, "HTTP 403", "Monitoring Metrics Publisher", attempts=1)),
+    Cell("logs_ingestion", "malformed", AK_LI, deferred(INGESTION, "HTTP 400", attempts=1)),
+    Cell("logs_ingestion", "truncated", AK_LI, deferred(INGESTION, "IncompleteReadError", attempts=4)),
     # data_collector sink (legacy; the home account)
-    Cell("data_collector", "timeout", AK_DC, deferred(COLLECTOR, "ReadTimeout", attempts=10)),
+    Cell("data_collector", "timeout", AK_DC, deferred(COLLECTOR, "ReadTimeout", attempts=5)),
     Cell("data_collector", "refused", AK_DC, deferred(COLLECTOR, "cannot reach", "ConnectionError")),
     Cell("data_collector", "429", AK_DC, Expect("Succeeded", attempts=3)),
     Cell("data_collector", "500", AK_DC, Expect("Succeeded", attempts=3)),
-    Cell("data_collector", "503", AK_DC, deferred(COLLECTOR, "HTTP 503", attempts=10)),
+    Cell("data_collector", "503", AK_DC, deferred(COLLECTOR, "HTTP 503", attempts=5)),
     Cell("data_collector", "403", AK_DC,
-         deferred(COLLECTOR, "HTTP 403", "LOG_ANALYTICS_WORKSPACE_KEY_SECRET", attempts=2)),
-    Cell("data_collector", "malformed", AK_DC, deferred(COLLECTOR, "HTTP 400", attempts=2)),
-    Cell("data_collector", "truncated", AK_DC, deferred(COLLECTOR, "ChunkedEncodingError", attempts=10)),
+         deferred(COLLECTOR, "HTTP 403", "LOG_ANALYTICS_WORKSPACE_KEY_SECRET", attempts=1)),
+    Cell("data_collector", "malformed", AK_DC, deferred(COLLECTOR, "HTTP 400", attempts=1)),
+    Cell("data_collector", "truncated", AK_DC, deferred(COLLECTOR, "ChunkedEncodingError", attempts=5)),
 ]
 
 
