@@ -1,4 +1,4 @@
-"""The outbox: undelivered rows are kept, replayed first by the next run exactly once, and bounded."""
+"""The outbox: undelivered rows are kept, replayed first by the next run (at least once), no item stops it, bounded."""
 
 from __future__ import annotations
 
