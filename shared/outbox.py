@@ -285,7 +285,8 @@ class ReliableSink:
                 reason = str(exc)
         else:
             undelivered = list(rows)
-            reason = f"{self.inner.name} sink already failed in this run, not tried again: {self.sink_failure}"
+            reason = (f"{len(rows)} {table.table} row(s) not sent: the {self.inner.name} sink already failed in this "
+                      f"run ({self.sink_failure})")
         if undelivered:
             self._keep(table, undelivered, reason)
 

@@ -659,7 +659,9 @@ def test_outbox_unwritable_while_the_sink_is_down(
     with pytest.raises(SinkError) as caught:
         run_function()
     message = str(caught.value)
-    assert f"not delivered to stream {RUNS_STREAM} of data collection rule {RULE_ID}" in message
+    # the key records failed (after retries); the run record was then not sent again (the breaker)
+    assert "1 AwsIamKeyCollectorRuns_CL row(s) not sent: the logs_ingestion sink already failed in this run" in message
+    assert f"not delivered to stream {KEYS_STREAM} of data collection rule {RULE_ID}" in message
     assert "HTTP 503" in message
     assert f"the outbox at {blocker / 'out' / 'outbox'} could not keep them either" in message
     assert any(f"Account {MANAGEMENT_ACCOUNT_ID} failed: records not delivered" in r.getMessage()
