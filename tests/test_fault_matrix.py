@@ -287,7 +287,7 @@ CELLS = [
     # endpoint is down both fail, so the run fails and even its run record waits in the outbox
     Cell("managed_identity", "timeout", WI_LI,
          deferred(MI, "ServiceResponseTimeoutError", status="Failed", attempts=8)),
-    Cell("managed_identity", "refused", WI_LI, deferred(MI, "ServiceRequestError", status="Failed")),
+    Cell("managed_identity", "refused", WI_LI, deferred(MI, "ServiceRequestError", status="Failed", attempts=8)),
     Cell("managed_identity", "429", WI_LI, Expect("Succeeded", attempts=3)),
     Cell("managed_identity", "500", WI_LI, Expect("Succeeded", attempts=3)),
     Cell("managed_identity", "503", WI_LI, deferred(MI, status="Failed", attempts=8)),
@@ -297,7 +297,8 @@ CELLS = [
     # Key Vault, in access_key + logs_ingestion: the IAM user's key pair
     Cell("key_vault", "timeout", AK_LI,
          failed_run(VAULT, "cannot reach the vault", "ServiceResponseTimeoutError", attempts=4)),
-    Cell("key_vault", "refused", AK_LI, failed_run(VAULT, "cannot reach the vault", "ServiceRequestError")),
+    Cell("key_vault", "refused", AK_LI,
+         failed_run(VAULT, "cannot reach the vault", "ServiceRequestError", attempts=4)),
     Cell("key_vault", "429", AK_LI, Expect("Succeeded", attempts=3)),
     Cell("key_vault", "500", AK_LI, Expect("Succeeded", attempts=3)),
     Cell("key_vault", "503", AK_LI, failed_run(VAULT, "HTTP 503", attempts=4)),
@@ -306,7 +307,7 @@ CELLS = [
     Cell("key_vault", "truncated", AK_LI, failed_run(VAULT, "could not be read", "IncompleteReadError", attempts=4)),
     # STS AssumeRole into the home role with the IAM user's key
     Cell("sts_home", "timeout", AK_LI, failed_run(HOME, "ReadTimeoutError", attempts=3)),
-    Cell("sts_home", "refused", AK_LI, failed_run(HOME, "EndpointConnectionError")),
+    Cell("sts_home", "refused", AK_LI, failed_run(HOME, "EndpointConnectionError", attempts=3)),
     Cell("sts_home", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_home", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_home", "503", AK_LI, failed_run(HOME, "ServiceUnavailable", attempts=3)),
@@ -317,7 +318,7 @@ CELLS = [
     Cell("sts_member", "timeout", AK_LI, sandbox_failed(MEMBER, "ReadTimeoutError", attempts=3)),
     Cell("sts_member", "refused", AK_LI,
          Expect("PartiallySucceeded", ("Production", "Sandbox"), ("from the home role", "EndpointConnectionError"),
-                "others")),
+                "others", attempts=6)),  # 3 attempts for each of the two member accounts
     Cell("sts_member", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_member", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_member", "503", AK_LI, sandbox_failed(MEMBER, "ServiceUnavailable", attempts=3)),
@@ -326,7 +327,7 @@ CELLS = [
     Cell("sts_member", "truncated", AK_LI, sandbox_failed(MEMBER, "ResponseParserError", attempts=1)),
     # STS AssumeRoleWithWebIdentity into the home role with the managed identity's token
     Cell("sts_web_identity", "timeout", WI_LI, failed_run(WEB, "ReadTimeoutError", attempts=3)),
-    Cell("sts_web_identity", "refused", WI_LI, failed_run(WEB, "EndpointConnectionError")),
+    Cell("sts_web_identity", "refused", WI_LI, failed_run(WEB, "EndpointConnectionError", attempts=3)),
     Cell("sts_web_identity", "429", WI_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_web_identity", "500", WI_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_web_identity", "503", WI_LI, failed_run(WEB, "ServiceUnavailable", attempts=3)),
@@ -337,7 +338,7 @@ CELLS = [
     Cell("iam", "timeout", AK_LI, sandbox_failed(IAM, "ReadTimeoutError", "after botocore's retries", attempts=3)),
     Cell("iam", "refused", AK_LI,
          Expect("Failed", ("Management", "Production", "Sandbox"), ("IAM in account", "EndpointConnectionError"),
-                "none", function_app.CollectionFailedError)),
+                "none", function_app.CollectionFailedError, attempts=18)),  # 3 accounts x 2 first calls x 3
     Cell("iam", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("iam", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("iam", "503", AK_LI, sandbox_failed(IAM, "ServiceUnavailable", "after botocore's retries", attempts=3)),
@@ -346,7 +347,7 @@ CELLS = [
     Cell("iam", "truncated", AK_LI, sandbox_failed(IAM, "ResponseParserError", attempts=1)),
     # Organizations ListAccounts (AWS_ACCOUNTS=organization)
     Cell("organizations", "timeout", AK_LI, failed_run(ORGS, "ReadTimeoutError", attempts=3)),
-    Cell("organizations", "refused", AK_LI, failed_run(ORGS, "EndpointConnectionError")),
+    Cell("organizations", "refused", AK_LI, failed_run(ORGS, "EndpointConnectionError", attempts=3)),
     Cell("organizations", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("organizations", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("organizations", "503", AK_LI, failed_run(ORGS, "ServiceException", attempts=3)),
@@ -356,7 +357,7 @@ CELLS = [
     # logs_ingestion sink (the home account: two key records, then the run record). The breaker: once the key
     # records failed, the run record goes straight to the outbox, so a sink fault costs one retry cycle per run
     Cell("logs_ingestion", "timeout", AK_LI, deferred(INGESTION, "ServiceResponseTimeoutError", attempts=4)),
-    Cell("logs_ingestion", "refused", AK_LI, deferred(INGESTION, "cannot reach the endpoint")),
+    Cell("logs_ingestion", "refused", AK_LI, deferred(INGESTION, "cannot reach the endpoint", attempts=4)),
     Cell("logs_ingestion", "429", AK_LI, Expect("Succeeded", attempts=3)),
     Cell("logs_ingestion", "500", AK_LI, Expect("Succeeded", attempts=3)),
     Cell("logs_ingestion", "503", AK_LI, deferred(INGESTION, "HTTP 503", attempts=4)),
@@ -365,7 +366,7 @@ CELLS = [
     Cell("logs_ingestion", "truncated", AK_LI, deferred(INGESTION, "IncompleteReadError", attempts=4)),
     # data_collector sink (legacy; the home account)
     Cell("data_collector", "timeout", AK_DC, deferred(COLLECTOR, "ReadTimeout", attempts=5)),
-    Cell("data_collector", "refused", AK_DC, deferred(COLLECTOR, "cannot reach", "ConnectionError")),
+    Cell("data_collector", "refused", AK_DC, deferred(COLLECTOR, "cannot reach", "ConnectionError", attempts=5)),
     Cell("data_collector", "429", AK_DC, Expect("Succeeded", attempts=3)),
     Cell("data_collector", "500", AK_DC, Expect("Succeeded", attempts=3)),
     Cell("data_collector", "503", AK_DC, deferred(COLLECTOR, "HTTP 503", attempts=5)),
@@ -421,6 +422,26 @@ def closed_url(ctx: Ctx, scheme: str = "https", host: str = "localhost") -> str:
     return f"{scheme}://{host}:{ctx.closed}"
 
 
+def count_refused_connections(ctx: Ctx) -> None:
+    """Nothing listens on a closed port, so no server can count the attempts: count the connections the clients
+    open to it instead (urllib3's, under botocore, azure-core and requests alike)."""
+    import threading
+
+    import urllib3.util.connection
+
+    real = urllib3.util.connection.create_connection
+    lock = threading.Lock()
+    ctx.counts["attempts"] = 0
+
+    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        if address[1] == ctx.closed or address[0] == DATA_COLLECTOR_HOST:  # that host is routed to the closed port
+            with lock:
+                ctx.counts["attempts"] += 1
+        return real(address, *args, **kwargs)
+
+    ctx.env.setattr(urllib3.util.connection, "create_connection", create_connection)
+
+
 def inject(ctx: Ctx, cell: Cell) -> None:
     dep, fault, azure, org = cell.dependency, cell.fault, ctx.azure, ctx.org
     sandbox = ctx.account("Sandbox")
@@ -432,6 +453,7 @@ def inject(ctx: Ctx, cell: Cell) -> None:
         "organizations": lambda c: c.action == "ListAccounts",
     }
     if fault == "refused":
+        count_refused_connections(ctx)
         closed = closed_url(ctx, "http", "127.0.0.1")
         if dep == "managed_identity":
             ctx.env.setenv("IDENTITY_ENDPOINT", f"{closed_url(ctx)}/msi/token")
@@ -588,7 +610,7 @@ def test_fault(
     assert run["KeysCollected"] == len(landed)
 
     # the retry bound: how often the faulted dependency was asked
-    if cell.dependency in AZURE_DEPENDENCIES:
+    if cell.dependency in AZURE_DEPENDENCIES or cell.fault == "refused":
         attempts = ctx.counts.get("attempts")
     else:
         action = {"iam": "ListAccessKeys", "organizations": "ListAccounts",
