@@ -56,6 +56,7 @@ from tests.azure_fakes import (  # noqa: F401 - fixtures
     Request,
     Response,
     azure_fixture,
+    azurite_url_fixture,
     fake_tls_fixture,
     route_host_to,
 )
@@ -641,6 +642,101 @@ def test_fault(
                       json.dumps(keys), json.dumps(runs), kept]
     for secret in secrets_of(ctx):
         for text in texts_to_check:
+            assert secret not in text, f"a secret ({secret[:4]}...) leaked"
+
+
+# --- the outbox itself: the blob outbox (the production path: AzureWebJobsStorage__blobServiceUri) on Azurite ---
+
+
+@dataclass(frozen=True)
+class OutboxCell:
+    fault: str
+    outcome: str  # the README's word for it
+    attempts: int  # requests to the storage account that the fault met
+
+    @property
+    def id(self) -> str:
+        return f"outbox-{self.fault}"
+
+
+OUTBOX_CELLS = [
+    # an earlier run's item is leased by another run that is replaying it: this run leaves it to that run
+    OutboxCell("lease_conflict", "ok, item left to its holder", attempts=1),
+    # the storage account answers 503 to everything: the replay is skipped after azure-core's retries, the run goes on
+    OutboxCell("503", "ok, replay skipped", attempts=4),
+    # an item that is not UTF-8 JSON lines: moved to dead-letter/, kept, counted; the run goes on
+    OutboxCell("unreadable", "ok, item moved aside", attempts=1),
+]
+
+
+@pytest.mark.parametrize("cell", OUTBOX_CELLS, ids=[c.id for c in OUTBOX_CELLS])
+def test_outbox_fault(
+    cell: OutboxCell, org: SeededOrganization, proxy: AwsProxy, azure: AzureFakes, azurite_url: str,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, closed_port: int, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import BlobLeaseClient, ContainerClient
+
+    from shared.outbox import DEAD_LETTER, encode_rows, item_name
+    from shared.records import KEYS_TABLE
+    from tests.azure_fakes import BlobProxy
+    from tests.support.azurite import StorageTokenCredential
+
+    caplog.set_level(logging.INFO)
+    ctx = Ctx(org, proxy, azure, monkeypatch, tmp_path / "out", closed_port)
+    configure(ctx, Cell("outbox", cell.fault, AK_LI, RECOVERED, "home"))
+    storage = BlobProxy(azure.tls, azurite_url)
+    container = f"outbox-{cell.fault.replace('_', '-')}-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
+    monkeypatch.setenv("AzureWebJobsStorage__blobServiceUri", storage.url)
+    monkeypatch.setenv("OUTBOX_CONTAINER", container)
+    raw = ContainerClient(azurite_url, container, credential=StorageTokenCredential(),
+                          connection_verify=azure.tls.ca_bundle)
+    raw.create_container()
+    earlier = [{"RunId": "earlier-run", "AccessKeyFingerprint": f"{n:016x}"} for n in range(2)]
+    name = item_name(KEYS_TABLE, 2, datetime.now(UTC) - timedelta(hours=1))
+    raw.upload_blob(name, b"\xff\xfe{not json\n" if cell.fault == "unreadable" else encode_rows(earlier))
+    holder = None
+    if cell.fault == "lease_conflict":
+        holder = BlobLeaseClient(raw.get_blob_client(name))
+        holder.acquire(lease_duration=60)
+        storage.when = lambda r: r.query.get("comp") == "lease"
+    elif cell.fault == "503":
+        storage.fault = Response.json(503, {"error": {"code": "ServerBusy", "message": "injected 503"}})
+    else:
+        storage.when = lambda r: r.query.get("comp") == "lease"
+    try:
+        run_function()  # the outbox's fault never fails the invocation: this run's records are delivered
+    finally:
+        if holder is not None:
+            holder.release()
+        storage.close()
+
+    keys, runs = ctx.azure.ingestion.rows(KEYS_STREAM), ctx.azure.ingestion.rows(RUNS_STREAM)
+    (run,) = runs
+    assert run["Status"] == "Succeeded" and json.loads(run["FailedAccounts"]) == []
+    assert len(keys) == KEYS_PER_ACCOUNT["Management"] == run["KeysCollected"]
+    assert run["RecordsReplayed"] == 0 and run["RecordsDropped"] == 0
+    assert not (ctx.out / "outbox").exists()  # the blob outbox was used, not the local folder
+    left = sorted(b.name for b in raw.list_blobs())
+    if cell.fault == "unreadable":
+        assert left == [f"{DEAD_LETTER}/{name}"]  # moved aside, kept
+        assert "cannot be replayed (unreadable: not UTF-8" in caplog.text
+        attempts = sum(1 for r in storage.requests if r.query.get("comp") == "lease")
+    else:
+        assert left == [name]  # still there, for its holder or a later run
+        assert [r["RunId"] for r in keys] == [run["RunId"]] * len(keys)  # the earlier run's rows not delivered
+        if cell.fault == "503":
+            assert "cannot be listed" in caplog.text and "503" in caplog.text
+            attempts = storage.faulted
+        else:
+            attempts = sum(1 for r in storage.requests if r.query.get("comp") == "lease")
+    assert attempts == cell.attempts
+
+    out = capsys.readouterr()
+    for secret in secrets_of(ctx):
+        for text in (caplog.text, out.out, out.err, json.dumps(keys), json.dumps(runs)):
             assert secret not in text, f"a secret ({secret[:4]}...) leaked"
 
 
