@@ -32,6 +32,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
+from shared.deadline import RESERVE_FOR_RECORDS, Deadline
 from shared.ports import Sink, SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
 from shared.redaction import redact
@@ -263,18 +264,23 @@ class ReliableSink:
     outbox instead of costing one more full retry cycle against a sink that is down or hung.
     """
 
-    def __init__(self, sink: Sink, outbox: Outbox, max_rows: int, max_age: timedelta) -> None:
+    def __init__(
+        self, sink: Sink, outbox: Outbox, max_rows: int, max_age: timedelta, deadline: Deadline | None = None
+    ) -> None:
         self.inner = sink
         self.name = sink.name
         self.outbox = outbox
         self.max_rows = max_rows
         self.max_age = max_age
+        self.deadline = deadline or Deadline.never()  # the run's: past its reserve, rows go straight to the outbox
         self.stats = DeliveryStats()
         self.sink_failure: str | None = None  # set once the sink has failed in this run: the breaker is open
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
+        if self.sink_failure is None and self.deadline.expired(RESERVE_FOR_RECORDS):
+            self._trip(f"the run's time is almost up ({self.deadline.remaining():.0f} s left): no more delivery tried")
         if self.sink_failure is None:
             try:
                 _send(self.inner, table, rows)
@@ -308,10 +314,12 @@ class ReliableSink:
         self.stats.deferred += len(rows)
         log.warning("%d %s row(s) kept in the outbox for the next run: %s", len(rows), table.table, reason)
 
-    def replay(self, now: datetime) -> DeliveryStats:
+    def replay(self, now: datetime, until: Deadline | None = None) -> DeliveryStats:
         """Deliver what earlier runs kept, oldest first, then bound the outbox. Stops at the first failure (the sink
-        is still down, and the breaker opens): what is left stays for the next run. Never raises for the outbox's
-        sake: an outbox that fails is logged and counted, and the run goes on."""
+        is still down, and the breaker opens), or when ``until`` (the share of the run's time the replay may use)
+        has passed: what is left stays for the next run. Never raises for the outbox's sake: an outbox that fails is
+        logged and counted, and the run goes on."""
+        until = until or self.deadline.cut(RESERVE_FOR_RECORDS)
         try:
             items = self.outbox.items()
         except Exception as exc:  # an unreadable outbox must not stop this run's collection
@@ -327,6 +335,10 @@ class ReliableSink:
                 pending.append(item)
         for item in list(pending):
             if self.sink_failure is not None:
+                break
+            if until.expired():
+                log.warning("Outbox replay stopped: its share of the run's time is used; %d item(s) wait for the next "
+                            "run", len(pending))
                 break
             outcome = self._replay_one(item)
             if outcome is _Replayed.STOP:

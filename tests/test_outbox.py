@@ -361,3 +361,46 @@ def test_a_partially_replayed_item_keeps_only_its_undelivered_rows_and_its_age(t
     (item,) = FileOutbox(tmp_path).items()
     assert (item.rows, item.created) == (1, created)
     assert len(sink.delivered) == 5
+
+
+# ---------------------------------------------------------------------------------------------- the run's deadline
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_replay_stops_when_its_share_of_the_run_time_is_used(tmp_path: Path) -> None:
+    from shared.deadline import Deadline
+
+    clock = Clock()
+    for i in range(3):
+        FileOutbox(tmp_path).put(KEYS_TABLE, rows(1, i), NOW - timedelta(hours=3 - i))
+
+    class SlowSink(FlakySink):
+        def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+            clock.now += 10  # each item takes 10 s
+            super().send(table, rows)
+
+    sink = SlowSink()
+    run = ReliableSink(sink, FileOutbox(tmp_path), 1000, timedelta(hours=48), Deadline.after(600, clock))
+    stats = run.replay(NOW, until=Deadline.after(15, clock))
+    assert stats.replayed == 2 and len(FileOutbox(tmp_path).items()) == 1  # the third waits for the next run
+
+
+def test_near_the_deadline_rows_go_straight_to_the_outbox(tmp_path: Path) -> None:
+    from shared.deadline import RESERVE_FOR_RECORDS, Deadline
+
+    clock = Clock()
+    sink = CountingSink()
+    run = ReliableSink(sink, FileOutbox(tmp_path), 1000, timedelta(hours=48), Deadline.after(300, clock))
+    run.send(KEYS_TABLE, rows(2))
+    clock.now += 300 - RESERVE_FOR_RECORDS + 1  # inside the reserve: no sink call may start now
+    run.send(KEYS_TABLE, rows(3, 10))
+    run.send(RUNS_TABLE, [{"RunId": "r1"}])
+    assert sink.calls == 1 and run.stats.deferred == 4
+    assert "time is almost up" in run.stats.last_error

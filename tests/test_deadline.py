@@ -1,0 +1,46 @@
+"""The run's one deadline: parsing functionTimeout, what is left, bounded waits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from shared.deadline import HOST_MARGIN, SHORTEST_WAIT, Deadline, parse_function_timeout, run_deadline
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("00:30:00", 1800), ("00:00:20", 20), ("1.02:00:00", 93600)])
+def test_function_timeout_is_parsed(text: str, seconds: int) -> None:
+    assert parse_function_timeout(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["30", "-1", "00:30", "", "unlimited"])
+def test_a_function_timeout_that_is_not_hh_mm_ss_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="functionTimeout"):
+        parse_function_timeout(text)
+
+
+def test_the_run_ends_a_margin_before_the_host_kills_it() -> None:
+    clock = Clock()
+    deadline = run_deadline(timedelta(minutes=30), clock)
+    assert deadline.remaining() == 1800 - HOST_MARGIN
+    assert run_deadline(timedelta(seconds=20), clock).remaining() == 10  # a short timeout: half of it
+
+
+def test_waits_are_bounded_by_what_is_left() -> None:
+    clock = Clock()
+    deadline = Deadline.after(100, clock)
+    assert deadline.bound(60) == 60
+    clock.now += 70
+    assert deadline.bound(60) == 30 and deadline.bound(60, reserve=20) == 10
+    clock.now += 100
+    assert deadline.remaining() == 0 and deadline.expired() and deadline.bound(60) == SHORTEST_WAIT
+    assert not Deadline.never().expired(10**9) and not Deadline.never().bounded
