@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-# What the run keeps, at the end, for writing undelivered records to the outbox and sending or keeping the run record.
+# What the run keeps, at the end, for writing undelivered records to the outbox and sending or keeping the run record
+# (at most this, or a fifth of a short functionTimeout).
 RESERVE_FOR_RECORDS = 60.0
 # A network wait shorter than this is not worth starting: the answer could not come in time.
 SHORTEST_WAIT = 1.0
@@ -27,10 +28,13 @@ HOST_MARGIN = 30.0
 class Deadline:
     ends_at: float  # on ``clock``'s scale (monotonic seconds)
     clock: Callable[[], float] = field(default=time.monotonic, compare=False)
+    reserve: float = RESERVE_FOR_RECORDS  # kept, at the end, for the outbox and the run record
 
     @classmethod
-    def after(cls, seconds: float, clock: Callable[[], float] = time.monotonic) -> Deadline:
-        return cls(clock() + seconds, clock)
+    def after(
+        cls, seconds: float, clock: Callable[[], float] = time.monotonic, reserve: float = RESERVE_FOR_RECORDS
+    ) -> Deadline:
+        return cls(clock() + seconds, clock, reserve)
 
     @classmethod
     def never(cls) -> Deadline:
@@ -54,7 +58,11 @@ class Deadline:
 
     def cut(self, seconds: float) -> Deadline:
         """An earlier deadline: this one less ``seconds`` (for a step that must leave time to those after it)."""
-        return Deadline(self.ends_at - seconds, self.clock)
+        return Deadline(self.ends_at - seconds, self.clock, self.reserve)
+
+    def delivery_over(self) -> bool:
+        """No network delivery may start now: only the reserve is left (for the outbox and the run record)."""
+        return self.expired(self.reserve)
 
 
 def parse_function_timeout(value: str) -> timedelta:
@@ -69,4 +77,5 @@ def parse_function_timeout(value: str) -> timedelta:
 def run_deadline(function_timeout: timedelta, clock: Callable[[], float] = time.monotonic) -> Deadline:
     """The run's deadline under the Function: ``functionTimeout`` less the host's margin (at least half of it)."""
     total = function_timeout.total_seconds()
-    return Deadline.after(max(total / 2, total - HOST_MARGIN), clock)
+    run = max(total / 2, total - HOST_MARGIN)
+    return Deadline.after(run, clock, reserve=min(RESERVE_FOR_RECORDS, run / 5))

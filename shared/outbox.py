@@ -32,7 +32,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.deadline import RESERVE_FOR_RECORDS, Deadline
+from shared.deadline import Deadline
 from shared.ports import Sink, SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
 from shared.redaction import redact
@@ -279,7 +279,7 @@ class ReliableSink:
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
-        if self.sink_failure is None and self.deadline.expired(RESERVE_FOR_RECORDS):
+        if self.sink_failure is None and self.deadline.delivery_over():
             self._trip(f"the run's time is almost up ({self.deadline.remaining():.0f} s left): no more delivery tried")
         if self.sink_failure is None:
             try:
@@ -319,7 +319,7 @@ class ReliableSink:
         is still down, and the breaker opens), or when ``until`` (the share of the run's time the replay may use)
         has passed: what is left stays for the next run. Never raises for the outbox's sake: an outbox that fails is
         logged and counted, and the run goes on."""
-        until = until or self.deadline.cut(RESERVE_FOR_RECORDS)
+        until = until or self.deadline.cut(self.deadline.reserve)
         try:
             items = self.outbox.items()
         except Exception as exc:  # an unreadable outbox must not stop this run's collection

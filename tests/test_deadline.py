@@ -44,3 +44,14 @@ def test_waits_are_bounded_by_what_is_left() -> None:
     clock.now += 100
     assert deadline.remaining() == 0 and deadline.expired() and deadline.bound(60) == SHORTEST_WAIT
     assert not Deadline.never().expired(10**9) and not Deadline.never().bounded
+
+
+def test_a_short_function_timeout_keeps_a_fifth_of_the_run_for_the_records() -> None:
+    clock = Clock()
+    assert run_deadline(timedelta(seconds=20), clock).reserve == 2  # 10 s run, 2 s reserve
+    assert run_deadline(timedelta(minutes=30), clock).reserve == 60
+    deadline = run_deadline(timedelta(seconds=20), clock)
+    clock.now += 7.9
+    assert not deadline.delivery_over()
+    clock.now += 0.2
+    assert deadline.delivery_over()
