@@ -25,8 +25,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from shared.transport import EndpointPolicy as EndpointPolicy  # re-exported: settings and tests name it here
 
 LOGS_INGESTION_SUFFIXES = (".ingest.monitor.azure.com", ".ingest.monitor.azure.us", ".ingest.monitor.azure.cn")
 KEY_VAULT_SUFFIXES = (".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn")
@@ -38,14 +39,7 @@ AWS_ENDPOINT_SETTING = re.compile(r"^AWS_ENDPOINT_URL(_[A-Z0-9_]+)?$", re.ASCII)
 _LABELS = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.ASCII)
 
 
-@dataclass(frozen=True)
-class EndpointPolicy:
-    """Hosts a token may go to beyond the clouds' own domains. Empty in production; tests add their fakes' hosts
-    (``127.0.0.1``, ``localhost``, a fake Data Collector domain) through ``ClientOptions``."""
-
-    extra_azure_hosts: frozenset[str] = frozenset()
-
-
+# The clouds' own domains only. EndpointPolicy itself lives in shared/transport.py, with ClientOptions that carries it.
 PRODUCTION = EndpointPolicy()
 
 

@@ -13,8 +13,8 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 import function_app
-from shared.collector import DeliveryDeferredError
 from shared.demo import SeededOrganization, seed_organization
+from shared.errors import DeliveryDeferredError
 from shared.outbox import DEAD_LETTER, item_name, parse_item_name
 from shared.records import KEYS_TABLE
 from tests.azure_fakes import (  # noqa: F401 - fixtures
@@ -27,7 +27,7 @@ from tests.azure_fakes import (  # noqa: F401 - fixtures
 )
 from tests.support.aws_proxy import AwsProxy
 from tests.support.azurite import StorageTokenCredential
-from tests.test_function_app import CONTRACT_SETTINGS, RULE_ID, run_function
+from tests.support.function_host import CONTRACT_SETTINGS, RULE_ID, run_function
 
 KEYS_STREAM, RUNS_STREAM = "Custom-AwsIamAccessKeys", "Custom-AwsIamKeyCollectorRuns"
 

@@ -24,7 +24,7 @@ from shared.composition import ClientOptions
 from shared.outbox import FileOutbox, Outbox, ReliableSink
 from shared.records import KEYS_TABLE
 from tests.support.azurite import StorageTokenCredential, azurite_blob
-from tests.test_outbox import FlakySink
+from tests.support.sinks import FlakySink
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = 15  # the shortest blob lease: the killed run's claim lapses this long after its last renewal
