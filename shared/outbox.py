@@ -304,6 +304,10 @@ class ReliableSink:
             self.stats.last_error = reason
             log.warning("%s sink failed; the rest of this run goes straight to the outbox: %s", self.inner.name, reason)
 
+    def keep(self, table: Table, rows: Sequence[dict[str, Any]], reason: str) -> None:
+        """Put rows straight into the outbox, without trying the sink (the sink is busy past the run's deadline)."""
+        self._keep(table, rows, reason)
+
     def _keep(self, table: Table, rows: Sequence[dict[str, Any]], reason: str) -> None:
         try:
             self.outbox.put(table, rows, datetime.now(UTC))
