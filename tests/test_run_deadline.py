@@ -92,3 +92,31 @@ def test_a_sink_that_never_answers_cannot_make_the_host_kill_the_run(
         mine = [k for k in keys if k["RunId"] == run["RunId"]]
         assert len(mine) == len({k["AccessKeyFingerprint"] for k in mine}) == org.expected_keys
     assert outbox.items() == []
+
+
+def test_a_key_vault_failure_for_the_workspace_key_still_yields_the_run_record(
+    aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """data_collector reads its workspace key from Key Vault; when that fails, the run still collects, and its
+    records and its run record wait in the outbox with the reason (before: the invocation failed before the run)."""
+    from tests.azure_fakes import DATA_COLLECTOR_DOMAIN, WORKSPACE_ID
+
+    for name in CONTRACT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    azure.vault.secrets = org.secrets()  # the AWS key pair, but no workspace key: SecretNotFound
+    for name, value in {"COLLECTOR_SCHEDULE": "0 0 */6 * * *", "KEY_VAULT_URL": f"{azure.vault.url}/",
+                        "AWS_ROLE_ARN": org.home_role_arn, "AWS_EXTERNAL_ID": org.external_id,
+                        "LOG_SINK": "data_collector", "LOG_ANALYTICS_WORKSPACE_ID": WORKSPACE_ID,
+                        "LOG_ANALYTICS_DOMAIN": DATA_COLLECTOR_DOMAIN, "FILE_SINK_DIR": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(function_app, "CLIENT_OPTIONS", azure.options())
+    with pytest.raises(DeliveryDeferredError) as info:
+        run_function()
+    assert "log-analytics-workspace-key" in str(info.value) and "Key Vault" in str(info.value)
+    outbox = FileOutbox(tmp_path / "outbox")
+    kept = {item.table.table: item for item in outbox.items()}
+    runs = [json.loads(line) for line in (outbox.directory / kept["AwsIamKeyCollectorRuns_CL"].name).read_text()
+            .splitlines()]
+    (run,) = runs
+    assert run["Status"] == "Succeeded" and run["RecordsDeferred"] == run["KeysCollected"] > 0
+    assert azure.collector.posts == []
