@@ -95,6 +95,20 @@ def test_outbox_table_says_what_the_test_asserts(cell: OutboxCell) -> None:
     assert outbox_table()[cell.fault] == cell.outcome
 
 
+def test_every_guarantee_is_asserted_by_a_named_test_that_exists() -> None:
+    guarantees = section("Failure behaviour").split("### What is guaranteed", 1)[1]
+    assert "at least once, and the queries count a row once" in guarantees
+    header, _, *rows = tables(guarantees)[0]
+    assert header == ["Guarantee", "Asserted by"] and len(rows) >= 10
+    defined = {m for p in (ROOT / "tests").glob("test_*.py")
+               for m in re.findall(r"^def (test_\w+)\(", p.read_text(encoding="utf-8"), re.M)}
+    for guarantee, tests in rows:
+        named = re.findall(r"`(test_\w+)`", tests)
+        assert named, f"no test named for: {guarantee}"
+        missing = [t for t in named if t not in defined]
+        assert not missing, f"{missing} named for '{guarantee[:60]}...' do not exist"
+
+
 def test_the_two_commands_are_what_make_and_ci_run() -> None:
     commands = section("Try it — two commands")
     assert re.search(r"^make demo\b", commands, re.M) and re.search(r"^make test\b", commands, re.M)
