@@ -55,3 +55,18 @@ def test_a_short_function_timeout_keeps_a_fifth_of_the_run_for_the_records() -> 
     assert not deadline.delivery_over()
     clock.now += 0.2
     assert deadline.delivery_over()
+
+
+def test_aws_clients_made_late_in_the_run_wait_no_longer_than_it_has_left() -> None:
+    from shared.aws import AwsClientFactory
+
+    clock = Clock()
+    deadline = Deadline.after(35, clock, reserve=5)
+    factory = AwsClientFactory("us-east-1", max_attempts=3, deadline=deadline)
+    early = factory.client("sts").meta.config
+    assert (early.read_timeout, early.connect_timeout) == (10, 10)  # 30 s left for 3 attempts
+    clock.now += 27  # 3 s left before the reserve: each of the 3 attempts gets 1 s
+    late = factory.client("iam").meta.config
+    assert (late.read_timeout, late.connect_timeout) == (1, 1)
+    unbounded = AwsClientFactory("us-east-1").client("iam").meta.config
+    assert (unbounded.read_timeout, unbounded.connect_timeout) == (60, 10)  # the command line: production's own
