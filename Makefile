@@ -34,7 +34,8 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-# Azurite (Azure Storage emulator) for the blob outbox tests, from the npm registry.
+# Azurite (Azure Storage emulator) for the blob outbox tests and the Kusto language service for the KQL check,
+# from the npm registry.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@

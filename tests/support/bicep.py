@@ -1,0 +1,94 @@
+"""Reading infra/*.bicep without a Bicep compiler: pycep-parser's tree, plus the few helpers several tests need.
+
+pycep drops the quotes of string literals, so a string in its tree is either a literal or an expression (a
+parameter, variable, resource or module name, or a literal with ``${...}`` interpolations); ``is_literal`` tells
+them apart by the names the file declares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pycep
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+
+
+def bicep_files() -> list[Path]:
+    """Every Bicep file the project deploys (main.bicep and every module, present and future)."""
+    return sorted(INFRA.rglob("*.bicep"))
+
+
+@cache
+def _parse_cached(path: Path, text: str) -> dict[str, Any]:
+    return dict(pycep.BicepParser().parse(text=text))
+
+
+def parse(path: Path, text: str | None = None) -> dict[str, Any]:
+    return _parse_cached(path, path.read_text(encoding="utf-8") if text is None else text)
+
+
+def declared_names(tree: dict[str, Any]) -> set[str]:
+    """Names an expression in this file can refer to."""
+    names: set[str] = set()
+    for section in ("parameters", "variables", "resources", "modules", "outputs"):
+        names |= set(tree.get(section) or {})
+    return names
+
+
+def is_literal(value: Any, names: set[str]) -> bool:
+    """Whether a pycep value is a literal written in the file (not an expression computed at deployment)."""
+    if isinstance(value, bool | int | float) or value is None:
+        return True
+    if isinstance(value, str):
+        return "${" not in value and value.split(".")[0].split("[")[0] not in names
+    return False
+
+
+def body(resource: dict[str, Any]) -> dict[str, Any]:
+    """The object of a resource or module declaration, through an ``if (...)`` condition and a ``for`` loop."""
+    config = resource["config"]
+    while isinstance(config, dict) and ("condition" in config or "loop_type" in config):
+        config = config.get("config", config)
+        if "condition" not in config and "loop_type" not in config:
+            break
+    return dict(config)
+
+
+def walk(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    yield path, node
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from walk(value, (*path, str(key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, (*path, str(index)))
+
+
+def function_call(value: Any) -> tuple[str, dict[str, Any]] | None:
+    """(name, parameters) of a pycep function-call value, else None."""
+    if isinstance(value, dict) and isinstance(value.get("function"), dict):
+        function = value["function"]
+        return str(function["type"]), dict(function.get("parameters") or {})
+    return None
+
+
+def loaded_text(value: Any, base: Path, variables: dict[str, Any]) -> str | None:
+    """The text a Bicep expression evaluates to at build time, when it is a loadTextContent() (optionally inside a
+    replace() whose replacement is not literal: the file's own text is what the checks compile), a variable holding
+    one, or a plain literal; None when it is none of these."""
+    if isinstance(value, str) and value in variables:
+        return loaded_text(variables[value]["value"], base, variables)
+    call = function_call(value)
+    if call is None:
+        return value if isinstance(value, str) and "${" not in value else None
+    name, params = call
+    if name == "load_text_content":
+        return (base.parent / params["file_path"]).read_text(encoding="utf-8")
+    if name == "replace":
+        return loaded_text(params["original_string"], base, variables)
+    return None
