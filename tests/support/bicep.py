@@ -52,11 +52,16 @@ def is_literal(value: Any, names: set[str]) -> bool:
 def body(resource: dict[str, Any]) -> dict[str, Any]:
     """The object of a resource or module declaration, through an ``if (...)`` condition and a ``for`` loop."""
     config = resource["config"]
-    while isinstance(config, dict) and ("condition" in config or "loop_type" in config):
-        config = config.get("config", config)
-        if "condition" not in config and "loop_type" not in config:
-            break
+    while isinstance(config, dict) and "config" in config and ("condition" in config or "loop_type" in config):
+        config = config["config"]
     return dict(config)
+
+
+def loop_names(resource: dict[str, Any]) -> set[str]:
+    """The item and index names a ``for`` loop declares (expressions may use them)."""
+    loop = resource["config"].get("loop_type") if isinstance(resource["config"], dict) else None
+    detail = (loop or {}).get("detail") or {}
+    return {str(v) for k, v in detail.items() if k in ("item_name", "index_name") and v}
 
 
 def walk(node: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
