@@ -617,7 +617,8 @@ def test_home_role_assumes_member_roles_only_inside_its_organization_by_default(
     # A plain string, not !Sub: ${aws:PrincipalOrgID} is an IAM policy variable, resolved by IAM at request time.
     assert inside["Condition"] == {"StringEquals": {"aws:ResourceOrgID": "${aws:PrincipalOrgID}"}}
     assert {k: v for k, v in inside.items() if k != "Condition"} == anywhere
-    assert tpl["Conditions"]["OrganizationOnly"] == {"Fn::Equals": [{"Ref": "MemberAccountsOutsideOrganization"}, "false"]}
+    outside = {"Ref": "MemberAccountsOutsideOrganization"}
+    assert tpl["Conditions"]["OrganizationOnly"] == {"Fn::Equals": [outside, "false"]}
     assert tpl["Parameters"]["MemberAccountsOutsideOrganization"]["Default"] == "false"
 
 
@@ -657,7 +658,8 @@ def test_home_role_trust_for_web_identity_is_the_managed_identity_through_entra_
     # No default audience: the collector's own Entra application's URI (azd output), required in web_identity mode,
     # and never Entra's shared token-exchange audience.
     assert tpl["Parameters"]["Audience"]["Default"] == ""
-    (rule,) = [r for r in tpl["Rules"].values() if r["RuleCondition"] == {"Fn::Equals": [{"Ref": "AuthMode"}, "web_identity"]}]
+    web_identity = {"Fn::Equals": [{"Ref": "AuthMode"}, "web_identity"]}
+    (rule,) = [r for r in tpl["Rules"].values() if r["RuleCondition"] == web_identity]
     asserted = [a["Assert"] for a in rule["Assertions"]]
     assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "Audience"}, ""]}]} in asserted
     assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "Audience"}, "api://AzureADTokenExchange"]}]} in asserted
