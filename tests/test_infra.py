@@ -26,6 +26,7 @@ cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml")
 
 from shared import settings as settings_module  # noqa: E402
 from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns  # noqa: E402
+from tests.support.contract import CONTRACT_VALUES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -42,10 +43,6 @@ REQUIRED_SETTINGS = {
     "AZURE_CLIENT_ID",
     "COLLECTOR_SCHEDULE",
 }
-# Contract values of settings that have no default in the code.
-# AWS_WEB_IDENTITY_AUDIENCE is the Application ID URI of the collector's own Entra application (set by the azd hook
-# infra/hooks/entra-app.sh), so the deployment's default is empty, and a guard refuses web_identity without it.
-CONTRACT_VALUES = {"COLLECTOR_SCHEDULE": "0 0 */6 * * *", "AWS_WEB_IDENTITY_AUDIENCE": ""}
 
 ROLE = {
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
@@ -414,6 +411,8 @@ def test_settings_default_to_the_contract() -> None:
     for name, value in expected.items():
         assert setting_default(settings[name]) == value, f"{name}: default differs from the contract"
     assert setting_default(settings["AWS_ROLE_ARN"]) == ""  # set after the AWS stack exists (docs/deploy.md)
+    # the collector's own Entra application's ID URI, set by the azd hook; a guard refuses web_identity without it
+    assert setting_default(settings["AWS_WEB_IDENTITY_AUDIENCE"]) == ""
 
 
 def test_host_settings_are_identity_based() -> None:

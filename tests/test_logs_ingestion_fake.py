@@ -20,7 +20,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.monitor.ingestion import LogsIngestionClient
 
 from shared.azure import build_credential
-from shared.ports import SinkError
+from shared.errors import SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns
 from shared.sinks.logs_ingestion_sink import LogsIngestionSink
 from tests.azure_fakes import (  # noqa: F401 - fixtures
