@@ -11,6 +11,7 @@ tests/support/kql_check.js) against the schema of the tables the product writes 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from functools import cache
@@ -35,6 +36,7 @@ KUSTO_TYPES = {"string": "string", "int": "int", "long": "long", "boolean": "boo
 # What a workbook substitutes for its parameters when it runs a query: the multi-select "Account" parameter with
 # its "All" value, which the queries' filter spells '*'.
 WORKBOOK_PARAMETERS = {"{Account}": "'*'"}
+WORKBOOK_PARAMETER = re.compile(r"\{[A-Za-z_]\w*(?::[\w-]+)?\}")  # {Name} or {Name:format}
 
 
 def table_schemas() -> dict[str, list[tuple[str, str]]]:
@@ -77,7 +79,11 @@ def workbook_queries() -> dict[str, str]:
                 text = value["query"]
                 for parameter, substitute in WORKBOOK_PARAMETERS.items():
                     text = text.replace(parameter, substitute)
-                found[f"{path.relative_to(ROOT)}:{'/'.join(where)}"] = text
+                name = f"{path.relative_to(ROOT)}:{'/'.join(where)}"
+                left = WORKBOOK_PARAMETER.findall(text)
+                assert not left, f"{name}: workbook parameter(s) {left}: add what the workbook substitutes for them " \
+                    "to WORKBOOK_PARAMETERS in tests/support/kusto.py"
+                found[name] = text
     return found
 
 
