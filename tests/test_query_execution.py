@@ -77,7 +77,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DataSet:
 @pytest.fixture(scope="module")
 def two_runs(demo: DataSet) -> DataSet:
     """The demo's run moved two hours back, then a second run now: the Sandbox account failed, one Management key
-    became due for rotation, one key row and the run record arrived twice."""
+    became due for rotation, a key row of each run (one the root key) and the second run record arrived twice."""
     (first_run,) = demo.runs
     failed_account = next(k["AccountId"] for k in demo.keys if k["AccountName"] == "Sandbox")
     earlier = timedelta(hours=-2)
@@ -90,7 +90,8 @@ def two_runs(demo: DataSet) -> DataSet:
         {**k, "RunId": second_id, "RotationDue": True if k is newly_due else k["RotationDue"]}
         for k in demo.keys if k["AccountId"] != failed_account
     ]
-    keys += [*second_keys, second_keys[0]]  # delivered twice
+    root_key = next(k for k in keys if k["IsRootKey"])
+    keys += [*second_keys, second_keys[0], root_key]  # a row of each run delivered twice
     second_run = {**first_run, "RunId": second_id, "Status": "PartiallySucceeded",
                   "AccountsSucceeded": first_run["AccountsTotal"] - 1, "AccountsFailed": 1,
                   "KeysCollected": len(second_keys),
@@ -313,6 +314,7 @@ def test_cli_summary_agrees_with_findings_by_account(demo: DataSet) -> None:
 # --------------------------------------------------------------------------------------------------------------------
 # A wrong query fails: mutants of the shipped texts.
 
+DEDUPE = "\n    | summarize arg_max(TimeGenerated, *) by RunId, AccessKeyFingerprint;\nlet newestPerAccount"
 MUTANTS = [
     ("rotation-due.kql", "| where RotationDue\n", "| where not(RotationDue)\n"),
     ("findings-summary.kql", "UnusedKeys = countif(Unused)", "UnusedKeys = countif(NeverUsed)"),
@@ -320,10 +322,14 @@ MUTANTS = [
     ("latest-snapshot.kql", "| extend Stale = true)", "| extend Stale = false)"),
     ("alert-rotation-due-new.kql", "!in (dueBefore)", "in (dueBefore)"),
     ("failing-accounts.kql", "Failures = count()", "Failures = dcount(RunId) * 2"),
+    # without the de-duplication a row delivered twice is counted twice
+    ("alert-rotation-due-new.kql", DEDUPE, ";\nlet newestPerAccount"),
+    ("alert-root-key.kql", DEDUPE, ";\nlet newestPerAccount"),
+    ("findings-summary.kql", "\n    | summarize arg_max(TimeGenerated, *) by RunId, AccessKeyFingerprint;", ";"),
 ]
 
 
-@pytest.mark.parametrize(("name", "old", "new"), MUTANTS, ids=[m[0] for m in MUTANTS])
+@pytest.mark.parametrize(("name", "old", "new"), MUTANTS, ids=[f"{m[0]}-{i}" for i, m in enumerate(MUTANTS)])
 def test_a_wrong_query_disagrees(name: str, old: str, new: str, demo: DataSet, two_runs: DataSet) -> None:
     text = (QUERIES / name).read_text(encoding="utf-8")
     assert old in text, f"{old!r} not in {name}: update the mutant"
