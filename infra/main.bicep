@@ -404,7 +404,9 @@ module keyVault 'modules/keyvault.bicep' = {
     tags: tags
     enablePurgeProtection: enableKeyVaultPurgeProtection
     workspaceResourceId: workspaceResourceId
-    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+    // vnetEnabled: the private endpoint only, or with allowed ranges the public endpoint for them only.
+    publicNetworkAccess: vnetEnabled && empty(keyVaultAllowedIpRanges) ? 'Disabled' : 'Enabled'
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
     allowedIpRanges: vnetEnabled && !empty(keyVaultAllowedIpRanges) ? split(keyVaultAllowedIpRanges, ',') : []
   }
 }

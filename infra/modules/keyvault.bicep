@@ -21,15 +21,18 @@ param workspaceResourceId string
   'Enabled'
   'Disabled'
 ])
-@description('Disabled with vnetEnabled: the app then reaches the vault through a private endpoint (modules/network.bicep).')
+@description('Disabled with vnetEnabled and no allowedIpRanges: the app then reaches the vault through a private endpoint (modules/network.bicep).')
 param publicNetworkAccess string = 'Enabled'
 
-@description('With public access disabled: IP addresses or CIDR ranges that may still reach the vault (the operator putting the AWS key there).')
-param allowedIpRanges array = []
+@allowed([
+  'Allow'
+  'Deny'
+])
+@description('Deny with vnetEnabled: only the private endpoint and allowedIpRanges reach the vault.')
+param networkDefaultAction string = 'Allow'
 
-var closed = publicNetworkAccess == 'Disabled'
-// With allowed ranges the public endpoint stays on for them only (default action Deny).
-var vaultPublicNetworkAccess = closed && empty(allowedIpRanges) ? 'Disabled' : 'Enabled'
+@description('With networkDefaultAction Deny: IP addresses or CIDR ranges that may still reach the vault (the operator putting the AWS key there).')
+param allowedIpRanges array = []
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: without vnetEnabled the Function App on the Flex Consumption plan has no fixed outbound address, so the firewall stays open; access is Entra ID RBAC only (no access policies, no keys). With vnetEnabled the default action is Deny.
@@ -53,10 +56,10 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enabledForDeployment: false
     enabledForDiskEncryption: false
     enabledForTemplateDeployment: false
-    publicNetworkAccess: vaultPublicNetworkAccess
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: closed ? 'Deny' : 'Allow'
+      defaultAction: networkDefaultAction
       ipRules: [for range in allowedIpRanges: {
         value: range
       }]
