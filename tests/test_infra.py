@@ -4,8 +4,9 @@ Every .bicep file is parsed with pycep-parser; the tests then check what the iss
 guarantee: the custom tables and the data collection rule declare exactly the fields of ``shared.records`` (so code
 and infrastructure cannot drift), every role assignment is named with guid(), the workspace key is read only on the
 opt-in legacy path, every app setting the code reads is set with the contract's default, and the security settings
-(https only, no shared keys, no local auth, RBAC vault with soft delete; purge protection on request) are in place. The CloudFormation
-templates are loaded with cfn-lint's decoder and their IAM policies compared with the least-privilege sets.
+(https only, no shared keys, no local auth, RBAC vault with soft delete; purge protection on request) are in place.
+The CloudFormation templates are loaded with cfn-lint's decoder and their IAM policies compared with the
+least-privilege sets.
 """
 
 from __future__ import annotations
