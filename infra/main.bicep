@@ -216,6 +216,9 @@ param vnetEnabled bool = false
 @description('vnetEnabled only: comma-separated public IP addresses or CIDR ranges (e.g. your workstation\'s) that may still reach Key Vault, to put the AWS key there in access_key mode. Empty: none.')
 param keyVaultAllowedIpRanges string = ''
 
+@description('The workspace is a Microsoft Sentinel workspace (already onboarded): also deploy every alert as a Sentinel analytics rule, and hunting queries for the AWSCloudTrail usage join. Off by default: nothing Sentinel-specific is deployed.')
+param sentinelWorkspace bool = false
+
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -386,6 +389,23 @@ module alerts 'modules/alerts.bicep' = {
     namePrefix: 'aws-iam-keys-${resourceToken}'
     actionGroupId: alertActionGroupId
     alertEmailAddress: alertEmailAddress
+    collectorSilentAfterHours: collectorSilentAfterHours
+    runFailedWindowHours: runFailedWindowHours
+  }
+  // The rules' tables must exist.
+  dependsOn: [
+    customTables
+  ]
+}
+
+// Microsoft Sentinel, only when asked: the same alerts as analytics rules, and hunting queries, on the workspace (in
+// its own resource group, like the tables).
+module sentinel 'modules/sentinel.bicep' = if (sentinelWorkspace) {
+  name: 'sentinel-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroupName)
+  params: {
+    sentinelWorkspace: sentinelWorkspace
+    workspaceName: workspaceName
     collectorSilentAfterHours: collectorSilentAfterHours
     runFailedWindowHours: runFailedWindowHours
   }

@@ -31,6 +31,9 @@ WORKSPACE_TYPE = "microsoft.operationalinsights/workspaces"
 ACCOUNT_FILTER = "| where '*' in ({Account}) or AccountId in ({Account})"
 DEFAULT_LOOKBACK_DAYS = 7
 CHART_SUFFIX = "-chart"  # the name of an item charting a query that also has a table
+TAB_PARAMETER = "selectedTab"  # set by the tab strip; each tab is a group shown when it holds that tab's value
+# (value, label) of the tabs, the first one shown when the workbook opens.
+TABS = (("keys", "Keys and findings"), ("usage", "Where keys are used"), ("changes", "What changed"))
 
 # The findings-by-account bar chart: one series per finding of the catalogue, in its order.
 FINDING_SERIES = [finding.column for finding in FINDINGS]
@@ -108,6 +111,35 @@ def group_item(name: str, title: str, items: list[dict[str, Any]], *, expanded: 
     }
 
 
+def tabs_item() -> dict[str, Any]:
+    """The tab strip: each link sets the selectedTab parameter; the groups below show for their value."""
+    return {
+        "type": 11,
+        "content": {
+            "version": "LinkItem/1.0",
+            "style": "tabs",
+            "links": [
+                {"id": _id(f"tab/{value}"), "cellValue": TAB_PARAMETER, "linkTarget": "parameter",
+                 "linkLabel": label, "subTarget": value, "style": "link"}
+                for value, label in TABS
+            ],
+        },
+        "name": "tabs",
+    }
+
+
+def tab_group(tab: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A tab's content: a plain group shown only while its tab is selected."""
+    if tab not in dict(TABS):
+        raise ValueError(f"no tab {tab!r} in TABS")
+    return {
+        "type": 12,
+        "content": {"version": "NotebookGroup/1.0", "groupType": "editable", "items": items},
+        "conditionalVisibility": {"parameterName": TAB_PARAMETER, "comparison": "isEqualTo", "value": tab},
+        "name": f"tab-{tab}",
+    }
+
+
 def parameters_item() -> dict[str, Any]:
     text = query_text("accounts")
     return {
@@ -147,7 +179,21 @@ INTRO = """# AWS IAM access keys
 Every access key of the AWS organization, as the collector last saw it (tables `AwsIamAccessKeys_CL` and
 `AwsIamKeyCollectorRuns_CL`). The findings come from the newest successful or partially successful run; an account
 that failed in that run shows its keys from its own newest earlier run, marked **Stale**. The queries are the files in
-the repository's `queries/` folder."""
+the repository's `queries/` folder. The tabs: the keys and their findings, where each key is used from (CloudTrail),
+and what changed between runs."""
+
+USAGE_INTRO = """### Where each key is used from
+
+The calls `AWSCloudTrail` logged for each key of the latest snapshot, joined on `AccessKeyFingerprint` (the first 16
+hex characters of SHA-256 of `UserIdentityAccessKeyId`): source IPs, countries, networks, user agents, services,
+regions, error rate, first and last call. `AWSCloudTrail` is written by Microsoft Sentinel's **Amazon Web Services**
+connector; without it the first row says so. Root keys show no calls (their ids are not in the inventory)."""
+
+CHANGES_INTRO = """### What changed between runs
+
+Key lifecycle events between consecutive good snapshots of each account (a run an account failed in is no snapshot of
+it): Created, Deactivated, Reactivated, Deleted, Rotated (a user's key replaced by a newer one), RootKeyAppeared,
+RootKeyRemoved. The time is the run that saw the change."""
 
 
 def build_workbook() -> dict[str, Any]:
@@ -175,25 +221,42 @@ def build_workbook() -> dict[str, Any]:
         table_item("failing-accounts", "Accounts failing (7 days)", width=70),
         query_item("collector-runs", "Runs (7 days)", "table", extra={"gridSettings": {"filter": True}}),
     ])
+    usage = tab_group("usage", [
+        text_item("usage-intro", USAGE_INTRO),
+        table_item("key-usage", "Where each key is used from (AWSCloudTrail, 7 days)"),
+        table_item("key-usage-sources", "Keys by source IP (7 days)"),
+    ])
+    changes = tab_group("changes", [
+        text_item("changes-intro", CHANGES_INTRO),
+        query_item("key-changes-per-day", "Key changes per day (30 days)", "timechart",
+                   extra={"chartSettings": {"xAxis": "TimeGenerated", "yAxis": ["Events"], "group": "EventType",
+                                            "showLegend": True}}),
+        table_item("key-changes", "Key changes (30 days)"),
+    ])
     return {
         "version": "Notebook/1.0",
         "items": [
             text_item("intro", INTRO),
             parameters_item(),
-            tiles,
-            trend,
-            by_account_chart,
-            table_item("findings-by-account", "Keys and findings per account", width=50),
-            group_item("drill-down", "Findings", [
-                table_item("root-keys", "Root-account access keys (CIS 1.4)"),
-                table_item("rotation-due", "Keys due for rotation"),
-                table_item("unused-keys", "Unused and never-used active keys"),
-                table_item("two-active-keys", "Users with two active keys"),
+            tabs_item(),
+            tab_group("keys", [
+                tiles,
+                trend,
+                by_account_chart,
+                table_item("findings-by-account", "Keys and findings per account", width=50),
+                group_item("drill-down", "Findings", [
+                    table_item("root-keys", "Root-account access keys (CIS 1.4)"),
+                    table_item("rotation-due", "Keys due for rotation"),
+                    table_item("unused-keys", "Unused and never-used active keys"),
+                    table_item("two-active-keys", "Users with two active keys"),
+                ]),
+                group_item("all-keys", "All keys (latest snapshot)", [
+                    table_item("latest-snapshot", "Latest snapshot per key"),
+                ], expanded=False),
+                health,
             ]),
-            group_item("all-keys", "All keys (latest snapshot)", [
-                table_item("latest-snapshot", "Latest snapshot per key"),
-            ], expanded=False),
-            health,
+            usage,
+            changes,
         ],
         "fallbackResourceIds": [WORKSPACE_PLACEHOLDER],
         "$schema": "https://github.com/Microsoft/Application-Insights-Workbooks/blob/master/schema/workbook.json",

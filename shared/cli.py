@@ -171,8 +171,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Two runs with key changes in between (one key created, deactivated, deleted and rotated), so that the report's
+    change timeline has something to show; the summary is the second run's."""
     from shared.composition import compose
-    from shared.demo import demo_environment, endpoint_env, moto_server, seed_organization
+    from shared.demo import change_keys, demo_environment, endpoint_env, moto_server, seed_organization
     from shared.report import write_report
 
     out_dir = args.out
@@ -182,15 +184,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys at {endpoint}",
               file=sys.stderr)
         settings = load_settings(demo_environment(seeded, out_dir))
-        with compose(settings, progress=TerminalProgress(), secrets=InMemorySecrets(seeded.secrets())) as collector:
-            result = collector.run()
+        results = []
+        changes: list[str] = []
+        for n in (1, 2):
+            if n == 2:
+                changes = change_keys(seeded)
+                print("Between the two runs:", file=sys.stderr)
+                for line in changes:
+                    print(f"  {line}", file=sys.stderr)
+            print(f"Run {n} of 2", file=sys.stderr)
+            with compose(settings, progress=TerminalProgress(),
+                         secrets=InMemorySecrets(seeded.secrets())) as collector:
+                results.append(collector.run())
+    result = results[-1]
     keys_path = Path(out_dir) / KEYS_TABLE.file_name
     print()
     print(summarize(result, read_run_rows(keys_path, result.run.run_id)))
     print()
+    print("Changed between the two runs (the report's timeline): " + "; ".join(changes))
     print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
     print(f"Report: {write_report(out_dir)}")
-    return 0 if result.status == RUN_SUCCEEDED else 1
+    return 0 if all(r.status == RUN_SUCCEEDED for r in results) else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

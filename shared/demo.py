@@ -257,6 +257,61 @@ def seed_organization(
     return seeded
 
 
+@dataclass(frozen=True)
+class KeyChangeSpec:
+    """A change an operator (or an attacker) makes between two runs, so that the second run has something to show."""
+
+    action: str  # "create", "deactivate", "delete" or "rotate" (create a new key, delete the oldest)
+    account: str  # account name, as in DEMO_ORGANIZATION
+    user: str
+
+
+# Between the demo's two runs: one of each lifecycle event the change timeline shows.
+DEMO_CHANGES: tuple[KeyChangeSpec, ...] = (
+    KeyChangeSpec("create", "Production", "frank"),  # a user with no key gets one: Created
+    KeyChangeSpec("deactivate", "Management", "erin"),  # a never-used key switched off: Deactivated
+    KeyChangeSpec("delete", "Sandbox", "legacy-app"),  # the 1000-day-old key removed: Deleted
+    KeyChangeSpec("rotate", "Management", "alice"),  # the 200-day-old key replaced: Created, Deleted, Rotated
+)
+CHANGE_ACTIONS = ("create", "deactivate", "delete", "rotate")
+
+
+def change_keys(seeded: SeededOrganization, changes: tuple[KeyChangeSpec, ...] = DEMO_CHANGES) -> list[str]:
+    """Apply ``changes`` to the emulated organization through IAM's own API (as its account's admin); returns one
+    line per change saying what was done (no key id: the full id is never printed)."""
+    ids = {name: account_id for account_id, name in seeded.accounts.items()}
+    done = []
+    for change in changes:
+        if change.action not in CHANGE_ACTIONS:
+            raise ValueError(f"demo key change: unknown action {change.action!r}; use one of "
+                             f"{', '.join(CHANGE_ACTIONS)}")
+        if change.account not in ids:
+            raise ValueError(f"demo key change: no account named {change.account!r} in the demo organization")
+        account_id = ids[change.account]
+        credentials = None if account_id == MANAGEMENT_ACCOUNT_ID else _assume(
+            seeded.endpoint_url, f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole")
+        iam = _client("iam", seeded.endpoint_url, credentials)
+        keys = sorted(iam.list_access_keys(UserName=change.user)["AccessKeyMetadata"], key=lambda k: k["CreateDate"])
+        if change.action in ("create", "rotate"):
+            iam.create_access_key(UserName=change.user)
+        if change.action in ("deactivate", "delete", "rotate") and not keys:
+            raise ValueError(f"demo key change: {change.account}/{change.user} has no key to {change.action}")
+        if change.action == "deactivate":
+            iam.update_access_key(UserName=change.user, AccessKeyId=keys[0]["AccessKeyId"], Status="Inactive")
+        elif change.action in ("delete", "rotate"):
+            iam.delete_access_key(UserName=change.user, AccessKeyId=keys[0]["AccessKeyId"])
+        done.append(f"{change.account}/{change.user}: {_CHANGE_DONE[change.action]}")
+    return done
+
+
+_CHANGE_DONE = {
+    "create": "new access key created",
+    "deactivate": "oldest access key deactivated",
+    "delete": "oldest access key deleted",
+    "rotate": "access key rotated (new key created, oldest deleted)",
+}
+
+
 def demo_environment(seeded: SeededOrganization, out_dir: str) -> dict[str, str]:
     """The app settings of the demo run, as an operator would set them."""
     return {

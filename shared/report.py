@@ -1,13 +1,14 @@
 """``python -m shared report``: the ``file`` sink's records as one self-contained HTML page.
 
 The page shows what the Azure Monitor workbook shows (infra/workbook/, built from queries/*.kql): tiles of the finding
-counts, the key-creation trend as a line chart, findings by account as a bar chart, drill-down tables and the
-collector's health. Everything is inline (CSS and SVG generated here; no script, no network), and every value from
-the records is escaped.
+counts, the key-creation trend as a line chart, findings by account as a bar chart, the keys by age stacked by their
+most severe finding, what changed between runs (a timeline per run and the events, as queries/key-changes.kql; when
+the folder holds several runs), drill-down tables and the collector's health. Everything is inline (CSS and SVG
+generated here; no script, no network), and every value from the records is escaped.
 
 The snapshot follows queries/latest-snapshot.kql: the keys of the newest Succeeded or PartiallySucceeded run; for an
-account that failed in that run, its keys from its own newest earlier good run, marked stale. The 7-day windows of
-the queries end at the newest run here (not at the current time), so that an old folder still renders.
+account that failed in that run, its keys from its own newest earlier good run, marked stale. The 7-day windows of the
+queries end at the newest run here (not at the current time), so that an old folder still renders.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from shared.changes import KeyChange, key_age_distribution, key_changes
 from shared.findings import (
     FINDINGS,
     NEVER_USED,
@@ -32,11 +34,13 @@ from shared.findings import (
     findings_of,
     is_active,
 )
-from shared.records import KEYS_TABLE, RUNS_TABLE
+from shared.records import KEYS_TABLE, RUNS_TABLE, iso_utc
+from shared.report_charts import age_chart, timeline_chart
 
 Row = dict[str, Any]
 
 LOOKBACK = timedelta(days=7)
+CHANGES_LOOKBACK = timedelta(days=30)  # queries/key-changes.kql
 TREND_DAYS = 365
 GOOD_STATUSES = ("Succeeded", "PartiallySucceeded")
 
@@ -429,6 +433,33 @@ def health_html(snapshot: Snapshot, now: datetime) -> str:
     return f'<section class="health">{cells}</section>'
 
 
+def _change_row(change: KeyChange) -> Row:
+    return {**{f: getattr(change, f) for f in change.__dataclass_fields__},
+            "TimeGenerated": iso_utc(change.TimeGenerated), "PreviousRun": iso_utc(change.PreviousRun)}
+
+
+def changes_html(keys_rows: Sequence[Row], runs_rows: Sequence[Row]) -> str:
+    """What changed between runs: the timeline (events per run, by type) and the events, newest first; a note instead
+    while the folder holds fewer than two good runs."""
+    good_runs = {r.get("RunId") for r in runs_rows if r.get("Status") in GOOD_STATUSES}
+    head = '<section class="card"><h2>What changed between runs</h2>'
+    if len(good_runs) < 2:
+        return (head + '<p class="note" data-note="changes">One good run so far: the changes compare consecutive '
+                "runs. Collect again (the demo runs twice, changing keys in between).</p></section>")
+    changes = key_changes(keys_rows, runs_rows, window=CHANGES_LOOKBACK)
+    return (
+        head + '<p class="note">Key lifecycle events between consecutive good snapshots of each account, last '
+        f"{CHANGES_LOOKBACK.days} days (a run an account failed in is no snapshot of it).</p>"
+        + timeline_chart(changes) + "</section>"
+        + table("Key changes", [_change_row(c) for c in changes],
+                (("TimeGenerated", "Seen in run"), ("EventType", "Change"), ("AccountId", "Account"),
+                 ("AccountName", "Name"), ("UserName", "User"), ("AccessKeyId", "Key"), ("Detail", "Detail"),
+                 ("PreviousRun", "Previous run")),
+                key="key-changes", empty="No change between runs.",
+                row_class=lambda r: "root" if r.get("IsRootKey") else "")
+    )
+
+
 def render_report(keys_rows: Sequence[Row], runs_rows: Sequence[Row], *, now: datetime | None = None) -> str:
     """The HTML page of the records (rows as the file sink writes them)."""
     now = now or datetime.now(UTC)
@@ -448,6 +479,9 @@ def render_report(keys_rows: Sequence[Row], runs_rows: Sequence[Row], *, now: da
         f'snapshot, last {TREND_DAYS} days; a spike is worth a look.</p>{line_chart(trend)}</section>',
         f'<section class="card"><h2>Findings by account</h2>{bar_chart(by_account)}</section>'
         if by_account else '<section class="card"><h2>Findings by account</h2><p class="empty">No keys.</p></section>',
+        '<section class="card"><h2>Keys by age</h2><p class="note">Keys of the snapshot per age band, each under its '
+        f"most severe finding.</p>{age_chart(key_age_distribution(keys))}</section>",
+        changes_html(keys_rows, runs_rows),
         table("Root-account access keys (CIS AWS 1.4)", root_keys(keys, base),
               (("AccountId", "Account"), ("AccountName", "Name"), ("Status", "Status"), ("AgeDays", "Age (days)"),
                ("CreatedAt", "Created"), ("LastUsedAt", "Last used"), ("DaysSinceLastUse", "Days since use"),

@@ -32,9 +32,14 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     assert "[3/3]" in result.stderr  # progress: accounts done of total
     keys = [json.loads(line) for line in (out / "AwsIamAccessKeys.jsonl").read_text().splitlines()]
     runs = [json.loads(line) for line in (out / "AwsIamKeyCollectorRuns.jsonl").read_text().splitlines()]
-    assert len(runs) == 1 and runs[0]["KeysCollected"] == len(keys) == 18
-    assert {k["RunId"] for k in keys} == {runs[0]["RunId"]}
+    # two runs, keys changed in between (one created, one deleted, one rotated: 18 keys again)
+    assert len(runs) == 2 and [r["KeysCollected"] for r in runs] == [18, 18] and len(keys) == 36
+    assert [k["RunId"] for k in keys] == [runs[0]["RunId"]] * 18 + [runs[1]["RunId"]] * 18
     assert {k["AccountName"] for k in keys} == {"Management", "Production", "Sandbox"}
+    assert "Run 1 of 2" in result.stderr and "Run 2 of 2" in result.stderr
+    assert "Between the two runs:" in result.stderr and "Management/alice: access key rotated" in result.stderr
+    assert "Changed between the two runs (the report's timeline): Production/frank: new access key created" in (
+        result.stdout)
     assert [line for line in result.stdout.splitlines() if line.startswith("123456789012  Management")]
     assert (out / "report.html").is_file() and f"Report: {out / 'report.html'}" in result.stdout
 

@@ -64,3 +64,10 @@ def test_unknown_table_and_bad_syntax_fail() -> None:
 def test_cloudtrail_schema_is_declared() -> None:
     assert not kusto.compile_kql({"ok": "AWSCloudTrail | project UserIdentityAccessKeyId, EventName"})["ok"]
     assert_error("AWSCloudTrail | project UserIdentityAccessKey", "KS142", "UserIdentityAccessKey")
+
+
+def test_every_replacement_in_a_shipped_query_finds_its_text() -> None:
+    replacements = kusto.query_replacements()
+    assert len(replacements) >= 2  # the alert rules' lookbacks (and the Sentinel hunting queries' windows)
+    missing = [f"{where}: {old!r}" for where, old, present in replacements if not present]
+    assert not missing, "replace() finds nothing, the query ships unchanged:\n" + "\n".join(missing)

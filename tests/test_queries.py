@@ -31,9 +31,15 @@ INFRA = ROOT / "infra"
 SNAPSHOT_BEGIN = "// --- latest snapshot:"
 SNAPSHOT_END = "// --- end of latest snapshot ---"
 
+# AWSCloudTrail (written by Microsoft Sentinel's Amazon Web Services connector): its published columns, a copy of
+# ../shared/schemas/AWSCloudTrail.json kept in the repository so that a clone alone passes.
+CLOUDTRAIL_SCHEMA = ROOT / "tests" / "data" / "schemas" / "AWSCloudTrail.json"
+CLOUDTRAIL_TABLE = "AWSCloudTrail"
+
 TABLE_COLUMNS = {
     KEYS_TABLE.table: {name for name, _ in columns(KeyRecord)},
     RUNS_TABLE.table: {name for name, _ in columns(RunRecord)},
+    CLOUDTRAIL_TABLE: {name for name, _ in json.loads(CLOUDTRAIL_SCHEMA.read_text(encoding="utf-8"))["columns"]},
 }
 
 # KQL words the queries use: operators, their parameters, functions, literals. Anything else must be a column or a
@@ -51,13 +57,18 @@ KQL_WORDS = {
     "strcat_array", "tostring", "toint", "todynamic", "parse_json", "toscalar", "round", "max", "min", "sum",
     "countif", "dcount", "dcountif", "arg_max", "arg_min", "make_list", "make_set", "array_length", "datetime",
     "dynamic", "bag_pack", "pack_array", "format_timespan",
+    # the usage join and the change events
+    "isfuzzy", "datatable", "print", "string", "timespan", "bool", "long", "real", "serialize", "prev",
+    "ingestion_time", "hash_sha256", "substring", "strlen", "geo_info_from_ip_address", "parse_ipv4", "parse_ipv6",
+    "format_ipv4_mask", "format_datetime", "coalesce", "startswith", "take_any", "take_anyif", "make_set_if",
+    "fullouter", "null", "$left", "$right",
 }
 
 TOKEN = re.compile(
     r"""(?P<comment>//[^\n]*)
       | (?P<string>@?"(?:\\.|[^"\\\n])*"|@?'(?:\\.|[^'\\\n])*')
       | (?P<number>\d+(?:\.\d+)?[A-Za-z]*)
-      | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+      | (?P<word>\$?[A-Za-z_][A-Za-z0-9_]*)
       | (?P<op>==|=~|!=|<=|>=|!in\b|[=.()\[\]{},;|<>+\-*/!:])
       | (?P<space>\s+)
     """,
@@ -92,7 +103,12 @@ def identifiers(text: str) -> tuple[list[tuple[str, int]], set[str]]:
             defined.add(word)
             continue
         used.append((word, offset))
+    # the parameters of a let-bound function: let KeyChanges = (window: timespan) { ... }
+    defined |= set(FUNCTION_PARAMETERS.findall(text))
     return used, defined
+
+
+FUNCTION_PARAMETERS = re.compile(r"^let \w+ = \((\w+):", re.M)
 
 
 def tables_read(text: str) -> set[str]:
@@ -120,6 +136,9 @@ QUESTIONS = {
     "findings-summary", "root-keys", "collector-runs-by-status", "collector-last-run", "collector-runs",
     "failing-accounts", "accounts", "alert-root-key", "alert-rotation-due-new", "alert-collector-silent",
     "alert-run-failed",
+    # where each key is used from, and what changed since the last run
+    "key-usage", "key-usage-sources", "alert-key-new-source", "alert-key-usage-mismatch", "key-changes",
+    "key-changes-per-day", "alert-new-key",
 }
 
 
@@ -360,7 +379,8 @@ def alert_rules() -> dict[str, dict[str, Any]]:
 def test_alert_rules_load_their_queries_from_the_query_files() -> None:
     path = INFRA / "modules" / "alerts.bicep"
     rules = alert_rules()
-    assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed"}
+    assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed", "newKey", "newSource",
+                          "usageMismatch"}
     loaded = {}
     for name, config in rules.items():
         (criterion,) = config["properties"]["criteria"]["allOf"]
@@ -372,7 +392,9 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
         assert config["properties"]["actions"]["actionGroups"] == "actionGroups"
         assert config["properties"]["autoMitigate"] is True
     assert loaded == {"rootKey": "alert-root-key", "rotationDue": "alert-rotation-due-new",
-                      "collectorSilent": "alert-collector-silent", "runFailed": "alert-run-failed"}
+                      "collectorSilent": "alert-collector-silent", "runFailed": "alert-run-failed",
+                      "newKey": "alert-new-key", "newSource": "alert-key-new-source",
+                      "usageMismatch": "alert-key-usage-mismatch"}
     assert {p.stem for p in QUERY_FILES if p.stem.startswith("alert-")} == set(loaded.values())
 
 

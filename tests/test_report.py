@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -19,8 +20,18 @@ from typing import Any
 
 import pytest
 
+from shared.changes import (
+    AGE_BANDS,
+    CREATED,
+    DEACTIVATED,
+    DELETED,
+    NO_FINDING,
+    ROTATED,
+    SEVERITY_ORDER,
+    age_band,
+)
 from shared.cli import main
-from shared.findings import FINDINGS
+from shared.findings import FINDINGS, ROOT_KEY
 from shared.report import (
     TREND_DAYS,
     UNKNOWN_ROOT,
@@ -75,8 +86,11 @@ class Page(HTMLParser):
                 chart["circles"] += 1
             elif tag == "g" and "bar-group" in (a.get("class") or ""):
                 chart["groups"].append(a.get("data-account"))
+            elif tag == "g" and a.get("data-column") is not None:  # the stacked column charts (age, changes)
+                chart["groups"].append(a.get("data-column"))
             elif tag == "rect" and a.get("class") == "bar":
-                chart["bars"].append((chart["groups"][-1], a.get("data-finding"), int(a.get("data-count") or 0)))
+                chart["bars"].append((chart["groups"][-1], a.get("data-finding") or a.get("data-series"),
+                                      int(a.get("data-count") or 0)))
         if tag == "table":
             self._table = a.get("data-table")
             self.tables[self._table or "?"] = []
@@ -123,7 +137,8 @@ def parse(page: str) -> Page:
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo, run once as a person runs it: it writes the records and the report, and prints the report's path."""
+    """The demo, run as a person runs it (two runs, keys changed in between): it writes the records and the report,
+    and prints the report's path."""
     out = tmp_path_factory.mktemp("demo") / "out"
     result = subprocess.run(
         [sys.executable, "-m", "shared", "demo", "--out", str(out)],
@@ -137,7 +152,10 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_rows(demo_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    return read_jsonl(demo_dir / "AwsIamAccessKeys.jsonl"), read_jsonl(demo_dir / "AwsIamKeyCollectorRuns.jsonl")
+    """The keys of the demo's second (newest) run, the snapshot, and the run records of both runs."""
+    runs = read_jsonl(demo_dir / "AwsIamKeyCollectorRuns.jsonl")
+    keys = [k for k in read_jsonl(demo_dir / "AwsIamAccessKeys.jsonl") if k["RunId"] == runs[-1]["RunId"]]
+    return keys, runs
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -199,12 +217,50 @@ def test_demo_report_has_the_drill_down_and_health_tables(demo_dir: Path, demo_r
     assert rows["root-keys"] == sum(k["IsRootKey"] for k in keys)
     assert rows["findings-by-account"] == len({k["AccountId"] for k in keys})
     assert rows["latest-snapshot"] == len(keys)
-    assert rows["runs"] == len(runs) == 1 and rows["runs-by-status"] == 1
+    assert rows["runs"] == len(runs) == 2 and rows["runs-by-status"] == 1  # the demo runs twice, both Succeeded
     assert "failing-accounts" in page.empty_tables  # the demo's run succeeded everywhere
     oldest = page.tables["rotation-due"][0]
-    assert oldest[4] == "no" and int(oldest[5]) == max(k["AgeDays"] for k in keys if k["RotationDue"])
+    oldest_key = max((k for k in keys if k["RotationDue"]), key=lambda k: k["AgeDays"])
+    assert int(oldest[5]) == oldest_key["AgeDays"] and oldest[4] == ("yes" if oldest_key["IsRootKey"] else "no")
     (root,) = page.tables["root-keys"]
     assert root[2] == "Active"
+
+
+def test_demo_report_has_the_key_age_chart_stacked_by_finding(demo_dir: Path, demo_rows: Any) -> None:
+    keys, _ = demo_rows
+    chart = parse((demo_dir / "report.html").read_text(encoding="utf-8")).charts["key-age"]
+    assert chart["groups"] == [band.label for band in AGE_BANDS]
+    per_band: Counter[str] = Counter()
+    for band, _, count in chart["bars"]:
+        per_band[band] += count
+    assert per_band == Counter(age_band(k["AgeDays"]).label for k in keys)  # every key once, in its band
+    segments = {(band, series): count for band, series, count in chart["bars"]}
+    assert segments[("365+ days", ROOT_KEY.chart_label)] == sum(k["IsRootKey"] for k in keys) == 1
+    assert {series for _, series, _ in chart["bars"]} <= {name for name, _ in SEVERITY_ORDER} | {NO_FINDING}
+
+
+def test_demo_report_shows_what_changed_between_its_two_runs(demo_dir: Path, demo_rows: Any) -> None:
+    """The demo creates, deactivates, deletes and rotates one key between its runs: the timeline has one column (the
+    second run) with those events, and the table lists them."""
+    _, runs = demo_rows
+    page = parse((demo_dir / "report.html").read_text(encoding="utf-8"))
+    chart = page.charts["key-changes"]
+    assert chart["groups"] == [runs[-1]["RunId"]]
+    assert {series: count for _, series, count in chart["bars"]} == {
+        CREATED: 2, ROTATED: 1, DEACTIVATED: 1, DELETED: 2}
+    rows = {(r[1], r[4]) for r in page.tables["key-changes"]}
+    assert rows == {(CREATED, "frank"), (CREATED, "alice"), (ROTATED, "alice"), (DELETED, "alice"),
+                    (DEACTIVATED, "erin"), (DELETED, "legacy-app")}
+
+
+def test_one_good_run_shows_a_note_instead_of_a_timeline(three_runs: Any) -> None:
+    keys, runs = three_runs
+    page = parse(render_report(keys, runs[:1], now=T0))
+    assert "key-changes" not in page.charts and "key-changes" not in page.tables
+    assert "One good run so far" in "".join(page.text)
+    several = parse(render_report(keys, runs, now=T0 + timedelta(hours=13)))
+    # r1 -> r2: account B failed in r2 (no snapshot of it), C succeeded with no keys, A gained ann
+    assert sorted((r[1], r[4]) for r in several.tables["key-changes"]) == [(CREATED, "ann"), (DELETED, "carl")]
 
 
 def test_demo_report_is_self_contained(demo_dir: Path) -> None:
@@ -214,7 +270,7 @@ def test_demo_report_is_self_contained(demo_dir: Path) -> None:
     for attrs in page.attrs_seen:
         assert not {"src", "href"} & set(attrs), attrs
     assert "http://" not in text and "https://" not in text and "url(" not in text and "@import" not in text
-    assert page.tags.count("style") == 1 and page.tags.count("svg") == 2
+    assert page.tags.count("style") == 1 and page.tags.count("svg") == 4
 
 
 def test_report_command_reads_file_sink_dir_and_writes_where_told(
@@ -224,7 +280,8 @@ def test_report_command_reads_file_sink_dir_and_writes_where_told(
     target = tmp_path / "sub" / "keys.html"
     assert main(["report", "--out", str(target)]) == 0
     assert f"Report: {target}" in capsys.readouterr().out
-    assert parse(target.read_text(encoding="utf-8")).charts.keys() == {"key-creation-trend", "findings-by-account"}
+    assert parse(target.read_text(encoding="utf-8")).charts.keys() == {
+        "key-creation-trend", "findings-by-account", "key-age", "key-changes"}
     assert main(["report", "--in", str(tmp_path / "nothing")]) == 1
     assert "AwsIamKeyCollectorRuns.jsonl" in capsys.readouterr().err
 

@@ -1,7 +1,8 @@
 // Scheduled query alert rules over the collector's tables, their queries loaded from queries/*.kql (the same files as
 // the workbook): a root-account access key exists, keys newly due for rotation, the collector silent, a run failed or
-// partially failed. They notify an
-// existing action group, a new one that emails alertEmailAddress, both, or none (the alerts still show in the portal).
+// partially failed, a new access key, a long-term key used from a new source IP and IAM/CloudTrail disagreeing on a
+// key's use (the last two read AWSCloudTrail, and return nothing without it). They notify an existing action group, a
+// new one that emails alertEmailAddress, both, or none (the alerts still show in the portal).
 // The rules query the workspace with the permissions Azure Monitor grants log alerts on their scope; no identity.
 
 param location string
@@ -260,10 +261,148 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
+// Stateful, per account: fires when a run whose record arrived within the hour brought new keys (Created, Rotated in,
+// RootKeyAppeared), resolves the next hour: one notification per run that created keys in the account.
+resource newKey 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-new-key'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM: new access key created'
+    description: 'An access key was created (or rotated in, or a root key appeared) since the account\'s previous collection (queries/alert-new-key.kql).'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P2D'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-new-key.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'AccountId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+// Stateful, per account: a long-term key signed calls from a source IP new for it (AWSCloudTrail joined on the key
+// fingerprint). A log alert sees at most 2 days, so here "new" means not seen in the day before; the Sentinel rule
+// sees 14 days and the hunting query 30. Returns nothing without AWSCloudTrail in the workspace.
+resource newSource 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-new-source'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM: long-term key used from a new source IP'
+    description: 'A long-term access key signed calls from a source IP not seen for it before, per AWSCloudTrail (queries/alert-key-new-source.kql).'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P2D'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-key-new-source.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'AccountId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+// Stateful, per account: IAM and AWSCloudTrail disagree on a key's use in a collection that arrived within the hour.
+resource usageMismatch 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-usage-mismatch'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM: key use differs between IAM and CloudTrail'
+    description: 'IAM reports a key unused while AWSCloudTrail shows it in use, or the reverse (queries/alert-key-usage-mismatch.kql).'
+    severity: 3
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P2D'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-key-usage-mismatch.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'AccountId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
 output actionGroupIds array = actionGroups
 output ruleIds array = [
   rootKey.id
   rotationDue.id
   collectorSilent.id
   runFailed.id
+  newKey.id
+  newSource.id
+  usageMismatch.id
 ]

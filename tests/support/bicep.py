@@ -84,8 +84,8 @@ def function_call(value: Any) -> tuple[str, dict[str, Any]] | None:
 
 def loaded_text(value: Any, base: Path, variables: dict[str, Any]) -> str | None:
     """The text a Bicep expression evaluates to at build time, when it is a loadTextContent() (optionally inside a
-    replace() whose replacement is not literal: the file's own text is what the checks compile), a variable holding
-    one, or a plain literal; None when it is none of these."""
+    replace(): applied when its strings are literals, otherwise the file's own text is what the checks compile), a
+    variable holding one, or a plain literal; None when it is none of these."""
     if isinstance(value, str) and value in variables:
         return loaded_text(variables[value]["value"], base, variables)
     call = function_call(value)
@@ -95,5 +95,16 @@ def loaded_text(value: Any, base: Path, variables: dict[str, Any]) -> str | None
     if name == "load_text_content":
         return (base.parent / params["file_path"]).read_text(encoding="utf-8")
     if name == "replace":
-        return loaded_text(params["original_string"], base, variables)
+        original = loaded_text(params["original_string"], base, variables)
+        old, new = (literal_text(params[k], variables) for k in ("old_string", "new_string"))
+        if original is not None and old is not None and new is not None:
+            return original.replace(old, new)  # a replacement fixed in the file: the text Azure gets
+        return original
     return None
+
+
+def literal_text(value: Any, variables: dict[str, Any]) -> str | None:
+    """A string literal, directly or through a variable; None for anything computed (e.g. '${parameter}h')."""
+    if isinstance(value, str) and value in variables:
+        return literal_text(variables[value]["value"], variables)
+    return value if isinstance(value, str) and "${" not in value else None

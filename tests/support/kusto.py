@@ -55,19 +55,35 @@ def query_files() -> list[Path]:
 
 
 def bicep_queries() -> dict[str, str]:
-    """'<file>:<resource>:<path>' -> the KQL text of each ``query`` property of a resource in infra/."""
+    """'<file>:<resource or variable>:<path>' -> the KQL text of each ``query`` property in infra/: of a resource (alert
+    rules), or of an object in a variable that a resource loop reads (the Sentinel module's table of rules)."""
     found: dict[str, str] = {}
     for path in bicep.bicep_files():
         tree = bicep.parse(path)
         variables = tree.get("variables") or {}
-        for name, resource in (tree.get("resources") or {}).items():
-            for where, value in bicep.walk(bicep.body(resource)):
-                if where and where[-1] == "query":
-                    text = bicep.loaded_text(value, path, variables)
-                    assert text is not None, f"{path.name}: resource {name}: {'.'.join(where)} is not a text " \
-                        "the checks can read (use loadTextContent of a queries/*.kql file)"
+        for name, variable in variables.items():
+            for where, value in bicep.walk(variable["value"]):
+                if where and where[-1] == "query" and (text := bicep.loaded_text(value, path, variables)) is not None:
                     found[f"{path.relative_to(ROOT)}:{name}:{'.'.join(where)}"] = text
+        for name, resource in (tree.get("resources") or {}).items():
+            loop_items = bicep.loop_names(resource)
+            for where, value in bicep.walk(bicep.body(resource)):
+                if not where or where[-1] != "query":
+                    continue
+                text = bicep.loaded_text(value, path, variables)
+                if text is None and _reads_loop_item(value, loop_items):
+                    continue  # item.query of a loop over a variable: its texts are collected from the variable
+                assert text is not None, f"{path.name}: resource {name}: {'.'.join(where)} is not a text " \
+                    "the checks can read (use loadTextContent of a queries/*.kql file)"
+                found[f"{path.relative_to(ROOT)}:{name}:{'.'.join(where)}"] = text
     return found
+
+
+def _reads_loop_item(value: object, loop_items: set[str]) -> bool:
+    if isinstance(value, str):
+        return value.split(".")[0] in loop_items
+    operands = value.get("operator", {}).get("operands", {}) if isinstance(value, dict) else {}
+    return operands.get("operand_1") in loop_items
 
 
 def workbook_queries() -> dict[str, str]:
@@ -126,3 +142,24 @@ def errors(diagnostics: list[dict[str, Any]], text: str) -> list[str]:
         column = d["start"] - (text.rfind("\n", 0, d["start"]) + 1) + 1
         lines.append(f"{line}:{column} {d['code']} {d['message']} [{text[d['start']:d['start'] + d['length']]!r}]")
     return lines
+
+
+def query_replacements() -> list[tuple[str, str, bool]]:
+    """(where, the string replaced, whether the loaded file contains it) for every replace() over a loadTextContent()
+    in infra/: a replace() that finds nothing silently ships the file unchanged."""
+    found = []
+    for path in bicep.bicep_files():
+        tree = bicep.parse(path)
+        variables = tree.get("variables") or {}
+        for section in ("variables", "resources"):
+            for name, node in (tree.get(section) or {}).items():
+                for where, value in bicep.walk(node):
+                    call = bicep.function_call(value)
+                    if not call or call[0] != "replace":
+                        continue
+                    inner = bicep.function_call(call[1]["original_string"])
+                    old = bicep.literal_text(call[1]["old_string"], variables)
+                    if inner and inner[0] == "load_text_content" and old is not None:
+                        text = (path.parent / inner[1]["file_path"]).read_text(encoding="utf-8")
+                        found.append((f"{path.name}:{name}:{'.'.join(where)}", old, old in text))
+    return found
