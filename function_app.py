@@ -15,6 +15,7 @@ import azure.functions as func
 
 from shared.collector import LogProgress, time_budget_of
 from shared.composition import ClientOptions, compose
+from shared.deadline import parse_function_timeout, run_deadline
 from shared.domain import RUN_FAILED, AccountFailure
 from shared.errors import CollectionFailedError
 from shared.redaction import install_log_safety
@@ -30,16 +31,25 @@ CLIENT_OPTIONS = ClientOptions()
 
 # Accounts not started within three quarters of the host's functionTimeout are left for the next run (and named), so
 # that a run over a very large organization still ends with its run record instead of being killed.
-TIME_BUDGET = time_budget_of(json.loads((Path(__file__).parent / "host.json").read_text())["functionTimeout"])
+_FUNCTION_TIMEOUT_TEXT = json.loads((Path(__file__).parent / "host.json").read_text())["functionTimeout"]
+TIME_BUDGET = time_budget_of(_FUNCTION_TIMEOUT_TEXT)
+# The host kills the invocation at functionTimeout: the run's one deadline (replay, sign-in, accounts, delivery, the
+# run record) ends a margin before it. Tests shorten it with monkeypatch.
+FUNCTION_TIMEOUT = parse_function_timeout(_FUNCTION_TIMEOUT_TEXT)
 
 
 @app.timer_trigger(schedule="%COLLECTOR_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def collect_iam_keys(timer: func.TimerRequest) -> None:
+    deadline = run_deadline(FUNCTION_TIMEOUT)  # from the invocation's start
     install_log_safety()
     if timer.past_due:
         log.warning("The timer is past due: this run starts later than scheduled")
-    settings = load_settings(os.environ)  # SettingsError names every bad setting; the host records it as the failure
-    with compose(settings, CLIENT_OPTIONS, progress=LogProgress(), time_budget=TIME_BUDGET) as collector:
+    # SettingsError names every bad setting; the host records it as the failure. The endpoint policy comes with the
+    # client options (production's: the clouds' own domains only), never from a setting.
+    settings = load_settings(os.environ, CLIENT_OPTIONS.endpoints)
+    with compose(
+        settings, CLIENT_OPTIONS, progress=LogProgress(), time_budget=TIME_BUDGET, deadline=deadline
+    ) as collector:
         result = collector.run()
     if result.status == RUN_FAILED:
         first = result.failures[0] if result.failures else AccountFailure("-", "no account was collected")

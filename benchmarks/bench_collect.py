@@ -87,6 +87,7 @@ class ChildProgress:
 def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, endpoint: str | None) -> None:
     from shared.cli import InMemorySecrets
     from shared.composition import ClientOptions, compose
+    from shared.endpoints import EndpointPolicy
     from shared.settings import load_settings
 
     env = {
@@ -101,11 +102,13 @@ def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, 
             env[name] = os.environ[name]
     if sink == "logs_ingestion":
         env.update({"LOGS_INGESTION_ENDPOINT": endpoint or "", "LOGS_INGESTION_RULE_ID": RULE_ID})
-    settings = load_settings(env)
+    # The local Logs Ingestion fake is on 127.0.0.1: opted in through the client options, as tests do.
+    local = EndpointPolicy(frozenset({"127.0.0.1", "localhost"}))
+    settings = load_settings(env, local)
     secrets = InMemorySecrets(
         {"aws-access-key-id": USER_ACCESS_KEY_ID, "aws-secret-access-key": USER_SECRET_ACCESS_KEY}
     )
-    options = ClientOptions(ca_bundle=ca_bundle)
+    options = ClientOptions(ca_bundle=ca_bundle, endpoints=local)
     started = time.monotonic()
     with compose(settings, options, progress=ChildProgress(), secrets=secrets) as collector:
         result = collector.run()

@@ -300,6 +300,7 @@ var runColumns = [
   { name: 'RecordsReplayed', type: 'int' }
   { name: 'RecordsDropped', type: 'int' }
   { name: 'RootKeysUnknownAccounts', type: 'string' }
+  { name: 'OutboxItemsDeadLettered', type: 'int' }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

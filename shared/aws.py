@@ -36,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from shared import __version__
+from shared.deadline import Deadline
 from shared.domain import Account, CredentialReport
 from shared.errors import (
     AwsSignInError,
@@ -101,8 +102,11 @@ class AwsClientFactory:
         *,
         max_attempts: int | None = None,
         read_timeout: float | None = None,
+        deadline: Deadline | None = None,
     ) -> None:
         self.region = region
+        self._deadline = deadline or Deadline.never()
+        self._max_attempts, self._read_timeout = max_attempts, read_timeout
         # botocore's default pool (10) for STS and Organizations, whose calls are serial; IAM clients get their own
         # size from AwsSource (COLLECTOR_IAM_CONCURRENCY).
         self._config = retry_config(max_attempts=max_attempts, read_timeout=read_timeout)
@@ -117,8 +121,19 @@ class AwsClientFactory:
         resolver = CredentialResolver(providers=[_FixedCredentialProvider(credentials)] if credentials else [])
         session.register_component("credential_provider", resolver)
         merged = self._config.merge(config) if config else self._config
+        if self._deadline.bounded:  # a client made late in the run waits no longer than the run has left
+            merged = merged.merge(self._bounded_config())
         with self._lock:
             return session.create_client(service, region_name=self.region, config=merged)
+
+    def _bounded_config(self) -> Config:
+        """Every attempt's connect and read waits cut so that all of a call's attempts fit in what the run has left
+        before its reserve (at least 1 s each)."""
+        attempts = self._max_attempts or MAX_ATTEMPTS
+        left = max(1.0, self._deadline.remaining() - self._deadline.reserve)
+        read = self._read_timeout or READ_TIMEOUT
+        per_attempt = max(1.0, min(float(read), left / attempts))
+        return Config(read_timeout=per_attempt, connect_timeout=min(float(CONNECT_TIMEOUT), per_attempt))
 
     def client_creator(self, service: str, **kwargs: Any) -> BaseClient:
         """The ``client_creator`` botocore's credential fetchers expect (static keys or an unsigned config)."""

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # Set by the platform wherever a managed identity endpoint exists: App Service / Functions (IDENTITY_*),
 # Azure ML and Cloud Shell (MSI_*), Azure Arc (IDENTITY_ENDPOINT + IMDS_ENDPOINT).
 _MANAGED_IDENTITY_ENV = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT")
+_MANAGED_IDENTITY_SECRET_ENV = ("IDENTITY_HEADER", "MSI_SECRET")
 
 KEY_VAULT_ROLE = "Key Vault Secrets User"
 SECRET_SETTINGS = "AWS_ACCESS_KEY_ID_SECRET, AWS_SECRET_ACCESS_KEY_SECRET or LOG_ANALYTICS_WORKSPACE_KEY_SECRET"  # noqa: S105 - setting names
@@ -58,6 +59,8 @@ def build_credential(client_id: str | None, options: ClientOptions) -> TokenCred
     (``az login``, ``azd auth login``, VS Code, a service principal in the environment, or IMDS on an Azure VM).
     """
     if in_azure():
+        for name in _MANAGED_IDENTITY_SECRET_ENV:  # the identity endpoint's own credential: never in a log line
+            register_secret(os.environ.get(name))
         log.info(
             "Azure sign-in: managed identity (%s)",
             f"user-assigned, client id {client_id}" if client_id else "system-assigned",

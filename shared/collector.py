@@ -17,12 +17,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeoutError
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from shared import __version__
+from shared.deadline import Deadline
 from shared.domain import Account, AccountFailure, RunContext, RunResult
 from shared.errors import DeliveryDeferredError, SinkError, describe_error
 from shared.inventory import describe_account_error, inventory_account, write_rows
@@ -88,6 +90,9 @@ class CollectorOptions:
     # Accounts not started within this time from the run's start are not collected this run: each is named in
     # FailedAccounts, so the run still ends, and delivers its run record, before the Function's timeout kills it.
     time_budget: timedelta | None = None
+    # The run's one deadline (under the Function: from functionTimeout): replay, sign-in, accounts, delivery and the
+    # run record all end before it. None: no deadline (the command line).
+    deadline: Deadline | None = None
 
 
 def time_budget_of(function_timeout: str) -> timedelta:
@@ -117,6 +122,7 @@ class Collector:
         self._clock = clock or SystemClock()
         self._shuffle = shuffle  # an order of work, not a secret: any generator will do
         self._sink_lock = threading.Lock()  # sinks are called from one thread at a time
+        self._stopping = threading.Event()  # set at the run's deadline: accounts still working send nothing more
 
     def run(self) -> RunResult:
         """One run: every account in scope, then the run record. Returns what the run record says, typed."""
@@ -133,8 +139,18 @@ class Collector:
         root_unknown: list[str] = []
         keys_total = 0
         signed_in = True
-        with self._sink_lock:
-            delivery = self._sink.replay(run.started_at)  # earlier runs' undelivered records go first
+        run_deadline = opts.deadline or Deadline.never()
+        self._stopping.clear()
+        delivery = self._sink.stats
+        # Earlier runs' undelivered records go first, within a quarter of the run's time and inside the run's error
+        # handling: whatever the outbox does, this run collects and reports.
+        try:
+            replay_until = run_deadline.cut(run_deadline.remaining() * 0.75) if run_deadline.bounded else None
+            with self._sink_lock:
+                delivery = self._sink.replay(run.started_at, until=replay_until)
+        except Exception as exc:  # replay guards the outbox's own failures; this is a bug's last line of defence
+            log.error("Outbox replay failed; its records wait for a later run: %s", describe_error(exc))
+        accounts: list[Account] = []
         try:
             self._source.sign_in(run.run_id)
             accounts = self._source.accounts()
@@ -142,20 +158,23 @@ class Collector:
             signed_in = False
             message = describe_error(exc)
             log.error("AWS sign-in failed: %s", message)
-            accounts = [Account(i) for i in self._source.planned_account_ids()]
-            failures = [AccountFailure(a.id, message) for a in accounts]
+            try:
+                accounts = [Account(i) for i in self._source.planned_account_ids()]
+            except Exception:  # the plan itself cannot be had: the run record names the run, not an account
+                accounts = []
+            failures = [AccountFailure(a.id, message) for a in accounts] or [AccountFailure("-", message)]
             self._progress.started(len(accounts))
         else:
             self._progress.started(len(accounts))
-            with ThreadPoolExecutor(max_workers=opts.account_concurrency, thread_name_prefix="account") as pool:
-                futures = {pool.submit(self._collect_account, account, run, deadline): account
-                           for account in self._start_order(accounts)}
-                results: dict[str, AccountResult] = {}
-                for future in as_completed(futures):
-                    account = futures[future]
-                    done = results[account.id] = future.result()
-                    self._progress.account_done(account, done.keys, done.error)
-            for account in accounts:  # in the accounts' order, whatever order they finished in
+            try:
+                results = self._collect_accounts(accounts, run, deadline, run_deadline)
+            except Exception as exc:  # not one account's failure: the run itself broke; it still reports
+                message = f"the run stopped: {describe_error(exc)}"
+                log.error("Run %s: %s", run.run_id, message)
+                results = {}
+                signed_in = False
+                failures = [AccountFailure(a.id, message) for a in accounts] or [AccountFailure("-", message)]
+            for account in accounts if results else []:  # in the accounts' order, whatever order they finished in
                 done = results[account.id]
                 keys_total += done.keys
                 if done.error is not None:
@@ -177,11 +196,9 @@ class Collector:
             replayed=delivery.replayed,
             dropped=delivery.dropped,
             root_keys_unknown=tuple(root_unknown),
+            dead_lettered=delivery.dead_lettered,
         )
-        with self._sink_lock:
-            before = delivery.deferred
-            self._sink.send(RUNS_TABLE, [result.to_record().to_row()])
-            run_record_deferred = delivery.deferred > before
+        run_record_deferred = self._send_run_record(result, run_deadline)
         self._progress.finished(result)
         if run_record_deferred:  # the sink took nothing, not even the run record: make the platform show it
             raise DeliveryDeferredError(
@@ -191,6 +208,60 @@ class Collector:
             )
         return result
 
+    def _collect_accounts(
+        self, accounts: list[Account], run: RunContext, budget_end: float | None, run_deadline: Deadline
+    ) -> dict[str, AccountResult]:
+        """Every account in parallel. An account whose work raises anything fails alone (point: a full disk or a
+        thread that cannot start is that account's error). Accounts still working when the run's deadline leaves
+        only half its reserve are named as not finished, so the run record goes out in time; their rows are not
+        sent (the next run collects them again)."""
+        results: dict[str, AccountResult] = {}
+        pool = ThreadPoolExecutor(max_workers=self._options.account_concurrency, thread_name_prefix="account")
+        futures: dict[Future[AccountResult], Account] = {}
+        try:
+            for account in self._start_order(accounts):
+                try:
+                    futures[pool.submit(self._collect_account_safely, account, run, budget_end)] = account
+                except Exception as exc:  # e.g. RuntimeError: can't start new thread
+                    results[account.id] = AccountResult(0, f"not collected: {describe_error(exc)}")
+                    self._progress.account_done(account, 0, results[account.id].error)
+            wait_for = (
+                max(0.0, run_deadline.remaining() - run_deadline.reserve / 2) if run_deadline.bounded else None
+            )
+            try:
+                for future in as_completed(futures, timeout=wait_for):
+                    account = futures[future]
+                    done = results[account.id] = future.result()
+                    self._progress.account_done(account, done.keys, done.error)
+            except FuturesTimeoutError:
+                self._stopping.set()  # accounts still working send nothing more: the run record goes first
+                for account in futures.values():
+                    if account.id not in results:
+                        results[account.id] = AccountResult(0, (
+                            "not finished by the run's deadline (the Function's functionTimeout, less a margin): "
+                            "a dependency answered too slowly; nothing of this account was sent this run, the next "
+                            "run collects it again"
+                        ))
+                        self._progress.account_done(account, 0, results[account.id].error)
+        finally:
+            pool.shutdown(wait=not self._stopping.is_set(), cancel_futures=True)
+        return results
+
+    def _send_run_record(self, result: RunResult, run_deadline: Deadline) -> bool:
+        """Deliver the run record, or keep it in the outbox with the reason; True when it was kept."""
+        stats = self._sink.stats
+        before = stats.deferred
+        row = [result.to_record().to_row()]
+        wait = max(0.0, run_deadline.remaining() - run_deadline.reserve / 2) if run_deadline.bounded else -1
+        if self._sink_lock.acquire(timeout=wait):
+            try:
+                self._sink.send(RUNS_TABLE, row)
+            finally:
+                self._sink_lock.release()
+        else:  # an account still holds the sink past the deadline: the run record must not wait for it
+            self._sink.keep(RUNS_TABLE, row, "the sink was still busy at the run's deadline")
+        return stats.deferred > before
+
     def _start_order(self, accounts: list[Account]) -> list[Account]:
         """With a time budget, a new random order each run: when the budget leaves accounts for the next run, the
         same ones are not left every time. Without one (the command line), the organization's order."""
@@ -199,6 +270,15 @@ class Collector:
         shuffled = list(accounts)
         self._shuffle(shuffled)
         return shuffled
+
+    def _collect_account_safely(self, account: Account, run: RunContext, deadline: float | None) -> AccountResult:
+        """``_collect_account``; anything it raises (a full disk for the spool, a thread that cannot start, a bug)
+        fails this account alone, named, instead of the run."""
+        try:
+            return self._collect_account(account, run, deadline)
+        except Exception as exc:
+            log.error("Account %s: unexpected error: %s", account.id, describe_error(exc))
+            return AccountResult(0, f"unexpected error while collecting this account: {describe_error(exc)}")
 
     def _collect_account(self, account: Account, run: RunContext, deadline: float | None) -> AccountResult:
         """Inventory one account into a spool, then deliver it.
@@ -249,6 +329,8 @@ class Collector:
             # A batch is read from the spool only once this account holds the sink: when many accounts finish
             # together, one batch is in memory at a time, not one per waiting account (about 13 MB each).
             with self._sink_lock:
+                if self._stopping.is_set():  # past the run's deadline: the run record has gone out without these
+                    raise SinkError("not sent: the run's deadline came first; the next run collects them again", 0)
                 batch = next(batches, None)
                 if batch is None:
                     return

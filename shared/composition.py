@@ -10,17 +10,19 @@ are never read from a setting: production passes the defaults, which keep TLS ve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.aws import AwsClientFactory, AwsSource
 from shared.collector import Collector, CollectorOptions
-from shared.errors import SecretError
+from shared.deadline import Deadline
+from shared.errors import SecretError, SinkError, describe_error
 from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
 from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
+from shared.records import Table
 from shared.settings import (
     DataCollectorSettings,
     FileSinkSettings,
@@ -77,9 +79,12 @@ def compose(
     sink: Sink | None = None,
     use_outbox: bool = True,
     time_budget: timedelta | None = None,
+    deadline: Deadline | None = None,
 ) -> Iterator[Collector]:
     """Build one run's collector. ``secrets``, ``tokens`` and ``sink`` replace the real adapters (demo, tests).
     ``time_budget``: accounts not started within it are skipped and named (the Function passes part of its timeout).
+    ``deadline``: the run's one deadline (the Function's, from functionTimeout): the sinks' waits, AWS calls, the
+    replay and the run record are bounded by it.
 
     What each mode needs is declared by its settings type (shared/settings.py); here each type is matched once.
     """
@@ -103,7 +108,7 @@ def compose(
             tokens = ManagedIdentityTokenProvider(credential(), settings.aws_auth.audience)
 
         if sink is None:
-            sink = build_sink(settings.sink, options, credential, secrets)
+            sink = build_sink(settings.sink, options, credential, secrets, deadline)
             stack.callback(sink.close)
         outbox = (
             build_outbox(
@@ -121,6 +126,7 @@ def compose(
             outbox,
             max_rows=settings.outbox_max_records,
             max_age=timedelta(hours=settings.outbox_max_age_hours),
+            deadline=deadline,
         )
         stack.callback(reliable.outbox.close)
 
@@ -130,6 +136,7 @@ def compose(
                 settings.aws_region,
                 max_attempts=options.aws_max_attempts,
                 read_timeout=options.aws_read_timeout,
+                deadline=deadline,
             ),
             secrets=secrets,
             tokens=tokens,
@@ -142,6 +149,7 @@ def compose(
                 unused_days=settings.key_unused_days,
                 account_concurrency=settings.account_concurrency,
                 time_budget=time_budget,
+                deadline=deadline,
             ),
             source,
             reliable,
@@ -164,8 +172,37 @@ def build_outbox(
     return FileOutbox(file_sink_dir / "outbox")
 
 
+class FirstUseSink:
+    """A sink built when the first rows come (inside the run), so that what building it needs and may fail at
+    (data_collector's workspace key from Key Vault) fails the delivery, not the run: the rows and the run record go
+    to the outbox, with the reason."""
+
+    def __init__(self, name: str, build: Callable[[], Sink]) -> None:
+        self.name = name
+        self._build = build
+        self._sink: Sink | None = None
+
+    def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        if self._sink is None:
+            try:
+                self._sink = self._build()
+            except SinkError:
+                raise
+            except Exception as exc:  # e.g. SecretError: the workspace key could not be read from Key Vault
+                raise SinkError(f"{self.name}: sink not ready: {describe_error(exc)}", len(rows)) from None
+        self._sink.send(table, rows)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+
+
 def build_sink(
-    settings: SinkSettings, options: ClientOptions, credential: CredentialSource, secrets: SecretProvider
+    settings: SinkSettings,
+    options: ClientOptions,
+    credential: CredentialSource,
+    secrets: SecretProvider,
+    deadline: Deadline | None = None,
 ) -> Sink:
     """The sink its settings type names; each type carries exactly what its sink needs."""
     match settings:
@@ -181,13 +218,16 @@ def build_sink(
                 runs_stream=settings.runs_stream,
                 credential=credential(),
                 options=options,
+                deadline=deadline,
             )
         case DataCollectorSettings():
             from shared.sinks.data_collector_sink import DataCollectorSink
 
-            return DataCollectorSink(
-                workspace_id=settings.workspace_id,
-                shared_key=secrets.get_secret(settings.workspace_key_secret),
-                domain=settings.domain,
+            collector_settings = settings
+            return FirstUseSink("data_collector", lambda: DataCollectorSink(
+                workspace_id=collector_settings.workspace_id,
+                shared_key=secrets.get_secret(collector_settings.workspace_key_secret),
+                domain=collector_settings.domain,
                 options=options,
-            )
+                deadline=deadline,
+            ))

@@ -68,6 +68,7 @@ class RunResult:
     replayed: int = 0  # rows of earlier runs delivered this run
     dropped: int = 0  # rows dropped from the outbox past its bounds
     root_keys_unknown: tuple[str, ...] = ()  # accounts whose credential report could not be had
+    dead_lettered: int = 0  # outbox items that could not be read, moved aside (kept) this run
 
     @property
     def status(self) -> str:
@@ -98,4 +99,5 @@ class RunResult:
             RecordsReplayed=self.replayed,
             RecordsDropped=self.dropped,
             RootKeysUnknownAccounts=json.dumps(list(self.root_keys_unknown)),
+            OutboxItemsDeadLettered=self.dead_lettered,
         )

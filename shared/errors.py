@@ -8,6 +8,9 @@ inventory handle errors without knowing any SDK.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from shared.redaction import redact
 
 MAX_DETAIL_CHARS = 300  # an SDK's or a service's own text, as quoted in one of our messages
@@ -45,11 +48,13 @@ class SecretError(CollectorError):
 
 
 class SinkError(CollectorError):
-    """Rows could not be delivered after the sink's retries. ``undelivered`` says how many."""
+    """Rows could not be delivered after the sink's retries. ``undelivered`` says how many; ``rows``, when the sink
+    knows which ones (a partially failed upload), holds exactly those, so that only they are kept for a retry."""
 
-    def __init__(self, message: str, undelivered: int) -> None:
+    def __init__(self, message: str, undelivered: int, rows: Sequence[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.undelivered = undelivered
+        self.rows = rows
 
 
 class DeliveryDeferredError(SinkError):

@@ -65,6 +65,8 @@ class RunRecord:
     # Added by the insight issue: JSON array of account ids whose credential report could not be had, so whether
     # their root user has access keys is unknown this run.
     RootKeysUnknownAccounts: str = "[]"
+    # Added by the second reliability issue: outbox items that could not be read, moved aside (kept) this run.
+    OutboxItemsDeadLettered: int = 0
 
     def to_row(self) -> dict[str, Any]:
         return _to_row(self)

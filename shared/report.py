@@ -58,7 +58,7 @@ def parse_time(value: str) -> datetime:
 def read_jsonl(path: Path) -> list[Row]:
     """Rows of a JSON Lines file; a torn last line (a crash mid-write) is skipped."""
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8", errors="replace") as handle:  # a line torn mid-character reads too
         for line in handle:
             if line.strip():
                 try:

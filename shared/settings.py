@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
+from shared import endpoints
+from shared.endpoints import PRODUCTION, EndpointPolicy
 from shared.errors import SettingsError
 
 
@@ -240,15 +242,15 @@ DEFAULTS: dict[str, str] = {
 BLOB_SERVICE_URI_SETTING = "AzureWebJobsStorage__blobServiceUri"
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
-_ACCOUNT_ID = re.compile(r"^\d{12}$")
-_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+# re.ASCII everywhere: \d and \w must not accept other scripts' digits and letters (AWS and Azure do not).
+_ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$", re.ASCII)
+_ACCOUNT_ID = re.compile(r"^\d{12}$", re.ASCII)
+_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
 _KV_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$")
+_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
+_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$", re.ASCII)
 _DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
 _STREAM = re.compile(r"^Custom-[A-Za-z0-9_]{1,100}$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
 _AUDIENCE = re.compile(r"^[\x21-\x7e]{1,512}$")
 
@@ -286,6 +288,21 @@ class _Reader:
         self.values[name] = value
         return value
 
+    def url(self, name: str, problem: Callable[[str, str], str | None], expected: str) -> str | None:
+        """A token-bearing URL (or domain): ``problem`` (shared.endpoints) names what is wrong with it, or None."""
+        value = self.raw(name)
+        if value is None:
+            why = self.required_because.get(name)
+            if why is not None:
+                self.problems.append(f"{name}: required {why}; expected {expected}")
+            return None
+        found = problem(name, value)
+        if found is not None:
+            self.problems.append(f"{found}; got {_show(value)}")
+            return None
+        self.values[name] = value
+        return value
+
     def choice(self, name: str, enum_type: type[T], choices: list[str]) -> T | None:
         value = self.raw(name) or DEFAULTS[name]
         if value not in choices:
@@ -295,7 +312,7 @@ class _Reader:
 
     def integer(self, name: str, low: int, high: int) -> int:
         value = self.raw(name) or DEFAULTS[name]
-        if re.fullmatch(r"\d{1,9}", value) and low <= int(value) <= high:
+        if re.fullmatch(r"[0-9]{1,9}", value) and low <= int(value) <= high:
             return int(value)
         self.problems.append(f"{name}: expected a whole number from {low} to {high}, got {_show(value)}")
         return low
@@ -321,32 +338,36 @@ def _m(pattern: re.Pattern[str]) -> Callable[[str], bool]:
 
 
 def _show(value: str) -> str:
-    """Quote a bad value for an error message, shortened, so the message stays readable and bounded."""
+    """Quote a bad value for an error message, shortened, so the message stays readable and bounded. A URL's
+    user-info, query and fragment (where a password, SAS signature or key would be) are never echoed."""
+    if "://" in value or "@" in value or "?" in value:
+        value = _strip_url_secrets(value)
     return repr(value if len(value) <= 80 else value[:77] + "...")
 
 
-def _is_https_url(value: str) -> bool:
+def _strip_url_secrets(value: str) -> str:
     try:
         parts = urlsplit(value)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        text = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else netloc + parts.path
     except ValueError:
-        return False
-    host = parts.hostname or ""
-    return (
-        parts.scheme == "https"
-        and bool(_HOSTNAME.match(host) or host in ("localhost", "127.0.0.1"))
-        and not parts.query
-        and not parts.fragment
-        and parts.username is None
-    )
+        return "(not shown: not a well-formed URL)"
+    if "@" in parts.netloc:
+        text += " (user-info removed)"
+    if parts.query or parts.fragment:
+        text += " (query removed)"
+    return text
 
 
-def _is_vault_url(value: str) -> bool:
-    return _is_https_url(value) and urlsplit(value).path in ("", "/")
+def load_settings(environ: Mapping[str, str], endpoint_policy: EndpointPolicy = PRODUCTION) -> Settings:
+    """Read and validate every setting. Raises SettingsError naming each bad one; makes no network call.
 
-
-def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Read and validate every setting. Raises SettingsError naming each bad one; makes no network call."""
+    ``endpoint_policy`` is never read from a setting: production passes ``PRODUCTION`` (the clouds' own domains
+    only); tests with local fakes pass theirs from ``ClientOptions``."""
     r = _Reader(environ)
+
+    def on(check: Callable[[str, str, EndpointPolicy], str | None]) -> Callable[[str, str], str | None]:
+        return lambda name, value: check(name, value, endpoint_policy)
 
     auth_mode = r.choice("AWS_AUTH_MODE", AuthMode, [m.value for m in AuthMode])
     log_sink = r.choice("LOG_SINK", SinkKind, [s.value for s in SinkKind])
@@ -388,25 +409,38 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     r.read("AWS_MEMBER_ROLE_NAME", _m(_ROLE_NAME), "an IAM role name (1-64 letters, digits and +=,.@_-)")
     r.read("AWS_REGION", _m(_REGION), "an AWS region name such as us-east-1")
     r.read("AZURE_CLIENT_ID", _m(_GUID), "a GUID (the managed identity's client id)")
-    r.read("KEY_VAULT_URL", _is_vault_url, "a Key Vault URL like https://<vault>.vault.azure.net/")
-    r.read("LOGS_INGESTION_ENDPOINT", _is_https_url, "an https URL like https://<dce>.<region>.ingest.monitor.azure.com")
+    r.url("KEY_VAULT_URL", on(endpoints.key_vault_problem), "a Key Vault URL like https://<vault>.vault.azure.net/")
+    r.url(
+        "LOGS_INGESTION_ENDPOINT",
+        on(endpoints.logs_ingestion_problem),
+        "an https URL like https://<dce>.<region>.ingest.monitor.azure.com",
+    )
     r.read("LOGS_INGESTION_RULE_ID", _m(_DCR_ID), "a data collection rule immutable id: dcr- followed by 32 hex digits")
     stream_expected = "a custom stream name: Custom- followed by letters, digits or _"
     r.read("LOGS_INGESTION_KEYS_STREAM", _m(_STREAM), stream_expected)
     r.read("LOGS_INGESTION_RUNS_STREAM", _m(_STREAM), stream_expected)
     r.read("LOG_ANALYTICS_WORKSPACE_ID", _m(_GUID), "a GUID (the Log Analytics workspace id)")
-    r.read("LOG_ANALYTICS_DOMAIN", _m(_HOSTNAME), "a DNS domain such as ods.opinsights.azure.com")
+    r.url("LOG_ANALYTICS_DOMAIN", on(endpoints.data_collector_domain_problem), "ods.opinsights.azure.com")
     r.read("FILE_SINK_DIR", lambda v: "\x00" not in v, "a folder path")
 
     rotation_days = r.integer("KEY_ROTATION_DAYS", 1, 3650)
     unused_days = r.integer("KEY_UNUSED_DAYS", 1, 3650)
     account_concurrency = r.integer("COLLECTOR_ACCOUNT_CONCURRENCY", 1, 64)
     iam_concurrency = r.integer("COLLECTOR_IAM_CONCURRENCY", 1, 32)
-    schedule = r.raw("COLLECTOR_SCHEDULE")
-    r.read(BLOB_SERVICE_URI_SETTING, _is_https_url, "an https blob service URL like https://<account>.blob.core.windows.net")
+    schedule = r.read("COLLECTOR_SCHEDULE", _is_ncrontab, _NCRONTAB_EXPECTED)
+    r.url(BLOB_SERVICE_URI_SETTING, on(endpoints.blob_service_problem), "https://<account>.blob.core.windows.net")
     r.read("OUTBOX_CONTAINER", _m(_CONTAINER), "a blob container name (3-63 lower-case letters, digits and dashes)")
     outbox_max_records = r.integer("OUTBOX_MAX_RECORDS", 1000, 10_000_000)
     outbox_max_age_hours = r.integer("OUTBOX_MAX_AGE_HOURS", 1, 720)
+
+    r.problems.extend(endpoints.aws_endpoint_problems(environ))
+    role_arn, region = r.values.get("AWS_ROLE_ARN"), r.values.get("AWS_REGION")
+    if role_arn and region and _partition_of_region(region) != role_arn.split(":")[1]:
+        r.problems.append(
+            f"AWS_ROLE_ARN / AWS_REGION: the role is in partition {role_arn.split(':')[1]} but region {region} is in "
+            f"{_partition_of_region(region)}; set AWS_REGION to a region of the role's partition (e.g. "
+            f"{_EXAMPLE_REGION.get(role_arn.split(':')[1], 'us-east-1')})"
+        )
 
     if r.problems or auth_type is None or sink_type is None:  # an invalid mode is always among the problems
         raise SettingsError(r.problems)
@@ -450,3 +484,55 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 def _is_audience(value: str) -> bool:
     # The scope requested is "<audience>/.default": the audience itself must not carry a scope suffix.
     return _AUDIENCE.fullmatch(value) is not None and not value.endswith("/.default")
+
+
+_EXAMPLE_REGION = {"aws": "us-east-1", "aws-us-gov": "us-gov-west-1", "aws-cn": "cn-north-1"}
+
+
+def _partition_of_region(region: str) -> str:
+    """The AWS partition a region belongs to (its STS and IAM endpoints live there)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    if "-isob-" in region:
+        return "aws-iso-b"
+    if "-iso" in region:
+        return "aws-iso"
+    return "aws"
+
+
+# NCRONTAB, as the Functions timer trigger reads it: {second} {minute} {hour} {day} {month} {day-of-week}.
+_NCRONTAB_EXPECTED = (
+    "an NCRONTAB expression of 6 fields: second minute hour day month day-of-week, e.g. 0 0 2 * * * (02:00 daily)"
+)
+_MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
+                                       "DEC"), 1)}
+_DAYS = {d: i for i, d in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"))}
+_FIELDS: tuple[tuple[int, int, dict[str, int]], ...] = (
+    (0, 59, {}), (0, 59, {}), (0, 23, {}), (1, 31, {}), (1, 12, _MONTHS), (0, 6, _DAYS)
+)
+
+
+def _is_ncrontab(value: str) -> bool:
+    fields = value.split()
+    return len(fields) == 6 and all(_cron_field(f, *spec) for f, spec in zip(fields, _FIELDS, strict=True))
+
+
+def _cron_field(field: str, low: int, high: int, names: dict[str, int]) -> bool:
+    def number(text: str) -> int | None:
+        if re.fullmatch(r"[0-9]{1,2}", text):
+            return int(text) if low <= int(text) <= high else None
+        return names.get(text.upper())
+
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        if step and not (re.fullmatch(r"[0-9]{1,2}", step) and 0 < int(step) <= high):
+            return False
+        if base == "*":
+            continue
+        first, dash, last = base.partition("-")
+        start, end = number(first), number(last) if dash else None
+        if start is None or (dash and (end is None or end < start)):
+            return False
+    return True

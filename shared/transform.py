@@ -24,7 +24,8 @@ _SECONDS_PER_DAY = 86400
 
 
 def fingerprint(key_id: str) -> str:
-    """First 16 hex characters of SHA-256 of the full key id: a stable join key that reveals nothing usable."""
+    """First 16 hex characters of SHA-256 of the full key id: a stable join key (with AWSCloudTrail too). Not a
+    secrecy measure: with the account id and the masked id's last 4 characters the full id can be recovered."""
     return hashlib.sha256(key_id.encode("ascii")).hexdigest()[:16]
 
 

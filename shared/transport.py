@@ -32,6 +32,15 @@ DATA_COLLECTOR_FIRST_WAIT = 1.0  # seconds before the first retry without Retry-
 
 
 @dataclass(frozen=True)
+class EndpointPolicy:
+    """Hosts a token may go to beyond the clouds' own domains (shared/endpoints.py has the allow-lists). Empty in
+    production; tests add their fakes' hosts (``127.0.0.1``, ``localhost``, a fake Data Collector domain) through
+    ``ClientOptions.endpoints``, never through a setting."""
+
+    extra_azure_hosts: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
 class ClientOptions:
     """Test-only client options, passed in by tests through the composition root. Defaults are production's."""
 
@@ -43,6 +52,9 @@ class ClientOptions:
     aws_read_timeout: float | None = None  # seconds (None: 60)
     azure_read_timeout: float | None = None  # seconds, every Azure client and the data_collector sink
     azure_retry_backoff_factor: float | None = None  # azure-core backoff factor; data_collector's first wait
+    # Hosts a token may go to beyond the clouds' own domains: the local fakes' hosts in tests. Passed to load_settings
+    # by the caller that owns these options (function_app.py).
+    endpoints: EndpointPolicy = EndpointPolicy()
 
 
 def transport_options(options: ClientOptions, *, timeouts: bool = True) -> dict[str, Any]:

@@ -41,10 +41,12 @@ import pytest
 import trustme
 
 from shared.composition import ClientOptions
+from shared.endpoints import EndpointPolicy
 from tests.support.dcr import DataCollectionRule, declared_rule
 
 VAULT_RESOURCE = "https://vault.azure.net"
 MONITOR_RESOURCE = "https://monitor.azure.com"
+STORAGE_RESOURCE = "https://storage.azure.com"
 TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 WORKSPACE_ID = "0b6a8f5e-3c1d-4e2f-9a7b-6c5d4e3f2a1b"
 DATA_COLLECTOR_DOMAIN = "ods.localhost"  # a valid LOG_ANALYTICS_DOMAIN; tests route its hosts to 127.0.0.1
@@ -53,6 +55,8 @@ DATA_COLLECTOR_HOST = f"{WORKSPACE_ID}.{DATA_COLLECTOR_DOMAIN}"
 RULE_ID = "dcr-00112233445566778899aabbccddeeff"
 RULE_IDS = frozenset({RULE_ID, "dcr-0123456789abcdef0123456789abcdef"})
 MAX_BODY_BYTES = 1024 * 1024  # the Logs Ingestion API's limit on one call's body, as sent (gzip)
+# The fakes' hosts, allowed to receive tokens in tests only (shared/endpoints.py), via ClientOptions.endpoints.
+FAKE_HOSTS = EndpointPolicy(frozenset({"127.0.0.1", "localhost", DATA_COLLECTOR_DOMAIN}))
 
 
 @dataclass
@@ -136,7 +140,7 @@ class FakeServer:
                 if response.declared_length is not None:
                     self.close_connection = True  # the rest of the announced body never comes
 
-            do_GET = do_POST = _serve
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -195,8 +199,10 @@ class ManagedIdentityFake(FakeServer):
         if request.query.get("api-version") != "2019-08-01" or not request.query.get("resource"):
             return Response.json(400, {"statusCode": 400, "message": "api-version 2019-08-01 and resource required"})
         resource = request.query["resource"]
-        # JWT-shaped, random: easy to spot if it ever leaks into a log line
-        token = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(48) + "." + secrets.token_urlsafe(32)
+        if resource == STORAGE_RESOURCE:  # Azurite ("basic" OAuth) reads the claims: a decodable, unsigned JWT
+            token = storage_token()
+        else:  # JWT-shaped, random: easy to spot if it ever leaks into a log line
+            token = "eyJ0eXAiOiJKV1QifQ." + secrets.token_urlsafe(48) + "." + secrets.token_urlsafe(32)
         with self.lock:
             self.issued.setdefault(resource, []).append(token)
         return Response.json(200, {
@@ -451,8 +457,10 @@ class AzureFakes:
 
 
     def options(self, *, verify_challenge_resource: bool = False) -> ClientOptions:
-        """The test-only client options: trust the fakes' CA; the vault on localhost is not *.vault.azure.net."""
-        return ClientOptions(ca_bundle=self.tls.ca_bundle, verify_challenge_resource=verify_challenge_resource)
+        """The test-only client options: trust the fakes' CA; the vault on localhost is not *.vault.azure.net; tokens
+        may go to the fakes' hosts (opted in here, through the composition root, never through a setting)."""
+        return ClientOptions(ca_bundle=self.tls.ca_bundle, verify_challenge_resource=verify_challenge_resource,
+                             endpoints=FAKE_HOSTS)
 
 
 # Environment variables that would make azure-identity pick another managed identity flavour or another account.
@@ -482,3 +490,63 @@ def azure_fixture(fake_tls: Tls, monkeypatch: pytest.MonkeyPatch) -> Iterator[Az
         yield fakes
     finally:
         fakes.close()
+
+
+def storage_token() -> str:
+    """A token Azurite's basic OAuth accepts (issuer, audience, expiry; no signature check), unique per call."""
+    from tests.support.azurite import StorageTokenCredential
+
+    token = StorageTokenCredential().get_token(f"{STORAGE_RESOURCE}/.default").token
+    return token.rsplit(".", 1)[0] + "." + secrets.token_urlsafe(24)
+
+
+class BlobProxy(FakeServer):
+    """HTTPS in front of Azurite: forwards every request, and serves ``fault`` instead to the requests it matches
+    (a 503 from the storage account, a lease conflict), counting them. Trusted through the same test-only CA."""
+
+    def __init__(self, tls: Tls, upstream: str) -> None:
+        super().__init__(tls)
+        parts = urlsplit(upstream)
+        self.upstream_host, self.upstream_port = parts.hostname or "127.0.0.1", parts.port or 443
+        self.account_path = parts.path.rstrip("/")
+        self.url = f"https://127.0.0.1:{self.port}{self.account_path}"
+        self._context = ssl.create_default_context(cafile=tls.ca_bundle)
+        self.fault: Response | None = None
+        self.when: Callable[[Request], bool] = lambda request: True
+        self.faulted = 0
+
+    def handle(self, request: Request) -> Response:
+        if self.fault is not None and self.when(request):
+            with self.lock:
+                self.faulted += 1
+            return self.fault
+        import http.client
+        from urllib.parse import quote, urlencode
+
+        connection = http.client.HTTPSConnection(self.upstream_host, self.upstream_port, context=self._context,
+                                                 timeout=30)
+        target = quote(request.path) + (f"?{urlencode(request.query)}" if request.query else "")
+        headers = {k: v for k, v in request.headers.items() if k not in ("host", "connection")}
+        headers["host"] = f"{self.upstream_host}:{self.upstream_port}"
+        try:
+            connection.request(request.method, target, body=request.body or None, headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+            kept = {k: v for k, v in answer.getheaders()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "keep-alive")}
+            length = int(answer.getheader("content-length") or 0) if request.method == "HEAD" else None
+            return Response(answer.status, body, kept, declared_length=length or None)
+        finally:
+            connection.close()
+
+
+@pytest.fixture(scope="session", name="azurite_url")
+def azurite_url_fixture(fake_tls: Tls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite (blob) over HTTPS with the fakes' certificate, so the same test-only CA trusts it; its URL."""
+    from tests.support.azurite import azurite_blob
+
+    folder = tmp_path_factory.mktemp("azurite-fakes")
+    fake_tls.server_cert.private_key_pem.write_to_path(str(folder / "key.pem"))
+    fake_tls.server_cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    with azurite_blob(folder / "cert.pem", folder / "key.pem", folder / "data") as url:
+        yield url

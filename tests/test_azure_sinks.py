@@ -8,6 +8,8 @@ import base64
 import json
 import logging
 import time
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 
 from shared.azure import build_credential
 from shared.errors import SinkError
+from shared.outbox import FileOutbox, ReliableSink, decode_rows
 from shared.records import KEYS_TABLE, RUNS_TABLE
 from shared.sinks.data_collector_sink import MAX_POST_BYTES, DataCollectorSink, signature, split_bodies
 from shared.sinks.logs_ingestion_sink import LogsIngestionSink
@@ -273,3 +276,63 @@ def test_data_collector_key_that_is_not_base64(azure: AzureFakes) -> None:
     with pytest.raises(SinkError) as caught:
         DataCollectorSink(WORKSPACE_ID, "not base64 at all!", DATA_COLLECTOR_DOMAIN, azure.options())
     assert "not base64" in str(caught.value) and "not base64 at all!" not in str(caught.value)
+
+
+def test_a_partial_upload_keeps_only_the_failed_chunks_rows_in_the_outbox(azure: AzureFakes, tmp_path: Path) -> None:
+    rows = [key_row(i, pad=1000) for i in range(2600)]
+    rejected: list[dict[str, Any]] = []
+
+    def reject(stream: str, chunk: list[dict[str, Any]]) -> Response | None:
+        if any(r["AgeDays"] == 1500 for r in chunk):
+            rejected.extend(chunk)
+            return Response.json(400, {"error": {"code": "InvalidStream", "message": "schema mismatch"}})
+        return None
+
+    azure.ingestion.reject = reject
+    reliable = ReliableSink(ingestion_sink(azure), FileOutbox(tmp_path), 100_000, timedelta(hours=48))
+    reliable.send(KEYS_TABLE, rows)
+    reliable.close()
+    delivered = azure.ingestion.rows(KEYS_STREAM)
+    assert 0 < len(rejected) < len(rows) and len(delivered) + len(rejected) == len(rows)
+    assert reliable.stats.deferred == len(rejected)  # RecordsDeferred counts only what was not delivered
+    kept = [r for item in FileOutbox(tmp_path).items() for r in decode_rows((tmp_path / item.name).read_bytes())]
+    assert kept == rejected  # exactly the failed chunk's rows, none of the delivered ones
+
+
+# ---------------------------------------------------------------------------------------------- the run's deadline
+
+
+def test_logs_ingestion_against_an_endpoint_that_never_answers_ends_by_the_deadline(azure: AzureFakes) -> None:
+    from shared.deadline import Deadline
+
+    azure.ingestion.reject = lambda stream, rows: Response(204, delay=120)  # accepts, never answers in time
+    credential = build_credential(None, azure.options())
+    sink = LogsIngestionSink(azure.ingestion.url, RULE_ID, KEYS_STREAM, RUNS_STREAM, credential, azure.options(),
+                             deadline=Deadline.after(5, reserve=1))
+    rows = [key_row(i, pad=1000) for i in range(2600)]  # three chunks: the later ones must not wait again
+    started = time.monotonic()
+    with pytest.raises(SinkError) as caught:
+        sink.send(KEYS_TABLE, rows)
+    elapsed = time.monotonic() - started
+    assert elapsed < 6, f"the upload took {elapsed:.1f} s past a 4 s delivery window"
+    assert caught.value.undelivered == len(rows)
+    assert caught.value.rows is None or len(caught.value.rows) == len(rows)
+    started = time.monotonic()
+    with pytest.raises(SinkError, match="no time left in the run"):  # past the window: not even tried
+        sink.send(RUNS_TABLE, [{"RunId": "r"}])
+    assert time.monotonic() - started < 0.5
+    sink.close()
+
+
+def test_data_collector_against_an_endpoint_that_never_answers_ends_by_the_deadline(azure: AzureFakes) -> None:
+    from shared.deadline import Deadline
+
+    azure.collector.faults.add(*[Response(200, delay=120) for _ in range(10)])
+    sink = DataCollectorSink(WORKSPACE_ID, azure.collector.shared_key, DATA_COLLECTOR_DOMAIN, azure.options(),
+                             deadline=Deadline.after(5, reserve=1))
+    started = time.monotonic()
+    with pytest.raises(SinkError, match="deadline") as caught:
+        sink.send(KEYS_TABLE, [key_row(1)])
+    assert time.monotonic() - started < 6
+    assert caught.value.undelivered == 1
+    sink.close()

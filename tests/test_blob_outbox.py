@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import trustme
+from azure.storage.blob import BlobLeaseClient
 
 from shared.blob_outbox import BlobOutbox
 from shared.composition import ClientOptions
 from shared.errors import SinkError
-from shared.outbox import ReliableSink
-from shared.records import KEYS_TABLE, RUNS_TABLE
+from shared.outbox import DEAD_LETTER, ReliableSink, item_name
+from shared.records import KEYS_TABLE, RUNS_TABLE, Table
 from tests.support.azurite import StorageTokenCredential, azurite_blob
 from tests.support.sinks import FlakySink, rows
 
@@ -103,3 +106,76 @@ def test_a_token_storage_rejects_is_a_clear_outbox_error(azurite: tuple[str, str
         reliable.send(KEYS_TABLE, rows(2))
     assert "outbox https://127.0.0.1" in str(info.value)
     assert "403" in str(info.value) and "Storage Blob Data" in str(info.value)
+
+
+def test_unreadable_blob_items_go_under_the_dead_letter_prefix_and_the_rest_is_delivered(
+    azurite: tuple[str, str],
+) -> None:
+    box = outbox(azurite, "outbox-poison")
+    box.put(KEYS_TABLE, rows(3), datetime.now(UTC) - timedelta(minutes=5))
+    poison = {
+        item_name(KEYS_TABLE, 1, datetime.now(UTC) - timedelta(hours=1)): b"\xff\xfe not utf-8\n",
+        item_name(KEYS_TABLE, 1, datetime.now(UTC) - timedelta(hours=1)): b"{half a row\n",
+        item_name(KEYS_TABLE, 1, datetime.now(UTC) + timedelta(days=30)): b'{"a": 1}\n',
+    }
+    raw = box._container  # test-only: write items as a buggy or hostile writer would
+    for name, body in poison.items():
+        raw.upload_blob(name, body)
+    sink = FlakySink()
+    stats = ReliableSink(sink, outbox(azurite, "outbox-poison"), 1000, timedelta(hours=48)).replay(datetime.now(UTC))
+    assert (stats.dead_lettered, stats.replayed) == (3, 3)
+    assert box.items() == []
+    kept = {b.name: b for b in raw.list_blobs(name_starts_with=f"{DEAD_LETTER}/", include=["metadata"])}
+    assert set(kept) == {f"{DEAD_LETTER}/{n}" for n in poison}
+    for name, body in poison.items():
+        assert raw.download_blob(f"{DEAD_LETTER}/{name}").readall() == body
+        assert kept[f"{DEAD_LETTER}/{name}"].metadata["reason"]
+
+
+def test_a_delete_after_the_lease_was_taken_over_is_survived(azurite: tuple[str, str]) -> None:
+    """HTTP 412/409 on delete: our lease was lost and another run holds the item. Logged; nothing raised or lost."""
+    box = outbox(azurite, "outbox-412")
+    box.put(KEYS_TABLE, rows(2), datetime.now(UTC))
+    (item,) = box.items()
+    assert box.claim(item) is not None
+    blob = box._container.get_blob_client(item.name)
+    BlobLeaseClient(blob).break_lease(lease_break_period=0)  # as if our lease had lapsed...
+    other = BlobLeaseClient(blob)
+    other.acquire(lease_duration=15)  # ...and a second run had claimed the item
+    box.delete(item)  # no exception
+    box.release(item)  # nothing left to release: no exception either
+    other.release()
+    assert [i.name for i in box.items()] == [item.name]  # still there for a later run: at least once
+
+
+def test_a_lease_release_that_fails_is_survived(azurite: tuple[str, str]) -> None:
+    box = outbox(azurite, "outbox-release-fails")
+    box.put(KEYS_TABLE, rows(1), datetime.now(UTC))
+    (item,) = box.items()
+    assert box.claim(item) is not None
+    BlobLeaseClient(box._container.get_blob_client(item.name)).break_lease(lease_break_period=0)
+    box.release(item)  # 409 LeaseIdMismatch / lease not present: logged, not raised
+    assert box.claim(item) is not None  # claimable again
+
+
+def test_the_lease_is_renewed_while_an_item_is_replayed(azurite: tuple[str, str]) -> None:
+    """A replay slower than the lease: a second run trying to claim the item meanwhile gets nothing."""
+    box = outbox(azurite, "outbox-renew")
+    box.put(KEYS_TABLE, rows(2), datetime.now(UTC))
+    taken: list[bytes | None] = []
+
+    class SlowSink(FlakySink):
+        def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+            time.sleep(19)  # past the 15 s lease
+            second = BlobOutbox(box.location.rsplit("/", 1)[0], "outbox-renew", StorageTokenCredential(),
+                                ClientOptions(ca_bundle=azurite[1]))
+            (item,) = second.items()
+            taken.append(second.claim(item))
+            super().send(table, rows)
+
+    sink = SlowSink()
+    first = BlobOutbox(box.location.rsplit("/", 1)[0], "outbox-renew", StorageTokenCredential(),
+                       ClientOptions(ca_bundle=azurite[1]), lease_seconds=15)
+    stats = ReliableSink(sink, first, 1000, timedelta(hours=48)).replay(datetime.now(UTC))
+    assert taken == [None]  # the second run could not take it over
+    assert stats.replayed == 2 and len(sink.delivered) == 2 and box.items() == []

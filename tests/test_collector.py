@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import defaultdict
 from datetime import timedelta
 from typing import Any
@@ -234,3 +235,49 @@ def test_an_account_whose_records_the_sink_refuses_fails_without_an_outbox() -> 
     (failure,) = result.failures
     assert failure.error.startswith("records not delivered: list sink: AwsIamAccessKeys_CL refused")
     assert result.keys_collected == 0
+
+
+# ---------------------------------------------------------------------------------------------- the run's deadline
+
+
+def test_an_unexpected_error_in_one_account_fails_that_account_not_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = collector_module.tempfile.TemporaryFile
+    calls = {"n": 0}
+    lock = threading.Lock()
+
+    def disk_full_once(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            calls["n"] += 1
+            first = calls["n"] == 1
+        if first:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(collector_module.tempfile, "TemporaryFile", disk_full_once)
+    fake = IamFake([account_with_keys(A, 1), account_with_keys(B, 2), account_with_keys(C, 1)])
+    result, sink, _ = run(fake, account_concurrency=1, shuffle=lambda accounts: None)
+    (failure,) = result.failures
+    assert failure.account_id == A and "No space left on device" in failure.error
+    assert result.status == "PartiallySucceeded" and result.keys_collected == 3
+    assert {k["AccountId"] for k in sink.rows(KEYS_TABLE)} == {B, C}
+
+
+def test_an_account_still_working_at_the_run_deadline_is_named_and_the_run_record_goes_out_in_time() -> None:
+    from shared.deadline import Deadline
+
+    hung = account_with_keys(B, 1)
+    hung.wait_for = threading.Event()  # never set: IAM does not answer for this account
+    fake = IamFake([account_with_keys(A, 2), hung])
+    sink = ListSink()
+    options = CollectorOptions("access_key", "file", 90, 45, 4, deadline=Deadline.after(1.5, reserve=0.5))
+    reliable = ReliableSink(sink, NoOutbox(), max_rows=1000, max_age=timedelta(hours=48))
+    started = time.monotonic()
+    result = Collector(options, fake, reliable, Recorder(), clock=fake.clock).run()
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, f"the run took {elapsed:.1f} s past its 1.5 s deadline"
+    (failure,) = result.failures
+    assert failure.account_id == B and "not finished by the run's deadline" in failure.error
+    assert {k["AccountId"] for k in sink.rows(KEYS_TABLE)} == {A}
+    (run_row,) = sink.rows(RUNS_TABLE)
+    assert run_row["Status"] == "PartiallySucceeded" and run_row["AccountsFailed"] == 1
+    hung.wait_for.set()  # let the abandoned worker end

@@ -1,4 +1,4 @@
-"""A run interrupted by a sink outage delivers every record on the next run, exactly once."""
+"""A run interrupted by a sink outage delivers every record on the next run: each counted once (no duplicates)."""
 
 from __future__ import annotations
 

@@ -55,6 +55,7 @@ from tests.azure_fakes import (  # noqa: F401 - fixtures
     Request,
     Response,
     azure_fixture,
+    azurite_url_fixture,
     fake_tls_fixture,
     route_host_to,
 )
@@ -62,8 +63,10 @@ from tests.support.aws_proxy import AwsProxy, Call, Fault, aws_error
 from tests.support.fault_cells import (
     AZURE_DEPENDENCIES,
     CELLS,
+    OUTBOX_CELLS,
     RECOVERED,
     Cell,
+    OutboxCell,
 )
 from tests.support.function_host import AUDIENCE, CONTRACT_SETTINGS, RULE_ID, run_function
 
@@ -274,6 +277,26 @@ def closed_url(ctx: Ctx, scheme: str = "https", host: str = "localhost") -> str:
     return f"{scheme}://{host}:{ctx.closed}"
 
 
+def count_refused_connections(ctx: Ctx) -> None:
+    """Nothing listens on a closed port, so no server can count the attempts: count the connections the clients
+    open to it instead (urllib3's, under botocore, azure-core and requests alike)."""
+    import threading
+
+    import urllib3.util.connection
+
+    real = urllib3.util.connection.create_connection
+    lock = threading.Lock()
+    ctx.counts["attempts"] = 0
+
+    def create_connection(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        if address[1] == ctx.closed or address[0] == DATA_COLLECTOR_HOST:  # that host is routed to the closed port
+            with lock:
+                ctx.counts["attempts"] += 1
+        return real(address, *args, **kwargs)
+
+    ctx.env.setattr(urllib3.util.connection, "create_connection", create_connection)
+
+
 def inject(ctx: Ctx, cell: Cell) -> None:
     dep, fault, azure, org = cell.dependency, cell.fault, ctx.azure, ctx.org
     sandbox = ctx.account("Sandbox")
@@ -285,6 +308,7 @@ def inject(ctx: Ctx, cell: Cell) -> None:
         "organizations": lambda c: c.action == "ListAccounts",
     }
     if fault == "refused":
+        count_refused_connections(ctx)
         closed = closed_url(ctx, "http", "127.0.0.1")
         if dep == "managed_identity":
             ctx.env.setenv("IDENTITY_ENDPOINT", f"{closed_url(ctx)}/msi/token")
@@ -441,7 +465,7 @@ def test_fault(
     assert run["KeysCollected"] == len(landed)
 
     # the retry bound: how often the faulted dependency was asked
-    if cell.dependency in AZURE_DEPENDENCIES:
+    if cell.dependency in AZURE_DEPENDENCIES or cell.fault == "refused":
         attempts = ctx.counts.get("attempts")
     else:
         action = {"iam": "ListAccessKeys", "organizations": "ListAccounts",
@@ -472,6 +496,80 @@ def test_fault(
                       json.dumps(keys), json.dumps(runs), kept]
     for secret in secrets_of(ctx):
         for text in texts_to_check:
+            assert secret not in text, f"a secret ({secret[:4]}...) leaked"
+
+
+# --- the outbox itself: the blob outbox (the production path: AzureWebJobsStorage__blobServiceUri) on Azurite ---
+
+
+@pytest.mark.parametrize("cell", OUTBOX_CELLS, ids=[c.id for c in OUTBOX_CELLS])
+def test_outbox_fault(
+    cell: OutboxCell, org: SeededOrganization, proxy: AwsProxy, azure: AzureFakes, azurite_url: str,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, closed_port: int, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import BlobLeaseClient, ContainerClient
+
+    from shared.outbox import DEAD_LETTER, encode_rows, item_name
+    from shared.records import KEYS_TABLE
+    from tests.azure_fakes import BlobProxy
+    from tests.support.azurite import StorageTokenCredential
+
+    caplog.set_level(logging.INFO)
+    ctx = Ctx(org, proxy, azure, monkeypatch, tmp_path / "out", closed_port)
+    configure(ctx, Cell("outbox", cell.fault, "access_key+logs_ingestion", RECOVERED, "home"))
+    storage = BlobProxy(azure.tls, azurite_url)
+    container = f"outbox-{cell.fault.replace('_', '-')}-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
+    monkeypatch.setenv("AzureWebJobsStorage__blobServiceUri", storage.url)
+    monkeypatch.setenv("OUTBOX_CONTAINER", container)
+    raw = ContainerClient(azurite_url, container, credential=StorageTokenCredential(),
+                          connection_verify=azure.tls.ca_bundle)
+    raw.create_container()
+    earlier = [{"RunId": "earlier-run", "AccessKeyFingerprint": f"{n:016x}"} for n in range(2)]
+    name = item_name(KEYS_TABLE, 2, datetime.now(UTC) - timedelta(hours=1))
+    raw.upload_blob(name, b"\xff\xfe{not json\n" if cell.fault == "unreadable" else encode_rows(earlier))
+    holder = None
+    if cell.fault == "lease_conflict":
+        holder = BlobLeaseClient(raw.get_blob_client(name))
+        holder.acquire(lease_duration=60)
+        storage.when = lambda r: r.query.get("comp") == "lease"
+    elif cell.fault == "503":
+        storage.fault = Response.json(503, {"error": {"code": "ServerBusy", "message": "injected 503"}})
+    else:
+        storage.when = lambda r: r.query.get("comp") == "lease"
+    try:
+        run_function()  # the outbox's fault never fails the invocation: this run's records are delivered
+    finally:
+        if holder is not None:
+            holder.release()
+        storage.close()
+
+    keys, runs = ctx.azure.ingestion.rows(KEYS_STREAM), ctx.azure.ingestion.rows(RUNS_STREAM)
+    (run,) = runs
+    assert run["Status"] == "Succeeded" and json.loads(run["FailedAccounts"]) == []
+    assert len(keys) == KEYS_PER_ACCOUNT["Management"] == run["KeysCollected"]
+    assert run["RecordsReplayed"] == 0 and run["RecordsDropped"] == 0
+    assert not (ctx.out / "outbox").exists()  # the blob outbox was used, not the local folder
+    left = sorted(b.name for b in raw.list_blobs())
+    if cell.fault == "unreadable":
+        assert left == [f"{DEAD_LETTER}/{name}"]  # moved aside, kept
+        assert "cannot be replayed (unreadable: not UTF-8" in caplog.text
+        attempts = sum(1 for r in storage.requests if r.query.get("comp") == "lease")
+    else:
+        assert left == [name]  # still there, for its holder or a later run
+        assert [r["RunId"] for r in keys] == [run["RunId"]] * len(keys)  # the earlier run's rows not delivered
+        if cell.fault == "503":
+            assert "cannot be listed" in caplog.text and "503" in caplog.text
+            attempts = storage.faulted
+        else:
+            attempts = sum(1 for r in storage.requests if r.query.get("comp") == "lease")
+    assert attempts == cell.attempts
+
+    out = capsys.readouterr()
+    for secret in secrets_of(ctx):
+        for text in (caplog.text, out.out, out.err, json.dumps(keys), json.dumps(runs)):
             assert secret not in text, f"a secret ({secret[:4]}...) leaked"
 
 
@@ -512,7 +610,9 @@ def test_outbox_unwritable_while_the_sink_is_down(
     with pytest.raises(SinkError) as caught:
         run_function()
     message = str(caught.value)
-    assert f"not delivered to stream {RUNS_STREAM} of data collection rule {RULE_ID}" in message
+    # the key records failed (after retries); the run record was then not sent again (the breaker)
+    assert "1 AwsIamKeyCollectorRuns_CL row(s) not sent: the logs_ingestion sink already failed in this run" in message
+    assert f"not delivered to stream {KEYS_STREAM} of data collection rule {RULE_ID}" in message
     assert "HTTP 503" in message
     assert f"the outbox at {blocker / 'out' / 'outbox'} could not keep them either" in message
     assert any(f"Account {MANAGEMENT_ACCOUNT_ID} failed: records not delivered" in r.getMessage()

@@ -33,11 +33,13 @@ def org(aws: AwsProxy, moto_url: str) -> SeededOrganization:
 
 
 @pytest.fixture
-def env(azure: AzureFakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
-    """A clean slate of app settings, and the test-only client options that trust the fakes' CA."""
+def env(azure: AzureFakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+    """A clean slate of app settings, and the test-only client options that trust the fakes' CA. FILE_SINK_DIR (and
+    so the local outbox) is the test's own folder: no test replays another's kept records."""
     for name in CONTRACT_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("COLLECTOR_SCHEDULE", "0 0 */6 * * *")
+    monkeypatch.setenv("FILE_SINK_DIR", str(tmp_path / "out"))
     monkeypatch.setattr(function_app, "CLIENT_OPTIONS", azure.options())
     yield monkeypatch
 
@@ -209,9 +211,11 @@ def test_missing_secret_fails_the_invocation_with_a_clear_error(
     assert org.collector_key_id not in str(caught.value) + run["FailedAccounts"]
 
 
-def test_workspace_key_denied_fails_before_any_aws_call(
-    aws: AwsProxy, azure: AzureFakes, env: pytest.MonkeyPatch
+def test_workspace_key_denied_keeps_the_run_record_with_the_reason(
+    aws: AwsProxy, azure: AzureFakes, env: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """data_collector's workspace key is read inside the run: a Key Vault refusal fails the delivery, not the run,
+    so the run record is kept in the outbox and the invocation names the vault's role."""
     azure.vault.forbidden = True
     env.setenv("KEY_VAULT_URL", f"{azure.vault.url}/")
     env.setenv("AWS_AUTH_MODE", "web_identity")
@@ -221,11 +225,14 @@ def test_workspace_key_denied_fails_before_any_aws_call(
     env.setenv("LOG_ANALYTICS_WORKSPACE_ID", WORKSPACE_ID)
     env.setenv("LOG_ANALYTICS_DOMAIN", DATA_COLLECTOR_DOMAIN)
 
-    from shared.errors import SecretError
+    from shared.errors import DeliveryDeferredError
+    from shared.outbox import FileOutbox
 
-    with pytest.raises(SecretError, match="Key Vault Secrets User"):
+    with pytest.raises(DeliveryDeferredError, match="Key Vault Secrets User"):
         run_function()
-    assert aws.calls == [] and azure.collector.requests == []
+    assert azure.collector.requests == []  # nothing was sent without the key
+    kept = FileOutbox(tmp_path / "out" / "outbox").items()
+    assert [i.table.table for i in kept] == ["AwsIamKeyCollectorRuns_CL"]
 
 
 def test_invalid_settings_fail_the_invocation_naming_each_setting(azure: AzureFakes, env: pytest.MonkeyPatch) -> None:

@@ -111,3 +111,62 @@ def test_registered_secrets_are_redacted_wherever_they_appear() -> None:
 
     register_secret("a-workspace-key-value-0123456789==")
     assert redact("sig over a-workspace-key-value-0123456789== failed") == "sig over [REDACTED] failed"
+
+
+# ---------------------------------------------------------------------------------------------- redaction forms
+
+
+def test_a_registered_secret_is_redacted_url_encoded_and_json_escaped_too() -> None:
+    from urllib.parse import quote, quote_plus
+
+    from shared.redaction import register_secret
+
+    secret = 'wJalr/XUtnFEMI+K7MDENG/bPx"RfiCY=EXAMPLE\\key'
+    register_secret(secret)
+    for shown in (secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret), json.dumps({"k": secret})):
+        out = redact(f"POST body: {shown}")
+        assert "[REDACTED]" in out and "XUtnFEMI" not in out, out
+
+
+@pytest.mark.parametrize(
+    ("text", "leak"),
+    [
+        ("token=eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJhcGk6Ly9BenVyZUFEVG9rZW5FeGNoYW5nZSJ9.c2lnbmF0dXJl",
+         "c2lnbmF0dXJl"),
+        ("eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJ4eXoifQ.QUJDREVGR0hJSktMTU5PUA", "QUJDREVGR0hJSktMTU5PUA"),
+        ("GET https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sig=AbC%2Bdef123456%3D&se=2026", "AbC%2Bdef"),
+        ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0a2V5c2VjcmV0a2V5==;EndpointSuffix=x",
+         "c2VjcmV0a2V5"),
+        ("headers: {'X-IDENTITY-HEADER': 'f7a1b2c3d4e5f6a7b8c9', 'User-Agent': 'azsdk'}", "f7a1b2c3d4e5"),
+        ('{"x-identity-header": "f7a1b2c3d4e5f6a7b8c9"}', "f7a1b2c3d4e5"),
+    ],
+)
+def test_bare_tokens_sas_signatures_account_keys_and_the_identity_header_are_redacted(text: str, leak: str) -> None:
+    assert leak not in redact(text)
+
+
+def test_a_logger_with_its_own_handler_that_does_not_propagate_is_redacted_too() -> None:
+    import io
+
+    from shared.redaction import register_secret
+
+    install_log_safety()
+    secret = "zz-secret-value-of-a-non-propagating-logger"
+    register_secret(secret)
+    stream = io.StringIO()
+    own = logging.getLogger("thirdparty.own_handler")
+    own.propagate = False
+    own.setLevel(logging.INFO)
+    handler = logging.StreamHandler(stream)
+    own.addHandler(handler)
+    try:
+        own.info("connecting with %s", secret)
+        try:
+            raise RuntimeError(f"failed with {secret}")
+        except RuntimeError:
+            own.exception("boom")
+    finally:
+        own.removeHandler(handler)
+    output = stream.getvalue()
+    assert "connecting with [REDACTED]" in output and "failed with [REDACTED]" in output
+    assert secret not in output

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import DEFAULTS
-from tests.support.fault_cells import CELLS, Cell
+from tests.support.fault_cells import CELLS, OUTBOX_CELLS, Cell, OutboxCell
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -42,8 +42,22 @@ def outcome(cell: Cell) -> str:
     return {"Succeeded": "ok", "PartiallySucceeded": "partial", "Failed": "failed"}[cell.expect.status]
 
 
+def tables(text: str) -> list[list[list[str]]]:
+    """Each Markdown table in ``text``, as its rows of cells."""
+    found: list[list[list[str]]] = []
+    previous_was_row = False
+    for line in text.splitlines():
+        is_row = line.startswith("|")
+        if is_row and not previous_was_row:
+            found.append([])
+        if is_row:
+            found[-1].append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        previous_was_row = is_row
+    return found
+
+
 def failure_table() -> dict[str, dict[str, str]]:
-    rows = table_rows(section("Failure behaviour"))
+    rows = tables(section("Failure behaviour"))[0]
     header = rows[0]
     assert header[0].startswith("Dependency")
     table = {}
@@ -64,6 +78,35 @@ def test_failure_table_covers_every_cell_of_the_matrix() -> None:
 @pytest.mark.parametrize("cell", CELLS, ids=[c.id for c in CELLS])
 def test_failure_table_says_what_the_test_asserts(cell: Cell) -> None:
     assert failure_table()[cell.dependency][cell.fault] == outcome(cell)
+
+
+def outbox_table() -> dict[str, str]:
+    header, _, row = tables(section("Failure behaviour"))[1]
+    assert header[0].startswith("Outbox") and "`outbox`" in row[0]
+    return dict(zip(header[1:], row[1:], strict=True))
+
+
+def test_outbox_table_covers_every_outbox_cell() -> None:
+    assert set(outbox_table()) == {cell.fault for cell in OUTBOX_CELLS}
+
+
+@pytest.mark.parametrize("cell", OUTBOX_CELLS, ids=[c.id for c in OUTBOX_CELLS])
+def test_outbox_table_says_what_the_test_asserts(cell: OutboxCell) -> None:
+    assert outbox_table()[cell.fault] == cell.outcome
+
+
+def test_every_guarantee_is_asserted_by_a_named_test_that_exists() -> None:
+    guarantees = section("Failure behaviour").split("### What is guaranteed", 1)[1]
+    assert "at least once, and the queries count a row once" in guarantees
+    header, _, *rows = tables(guarantees)[0]
+    assert header == ["Guarantee", "Asserted by"] and len(rows) >= 10
+    defined = {m for p in (ROOT / "tests").glob("test_*.py")
+               for m in re.findall(r"^def (test_\w+)\(", p.read_text(encoding="utf-8"), re.M)}
+    for guarantee, tests in rows:
+        named = re.findall(r"`(test_\w+)`", tests)
+        assert named, f"no test named for: {guarantee}"
+        missing = [t for t in named if t not in defined]
+        assert not missing, f"{missing} named for '{guarantee[:60]}...' do not exist"
 
 
 def test_the_two_commands_are_what_make_and_ci_run() -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from shared.endpoints import EndpointPolicy
 from shared.errors import SettingsError
-from shared.settings import AccountsScope, AuthMode, SinkKind, load_settings
+from shared.settings import AccountsScope, AuthMode, LogsIngestionSettings, SinkKind, load_settings
 from tests.support.settings_env import DCE, DCR, ROLE, VAULT, WORKSPACE, minimal
 
 
@@ -70,7 +71,8 @@ def test_organization_scope() -> None:
 
 
 def test_partition_follows_the_role_arn() -> None:
-    s = load_settings(minimal(AWS_ROLE_ARN="arn:aws-us-gov:iam::111122223333:role/path/Collector"))
+    s = load_settings(minimal(AWS_ROLE_ARN="arn:aws-us-gov:iam::111122223333:role/path/Collector",
+                              AWS_REGION="us-gov-west-1"))
     assert s.aws_partition == "aws-us-gov"
 
 
@@ -91,15 +93,34 @@ def test_partition_follows_the_role_arn() -> None:
         ("AWS_MEMBER_ROLE_NAME", "role/with/slash", "IAM role name"),
         ("AWS_REGION", "Europe", "AWS region"),
         ("AZURE_CLIENT_ID", "not-a-guid", "GUID"),
-        ("KEY_VAULT_URL", "http://kv.vault.azure.net/", "Key Vault URL"),
-        ("KEY_VAULT_URL", "https://kv.vault.azure.net/secrets/x", "Key Vault URL"),
-        ("LOGS_INGESTION_ENDPOINT", "ftp://dce.example.com", "https URL"),
-        ("LOGS_INGESTION_ENDPOINT", "https://user:pw@dce.example.com", "https URL"),
+        ("KEY_VAULT_URL", "http://kv.vault.azure.net/", "must be https"),
+        ("KEY_VAULT_URL", "https://kv.vault.azure.net/secrets/x", "the vault's URL only"),
+        ("KEY_VAULT_URL", "https://kv.vault.azure.net.evil.example/", "not on the cloud's own domain"),
+        ("LOGS_INGESTION_ENDPOINT", "ftp://dce.example.com", "must be https"),
+        ("LOGS_INGESTION_ENDPOINT", "https://user:pw@dce.westeurope-1.ingest.monitor.azure.com", "no user name"),
+        ("LOGS_INGESTION_ENDPOINT", "https://dce.example.com", "not on the cloud's own domain"),
+        ("LOGS_INGESTION_ENDPOINT", "https://127.0.0.1:8443", "not on the cloud's own domain"),
+        ("LOGS_INGESTION_ENDPOINT", "https://localhost", "not on the cloud's own domain"),
+        ("AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.windows.net.attacker.io",
+         "not on the cloud's own domain"),
+        ("AzureWebJobsStorage__blobServiceUri", "http://acct.blob.core.windows.net", "must be https"),
         ("LOGS_INGESTION_RULE_ID", "dcr-xyz", "dcr- followed by 32 hex"),
         ("LOGS_INGESTION_KEYS_STREAM", "AwsIamAccessKeys", "Custom-"),
         ("LOGS_INGESTION_RUNS_STREAM", "Custom-bad stream", "Custom-"),
         ("LOG_ANALYTICS_WORKSPACE_ID", "workspace", "GUID"),
-        ("LOG_ANALYTICS_DOMAIN", "not a domain", "DNS domain"),
+        ("LOG_ANALYTICS_DOMAIN", "not a domain", "Data Collector API domain"),
+        ("LOG_ANALYTICS_DOMAIN", "collector.example.com", "Data Collector API domain"),
+        # Arabic-Indic digits and a non-ASCII letter: \d and \w without re.ASCII took them
+        ("AWS_ACCOUNTS", "\u0661" * 12, "12-digit"),
+        ("AWS_ROLE_ARN", "arn:aws:iam::" + "\u0661" * 12 + ":role/X", "IAM role ARN"),
+        ("AWS_MEMBER_ROLE_NAME", "R\u00f4le", "IAM role name"),
+        ("AWS_REGION", "us-east-\u0661", "AWS region"),
+        ("KEY_ROTATION_DAYS", "\u0669\u0660", "from 1 to 3650"),
+        ("COLLECTOR_SCHEDULE", "0 */5 * * *", "NCRONTAB"),  # 5 fields: a Unix cron, not NCRONTAB
+        ("COLLECTOR_SCHEDULE", "0 0 25 * * *", "NCRONTAB"),  # hour 25
+        ("COLLECTOR_SCHEDULE", "0 0 2 * * MONDAY", "NCRONTAB"),
+        ("COLLECTOR_SCHEDULE", "0 0 2 31-1 * *", "NCRONTAB"),
+        ("COLLECTOR_SCHEDULE", "00:05:00", "NCRONTAB"),
         ("KEY_ROTATION_DAYS", "0", "from 1 to 3650"),
         ("KEY_ROTATION_DAYS", "ninety", "from 1 to 3650"),
         ("KEY_UNUSED_DAYS", "-5", "from 1 to 3650"),
@@ -143,3 +164,90 @@ def test_error_message_is_one_readable_block() -> None:
 def test_long_bad_values_are_shortened_in_the_message() -> None:
     found = problems(minimal(AWS_REGION="x" * 500))
     assert len(found[0]) < 200
+
+
+@pytest.mark.parametrize(
+    ("role", "region"),
+    [("arn:aws-cn:iam::111122223333:role/C", "us-east-1"), ("arn:aws:iam::111122223333:role/C", "cn-north-1"),
+     ("arn:aws-us-gov:iam::111122223333:role/C", "eu-west-1"), ("arn:aws:iam::111122223333:role/C", "us-gov-east-1")],
+)
+def test_the_role_partition_must_match_the_region_partition(role: str, region: str) -> None:
+    (found,) = problems(minimal(AWS_ROLE_ARN=role, AWS_REGION=region))
+    assert found.startswith("AWS_ROLE_ARN / AWS_REGION: ") and region in found
+
+
+@pytest.mark.parametrize("role,region", [("arn:aws-cn:iam::111122223333:role/C", "cn-northwest-1"),
+                                         ("arn:aws-us-gov:iam::111122223333:role/C", "us-gov-east-1")])
+def test_sovereign_partitions_with_their_own_regions_pass(role: str, region: str) -> None:
+    assert load_settings(minimal(AWS_ROLE_ARN=role, AWS_REGION=region)).aws_region == region
+
+
+@pytest.mark.parametrize(
+    "schedule", ["0 0 2 * * *", "0 */30 * * * *", "0 15 2,14 * * MON-FRI", "30 0 0 1 JAN-MAR/1 *", "0 0 0 * * 0"]
+)
+def test_ncrontab_schedules_pass(schedule: str) -> None:
+    assert load_settings(minimal(COLLECTOR_SCHEDULE=schedule)).collector_schedule == schedule
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LOGS_INGESTION_ENDPOINT", "https://dce-1.eastus-1.ingest.monitor.azure.com"),
+        ("LOGS_INGESTION_ENDPOINT", "https://dce-1.usgovvirginia-1.ingest.monitor.azure.us"),
+        ("LOGS_INGESTION_ENDPOINT", "https://dce-1.chinanorth3-1.ingest.monitor.azure.cn"),
+        ("KEY_VAULT_URL", "https://kv.vault.usgovcloudapi.net/"),
+        ("KEY_VAULT_URL", "https://kv.vault.azure.cn"),
+        ("AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.windows.net"),
+        ("AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.usgovcloudapi.net/"),
+        ("AzureWebJobsStorage__blobServiceUri", "https://acct.blob.core.chinacloudapi.cn"),
+        ("LOG_ANALYTICS_DOMAIN", "ods.opinsights.azure.us"),
+        ("LOG_ANALYTICS_DOMAIN", "ods.opinsights.azure.cn"),
+    ],
+)
+def test_the_clouds_own_endpoints_pass(name: str, value: str) -> None:
+    load_settings(minimal(**{name: value}))
+
+
+def test_a_test_opts_its_fake_hosts_in_through_the_endpoint_policy_not_a_setting() -> None:
+    env = minimal(LOGS_INGESTION_ENDPOINT="https://127.0.0.1:8443", KEY_VAULT_URL="https://localhost:9443/")
+    assert len(problems(env)) == 2  # production's policy: refused, each named
+    policy = EndpointPolicy(frozenset({"127.0.0.1", "localhost"}))
+    sink = load_settings(env, policy).sink
+    assert isinstance(sink, LogsIngestionSettings) and sink.endpoint == "https://127.0.0.1:8443"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "ok"),
+    [
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000", True),
+        ("AWS_ENDPOINT_URL", "http://127.8.9.10:5000", True),
+        ("AWS_ENDPOINT_URL_STS", "http://[::1]:5000", True),
+        ("AWS_ENDPOINT_URL_IAM", "http://localhost:5000", True),
+        ("AWS_ENDPOINT_URL_STS", "https://sts.us-east-1.amazonaws.com", True),
+        ("AWS_ENDPOINT_URL", "http://aws-proxy.corp.example:8080", False),
+        ("AWS_ENDPOINT_URL_STS", "http://sts.amazonaws.com", False),
+        ("AWS_ENDPOINT_URL_ORGANIZATIONS", "http://10.0.0.5", False),
+        ("AWS_ENDPOINT_URL_IAM", "ftp://localhost", False),
+        ("AWS_ENDPOINT_URL", "https://user:pw@proxy.example", False),
+    ],
+)
+def test_aws_endpoints_must_be_https_except_on_loopback(name: str, value: str, ok: bool) -> None:
+    env = minimal(**{name: value})
+    if ok:
+        load_settings(env)
+    else:
+        (found,) = problems(env)
+        assert found.startswith(f"{name}: ")
+        assert "pw" not in found
+
+
+def test_a_bad_url_is_shown_without_its_user_info_or_query() -> None:
+    found = problems(minimal(
+        LOGS_INGESTION_ENDPOINT="https://admin:hunter2hunter2@dce.example.com/path?sig=abcdefSECRETxyz&sv=1",
+        KEY_VAULT_URL="http://kv.vault.azure.net/?token=Tok3nTok3nTok3n",
+    ))
+    text = "\n".join(found)
+    assert "LOGS_INGESTION_ENDPOINT" in text and "KEY_VAULT_URL" in text
+    for secret in ("admin", "hunter2", "sig=", "SECRET", "Tok3n", "token="):
+        assert secret not in text
+    assert "user-info removed" in text and "query removed" in text

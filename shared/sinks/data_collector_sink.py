@@ -29,6 +29,7 @@ from typing import Any
 
 import requests
 
+from shared.deadline import Deadline
 from shared.errors import SinkError, shorten
 from shared.records import Table
 from shared.redaction import redact, register_secret
@@ -93,7 +94,10 @@ class DataCollectorSink:
         max_attempts: int = MAX_ATTEMPTS,
         max_retry_sleep: float = MAX_RETRY_SLEEP,
         sleep: Callable[[float], None] = time.sleep,
+        deadline: Deadline | None = None,
     ) -> None:
+        # The run's deadline: each post's connect and read, and the waits between attempts, end before its reserve.
+        self._deadline = deadline or Deadline.never()
         log.warning(RETIREMENT_WARNING)
         register_secret(shared_key)
         try:
@@ -132,11 +136,16 @@ class DataCollectorSink:
                 f"data_collector: {len(rows) - delivered} of {len(rows)} row(s) of {table.log_type} not delivered "
                 f"to workspace {self.workspace_id}: {exc}",
                 undelivered=len(rows) - delivered,
+                rows=list(rows[delivered:]),  # bodies go in order: the rows before these were delivered
             ) from None
 
     def _post(self, table: Table, body: bytes) -> None:
+        if self._deadline.delivery_over():
+            raise SinkError("no time left in the run: not sent", undelivered=0)
         last = "no attempt"
+        attempts = 0
         for attempt in range(1, self._max_attempts + 1):
+            attempts = attempt
             date = email.utils.formatdate(usegmt=True)  # signed afresh per attempt: the service checks the clock
             headers = {
                 "Content-Type": CONTENT_TYPE,
@@ -147,7 +156,7 @@ class DataCollectorSink:
             }
             retry_after: float | None = None
             try:
-                response = self._session.post(self.url, data=body, headers=headers, timeout=self._timeout)
+                response = self._session.post(self.url, data=body, headers=headers, timeout=self._bounded_timeout())
             except requests.RequestException as exc:  # refused, timed out, or the answer was cut off (retried)
                 last = f"cannot reach {self.url.split('?')[0]} ({type(exc).__name__})"
             else:
@@ -157,16 +166,26 @@ class DataCollectorSink:
                 if response.status_code not in RETRY_STATUSES:
                     raise SinkError(last + _hint(response.status_code), undelivered=0)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
-            if attempt == self._max_attempts:
+            if attempt == self._max_attempts or self._deadline.delivery_over():
                 break
             delay = retry_after if retry_after is not None else self._first_wait * 2 ** (attempt - 1)
             delay = min(max(delay, 0.0), self._max_retry_sleep)
+            if self._deadline.bounded:
+                delay = min(delay, max(0.0, self._deadline.remaining() - self._deadline.reserve))
             log.warning(
                 "data_collector: %s for %s, attempt %d of %d; retrying in %.1f s",
                 last, table.log_type, attempt, self._max_attempts, delay,
             )
             self._sleep(delay)
-        raise SinkError(f"{last} after {self._max_attempts} attempt(s)", undelivered=0)
+        out_of_time = " (the run's deadline came)" if attempts < self._max_attempts else ""
+        raise SinkError(f"{last} after {attempts} attempt(s){out_of_time}", undelivered=0)
+
+    def _bounded_timeout(self) -> tuple[float, float]:
+        connect, read = self._timeout
+        deadline = self._deadline
+        if not deadline.bounded:
+            return connect, read
+        return deadline.bound(connect, deadline.reserve), deadline.bound(read, deadline.reserve)
 
     def close(self) -> None:
         if self._own_session:

@@ -3,7 +3,8 @@ signed in with the run's Azure credential (no workspace key anywhere).
 
 azure-monitor-ingestion splits the rows into chunks of at most 1 MiB of JSON, gzips and POSTs each one; azure-core's
 retry policy retries each chunk (waiting for Retry-After when the service sends it). Chunks that still fail are
-collected through ``on_error`` and reported as one ``SinkError`` with the number of rows not delivered.
+collected through ``on_error`` and reported as one ``SinkError`` carrying exactly the rows not delivered, so that
+only those are kept in the outbox (the delivered chunks are not sent again).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from azure.core.exceptions import (
 )
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
+from shared.deadline import Deadline
 from shared.errors import SinkError, first_line
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
-from shared.transport import ClientOptions, retry_options, transport_options
+from shared.transport import CONNECTION_TIMEOUT, READ_TIMEOUT, ClientOptions, retry_options, transport_options
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -45,8 +47,12 @@ class LogsIngestionSink:
         runs_stream: str,
         credential: TokenCredential,
         options: ClientOptions,
+        deadline: Deadline | None = None,
     ) -> None:
         self.endpoint = endpoint
+        # The run's deadline: every wait of an upload (connect, read, retries) ends before its reserve.
+        self._deadline = deadline or Deadline.never()
+        self._read_timeout = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
         self.rule_id = rule_id
         self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream}
         self._credential = credential
@@ -69,27 +75,48 @@ class LogsIngestionSink:
         if not rows:
             return
         stream = self.stream(table)
+        deadline = self._deadline
+        if deadline.delivery_over():
+            raise SinkError(self._message(stream, len(rows), len(rows), "no time left in the run"), len(rows))
         self._check_token(stream, len(rows))
         failures: list[LogsUploadError] = []
+
+        def on_error(failure: LogsUploadError) -> None:
+            failures.append(failure)
+            if deadline.delivery_over():  # the remaining chunks would each wait again: stop the upload here
+                raise _OutOfTimeError
+
+        bounds: dict[str, Any] = {}
+        if deadline.bounded:  # per call: azure-core's retry policy ends the chunk's retries at `timeout`
+            left = deadline.remaining() - deadline.reserve
+            bounds = {"timeout": max(1.0, left), "read_timeout": deadline.bound(self._read_timeout, deadline.reserve),
+                      "connection_timeout": deadline.bound(CONNECTION_TIMEOUT, deadline.reserve)}
         try:
             self._client.upload(
                 rule_id=self.rule_id,
                 stream_name=stream,
                 logs=list(rows),
-                on_error=failures.append,
+                on_error=on_error,
                 # A POST is retried on 429 and 408/502 too, not only on 500/503/504: duplicates are possible after
                 # an ambiguous failure (at least once), losses are not. RunId + AccessKeyFingerprint identify a row.
                 retry_on_methods=frozenset(["POST"]),
+                **bounds,
             )
+        except _OutOfTimeError:  # which later chunks were sent is not known: all of the batch is kept (at least once)
+            raise SinkError(
+                self._message(stream, len(rows), len(rows), "the run's deadline came during the upload ("
+                              + describe_ingestion_error(failures[-1].error) + ")"), undelivered=len(rows)
+            ) from None
         except Exception as exc:  # not a chunk failure (those go to on_error): nothing is known to be delivered
             raise SinkError(
                 self._message(stream, len(rows), len(rows), describe_ingestion_error(exc)), undelivered=len(rows)
             ) from None
         if failures:
-            undelivered = sum(len(f.failed_logs) for f in failures)
+            failed_rows = [dict(row) for f in failures for row in f.failed_logs]  # the failed chunks' rows only
             raise SinkError(
-                self._message(stream, undelivered, len(rows), describe_ingestion_error(failures[0].error)),
-                undelivered=undelivered,
+                self._message(stream, len(failed_rows), len(rows), describe_ingestion_error(failures[0].error)),
+                undelivered=len(failed_rows),
+                rows=failed_rows,
             )
 
     def _check_token(self, stream: str, rows: int) -> None:
@@ -112,6 +139,10 @@ class LogsIngestionSink:
 
     def close(self) -> None:
         self._client.close()
+
+
+class _OutOfTimeError(Exception):
+    """Raised from ``on_error`` to end an upload when the run's deadline has come."""
 
 
 def describe_token_failure(error: Exception) -> str:

@@ -72,7 +72,7 @@ CELLS = [
     # endpoint is down both fail, so the run fails and even its run record waits in the outbox
     Cell("managed_identity", "timeout", WI_LI,
          deferred(MI, "ServiceResponseTimeoutError", status="Failed", attempts=8)),
-    Cell("managed_identity", "refused", WI_LI, deferred(MI, "ServiceRequestError", status="Failed")),
+    Cell("managed_identity", "refused", WI_LI, deferred(MI, "ServiceRequestError", status="Failed", attempts=8)),
     Cell("managed_identity", "429", WI_LI, Expect("Succeeded", attempts=3)),
     Cell("managed_identity", "500", WI_LI, Expect("Succeeded", attempts=3)),
     Cell("managed_identity", "503", WI_LI, deferred(MI, status="Failed", attempts=8)),
@@ -82,7 +82,8 @@ CELLS = [
     # Key Vault, in access_key + logs_ingestion: the IAM user's key pair
     Cell("key_vault", "timeout", AK_LI,
          failed_run(VAULT, "cannot reach the vault", "ServiceResponseTimeoutError", attempts=4)),
-    Cell("key_vault", "refused", AK_LI, failed_run(VAULT, "cannot reach the vault", "ServiceRequestError")),
+    Cell("key_vault", "refused", AK_LI,
+         failed_run(VAULT, "cannot reach the vault", "ServiceRequestError", attempts=4)),
     Cell("key_vault", "429", AK_LI, Expect("Succeeded", attempts=3)),
     Cell("key_vault", "500", AK_LI, Expect("Succeeded", attempts=3)),
     Cell("key_vault", "503", AK_LI, failed_run(VAULT, "HTTP 503", attempts=4)),
@@ -91,7 +92,7 @@ CELLS = [
     Cell("key_vault", "truncated", AK_LI, failed_run(VAULT, "could not be read", "IncompleteReadError", attempts=4)),
     # STS AssumeRole into the home role with the IAM user's key
     Cell("sts_home", "timeout", AK_LI, failed_run(HOME, "ReadTimeoutError", attempts=3)),
-    Cell("sts_home", "refused", AK_LI, failed_run(HOME, "EndpointConnectionError")),
+    Cell("sts_home", "refused", AK_LI, failed_run(HOME, "EndpointConnectionError", attempts=3)),
     Cell("sts_home", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_home", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_home", "503", AK_LI, failed_run(HOME, "ServiceUnavailable", attempts=3)),
@@ -102,7 +103,7 @@ CELLS = [
     Cell("sts_member", "timeout", AK_LI, sandbox_failed(MEMBER, "ReadTimeoutError", attempts=3)),
     Cell("sts_member", "refused", AK_LI,
          Expect("PartiallySucceeded", ("Production", "Sandbox"), ("from the home role", "EndpointConnectionError"),
-                "others")),
+                "others", attempts=6)),  # 3 attempts for each of the two member accounts
     Cell("sts_member", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_member", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_member", "503", AK_LI, sandbox_failed(MEMBER, "ServiceUnavailable", attempts=3)),
@@ -111,7 +112,7 @@ CELLS = [
     Cell("sts_member", "truncated", AK_LI, sandbox_failed(MEMBER, "ResponseParserError", attempts=1)),
     # STS AssumeRoleWithWebIdentity into the home role with the managed identity's token
     Cell("sts_web_identity", "timeout", WI_LI, failed_run(WEB, "ReadTimeoutError", attempts=3)),
-    Cell("sts_web_identity", "refused", WI_LI, failed_run(WEB, "EndpointConnectionError")),
+    Cell("sts_web_identity", "refused", WI_LI, failed_run(WEB, "EndpointConnectionError", attempts=3)),
     Cell("sts_web_identity", "429", WI_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_web_identity", "500", WI_LI, Expect("Succeeded", attempts=2)),
     Cell("sts_web_identity", "503", WI_LI, failed_run(WEB, "ServiceUnavailable", attempts=3)),
@@ -122,7 +123,7 @@ CELLS = [
     Cell("iam", "timeout", AK_LI, sandbox_failed(IAM, "ReadTimeoutError", "after botocore's retries", attempts=3)),
     Cell("iam", "refused", AK_LI,
          Expect("Failed", ("Management", "Production", "Sandbox"), ("IAM in account", "EndpointConnectionError"),
-                "none", CollectionFailedError)),
+                "none", CollectionFailedError, attempts=18)),  # 3 accounts x 2 first calls x 3 attempts
     Cell("iam", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("iam", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("iam", "503", AK_LI, sandbox_failed(IAM, "ServiceUnavailable", "after botocore's retries", attempts=3)),
@@ -131,30 +132,55 @@ CELLS = [
     Cell("iam", "truncated", AK_LI, sandbox_failed(IAM, "ResponseParserError", attempts=1)),
     # Organizations ListAccounts (AWS_ACCOUNTS=organization)
     Cell("organizations", "timeout", AK_LI, failed_run(ORGS, "ReadTimeoutError", attempts=3)),
-    Cell("organizations", "refused", AK_LI, failed_run(ORGS, "EndpointConnectionError")),
+    Cell("organizations", "refused", AK_LI, failed_run(ORGS, "EndpointConnectionError", attempts=3)),
     Cell("organizations", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("organizations", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("organizations", "503", AK_LI, failed_run(ORGS, "ServiceException", attempts=3)),
     Cell("organizations", "403", AK_LI, failed_run(ORGS, "AccessDeniedException", attempts=1)),
     Cell("organizations", "malformed", AK_LI, failed_run(ORGS, "field Accounts is missing", attempts=1)),
     Cell("organizations", "truncated", AK_LI, failed_run(ORGS, "field Accounts is missing", attempts=1)),
-    # logs_ingestion sink (the home account: two key records, then the run record)
-    Cell("logs_ingestion", "timeout", AK_LI, deferred(INGESTION, "ServiceResponseTimeoutError", attempts=8)),
-    Cell("logs_ingestion", "refused", AK_LI, deferred(INGESTION, "cannot reach the endpoint")),
+    # logs_ingestion sink (the home account: two key records, then the run record). The breaker: once the key
+    # records failed, the run record goes straight to the outbox, so a sink fault costs one retry cycle per run
+    Cell("logs_ingestion", "timeout", AK_LI, deferred(INGESTION, "ServiceResponseTimeoutError", attempts=4)),
+    Cell("logs_ingestion", "refused", AK_LI, deferred(INGESTION, "cannot reach the endpoint", attempts=4)),
     Cell("logs_ingestion", "429", AK_LI, Expect("Succeeded", attempts=3)),
     Cell("logs_ingestion", "500", AK_LI, Expect("Succeeded", attempts=3)),
-    Cell("logs_ingestion", "503", AK_LI, deferred(INGESTION, "HTTP 503", attempts=8)),
-    Cell("logs_ingestion", "403", AK_LI, deferred(INGESTION, "HTTP 403", "Monitoring Metrics Publisher", attempts=2)),
-    Cell("logs_ingestion", "malformed", AK_LI, deferred(INGESTION, "HTTP 400", attempts=2)),
-    Cell("logs_ingestion", "truncated", AK_LI, deferred(INGESTION, "IncompleteReadError", attempts=8)),
+    Cell("logs_ingestion", "503", AK_LI, deferred(INGESTION, "HTTP 503", attempts=4)),
+    Cell("logs_ingestion", "403", AK_LI, deferred(INGESTION, "HTTP 403", "Monitoring Metrics Publisher", attempts=1)),
+    Cell("logs_ingestion", "malformed", AK_LI, deferred(INGESTION, "HTTP 400", attempts=1)),
+    Cell("logs_ingestion", "truncated", AK_LI, deferred(INGESTION, "IncompleteReadError", attempts=4)),
     # data_collector sink (legacy; the home account)
-    Cell("data_collector", "timeout", AK_DC, deferred(COLLECTOR, "ReadTimeout", attempts=10)),
-    Cell("data_collector", "refused", AK_DC, deferred(COLLECTOR, "cannot reach", "ConnectionError")),
+    Cell("data_collector", "timeout", AK_DC, deferred(COLLECTOR, "ReadTimeout", attempts=5)),
+    Cell("data_collector", "refused", AK_DC, deferred(COLLECTOR, "cannot reach", "ConnectionError", attempts=5)),
     Cell("data_collector", "429", AK_DC, Expect("Succeeded", attempts=3)),
     Cell("data_collector", "500", AK_DC, Expect("Succeeded", attempts=3)),
-    Cell("data_collector", "503", AK_DC, deferred(COLLECTOR, "HTTP 503", attempts=10)),
+    Cell("data_collector", "503", AK_DC, deferred(COLLECTOR, "HTTP 503", attempts=5)),
     Cell("data_collector", "403", AK_DC,
-         deferred(COLLECTOR, "HTTP 403", "LOG_ANALYTICS_WORKSPACE_KEY_SECRET", attempts=2)),
-    Cell("data_collector", "malformed", AK_DC, deferred(COLLECTOR, "HTTP 400", attempts=2)),
-    Cell("data_collector", "truncated", AK_DC, deferred(COLLECTOR, "ChunkedEncodingError", attempts=10)),
+         deferred(COLLECTOR, "HTTP 403", "LOG_ANALYTICS_WORKSPACE_KEY_SECRET", attempts=1)),
+    Cell("data_collector", "malformed", AK_DC, deferred(COLLECTOR, "HTTP 400", attempts=1)),
+    Cell("data_collector", "truncated", AK_DC, deferred(COLLECTOR, "ChunkedEncodingError", attempts=5)),
+]
+
+
+# --- the outbox itself: the blob outbox (the production path: AzureWebJobsStorage__blobServiceUri) on Azurite ---
+
+
+@dataclass(frozen=True)
+class OutboxCell:
+    fault: str
+    outcome: str  # the README's word for it
+    attempts: int  # requests to the storage account that the fault met
+
+    @property
+    def id(self) -> str:
+        return f"outbox-{self.fault}"
+
+
+OUTBOX_CELLS = [
+    # an earlier run's item is leased by another run that is replaying it: this run leaves it to that run
+    OutboxCell("lease_conflict", "ok, item left to its holder", attempts=1),
+    # the storage account answers 503 to everything: the replay is skipped after azure-core's retries, the run goes on
+    OutboxCell("503", "ok, replay skipped", attempts=4),
+    # an item that is not UTF-8 JSON lines: moved to dead-letter/, kept, counted; the run goes on
+    OutboxCell("unreadable", "ok, item moved aside", attempts=1),
 ]
