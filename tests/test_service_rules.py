@@ -221,6 +221,87 @@ def rule_built_in_role_ids(trees: Trees) -> list[str]:
     return problems
 
 
+def iso_minutes(duration: str) -> int:
+    """Minutes of an ISO 8601 duration of the forms PnD, PTnH, PTnM."""
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?", duration)
+    assert match and any(match.groups()), f"not a duration: {duration}"
+    days, hours, mins = (int(g or 0) for g in match.groups())
+    return days * 1440 + hours * 60 + mins
+
+
+def parameter_values(tree: dict[str, Any], name: str) -> list[Any]:
+    """Every value a parameter can take: its @allowed list, else its @minValue..@maxValue range."""
+    decorators = {d["type"]: d["argument"] for d in tree["parameters"][name]["decorators"]}
+    if "allowed" in decorators:
+        return list(decorators["allowed"])
+    return list(range(decorators["min_value"], decorators["max_value"] + 1))
+
+
+def expansions(tree: dict[str, Any], *templates: str) -> list[tuple[str, ...]]:
+    """Strings with ${parameter} interpolations, for every combination of their parameters' values (a parameter used
+    in several takes the same value in each)."""
+    names = sorted({n for t in templates for n in re.findall(r"\$\{(\w+)\}", t)})
+    combinations: list[dict[str, Any]] = [{}]
+    for name in names:
+        combinations = [{**c, name: v} for c in combinations for v in parameter_values(tree, name)]
+    results = []
+    for combination in combinations:
+        filled = list(templates)
+        for name, value in combination.items():
+            filled = [t.replace("${" + name + "}", str(value)) for t in filled]
+        results.append(tuple(filled))
+    return results
+
+
+def loop_entries(tree: dict[str, Any], resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """The objects a resource loop runs over, through variables (and a `cond ? list : []` choice of one)."""
+    detail = (resource["config"].get("loop_type") or {}).get("detail") or {}
+    value: Any = detail["array_name"]
+    variables = tree.get("variables") or {}
+    while True:
+        if isinstance(value, str) and value in variables:
+            value = variables[value]["value"]
+        elif isinstance(value, dict) and value.get("operator", {}).get("type") == "conditional":
+            value = value["operator"]["operands"]["true_value"]
+        else:
+            break
+    assert isinstance(value, list), f"cannot read the loop's items: {value}"
+    return value
+
+
+def item_field(properties: dict[str, Any], key: str, item: str, entry: dict[str, Any]) -> str:
+    """A property's value for one loop item: `item.field` read from the item, anything else as written."""
+    raw = properties[key]
+    if isinstance(raw, str) and raw.startswith(item + "."):
+        return str(entry[raw.split(".", 1)[1]])
+    operands = raw.get("operator", {}).get("operands", {}) if isinstance(raw, dict) else {}
+    if operands.get("operand_1") == item:  # pycep's form of item.field
+        return str(entry[operands["operand_2"]])
+    return str(raw)
+
+
+SENTINEL_MIN, SENTINEL_MAX = 5, 14 * 1440
+
+
+def rule_sentinel_schedules(trees: Trees) -> list[str]:
+    problems = []
+    for path, tree in trees.items():
+        for name, resource in (tree.get("resources") or {}).items():
+            if not resource["type"].lower().startswith("microsoft.securityinsights/alertrules"):
+                continue
+            properties = bicep.body(resource)["properties"]
+            item = ((resource["config"].get("loop_type") or {}).get("detail") or {}).get("item_name", "")
+            for entry in loop_entries(tree, resource) if item else [properties]:
+                label = f"{path.name}:{name}:{entry.get('id', '')}"
+                schedule = (item_field(properties, "queryFrequency", item, entry),
+                            item_field(properties, "queryPeriod", item, entry))
+                for frequency, period in expansions(tree, *schedule):
+                    f, p = iso_minutes(frequency), iso_minutes(period)
+                    if not (SENTINEL_MIN <= f <= SENTINEL_MAX and SENTINEL_MIN <= p <= SENTINEL_MAX and f <= p):
+                        problems.append(f"{label}: queryFrequency {frequency}, queryPeriod {period}")
+    return problems
+
+
 @dataclass(frozen=True)
 class ServiceRule:
     rule: str
@@ -256,6 +337,13 @@ SERVICE_RULES = [
         "learn.microsoft.com/azure/azure-functions/flex-consumption-plan (Deprecated properties and settings); "
         "functions-app-settings ('not supported in the Flex Consumption plan')",
         rule_flex_consumption_settings,
+    ),
+    ServiceRule(
+        "Microsoft Sentinel scheduled analytics rules run every 5 minutes to 14 days over a period of 5 minutes to 14 "
+        "days, not shorter than the frequency, for every value of the parameters they use",
+        "learn.microsoft.com/azure/sentinel/create-analytics-rules (Query scheduling: Run query every, Lookup data "
+        "from the last); API Microsoft.SecurityInsights/alertRules 2025-09-01 queryFrequency/queryPeriod",
+        rule_sentinel_schedules,
     ),
     ServiceRule(
         "Every role assignment names a built-in role by its id, and the name it is given is that role's",
@@ -307,6 +395,10 @@ def mutant(path: Path, old: str, new: str) -> Trees:
          "    AzureWebJobsStorage__credential: 'managedidentity'\n",
          "    AzureWebJobsStorage__credential: 'managedidentity'\n    WEBSITE_RUN_FROM_PACKAGE: '1'\n",
          "WEBSITE_RUN_FROM_PACKAGE"),
+        (rule_sentinel_schedules, INFRA / "modules" / "sentinel.bicep", "    frequency: 'PT1H'\n    period: 'P14D'",
+         "    frequency: 'PT1H'\n    period: 'P15D'", "queryPeriod P15D"),
+        (rule_sentinel_schedules, INFRA / "modules" / "sentinel.bicep", "@maxValue(48)", "@maxValue(400)",
+         "queryPeriod PT400H"),
         (rule_built_in_role_ids, INFRA / "modules" / "role-assignments.bicep",
          "storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'",
          "storageBlobDataOwner: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'", "is the id of Storage Blob Data Contributor"),
