@@ -34,12 +34,20 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
-# Azurite (Azure Storage emulator) for the blob outbox tests, from the npm registry.
+# Azurite (Azure Storage emulator) for the blob outbox tests and the Kusto language service for the KQL check,
+# from the npm registry.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	touch $@
 
-unit: setup node_modules/.installed $(CHECKOV_VENV)/.installed
+# Chromium (Debian's package) for the report's screenshot test, installed only where it is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+unit: setup node_modules/.installed $(CHECKOV_VENV)/.installed $(CHROMIUM)
 	$(PY) -m pytest
 
 infra-checks: setup $(CHECKOV_VENV)/.installed

@@ -9,7 +9,42 @@ targetScope = 'subscription'
 @description('Name of the azd environment; seeds the resource token and the azd-env-name tag.')
 param environmentName string
 
-@minLength(1)
+// The regions that offer the Flex Consumption plan (`az functionapp list-flexconsumption-locations`; the list of
+// Microsoft's Functions azd quickstarts, Azure-Samples/functions-quickstart-python-http-azd, without the canary
+// region eastus2euap). tests/test_service_rules.py keeps this list and the documented one equal.
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @description('Region of every resource (one that offers the Flex Consumption plan).')
 @metadata({
   azd: {
@@ -53,7 +88,7 @@ param awsAuthMode string = 'access_key'
 @description('AWS_ROLE_ARN: ARN of the home role (output HomeRoleArn of infra/aws/home-account.yaml). Empty until the AWS stack exists.')
 param awsRoleArn string = ''
 
-@description('AWS_EXTERNAL_ID: the ExternalId of the home role\'s trust policy (access_key mode).')
+@description('AWS_EXTERNAL_ID: the ExternalId of the home role\'s trust policy (access_key mode). Empty: one derived from the subscription and environment (output AWS_EXTERNAL_ID, the AWS stack\'s ExternalId).')
 param awsExternalId string = ''
 
 @description('AWS_ACCESS_KEY_ID_SECRET: Key Vault secret name of the IAM user\'s access key id.')
@@ -62,8 +97,8 @@ param awsAccessKeyIdSecretName string = 'aws-access-key-id'
 @description('AWS_SECRET_ACCESS_KEY_SECRET: Key Vault secret name of the IAM user\'s secret access key.')
 param awsSecretAccessKeySecretName string = 'aws-secret-access-key'
 
-@description('AWS_WEB_IDENTITY_AUDIENCE: audience of the managed-identity token (web_identity mode); the AWS OIDC provider\'s client id.')
-param awsWebIdentityAudience string = 'api://AzureADTokenExchange'
+@description('AWS_WEB_IDENTITY_AUDIENCE: audience of the managed-identity token (web_identity mode): the Application ID URI of the collector\'s own Entra application, which the preprovision hook (infra/hooks/entra-app.sh) creates and sets; the AWS OIDC provider\'s client id.')
+param awsWebIdentityAudience string = ''
 
 @description('AWS_ACCOUNTS: home, organization, or a comma-separated list of 12-digit account ids.')
 param awsAccounts string = 'home'
@@ -74,12 +109,12 @@ param awsMemberRoleName string = 'AwsIamKeyCollector'
 @description('AWS_REGION: region of the STS endpoint.')
 param awsRegion string = 'us-east-1'
 
+// The file sink writes to the instance's local disk, which nobody reads and the next scale-in deletes: not offered here.
 @allowed([
   'logs_ingestion'
   'data_collector'
-  'file'
 ])
-@description('LOG_SINK: logs_ingestion (default), data_collector (legacy; needs enableLegacyDataCollector) or file.')
+@description('LOG_SINK: logs_ingestion (default) or data_collector (legacy; needs enableLegacyDataCollector).')
 param logSink string = 'logs_ingestion'
 
 @description('Legacy Data Collector API sink: write the workspace shared key into Key Vault and set LOG_ANALYTICS_WORKSPACE_ID. Off by default: then no workspace key exists anywhere.')
@@ -149,15 +184,48 @@ param alertActionGroupId string = ''
 @description('Alerts: email address notified through a new action group. Empty to create none.')
 param alertEmailAddress string = ''
 
-@minValue(1)
-@maxValue(48)
+@allowed([
+  1
+  2
+  3
+  4
+  5
+  6
+  8
+  12
+  18
+  24
+  36
+  48
+])
 @description('Alerts: the collector is silent when no run record arrived within this many hours (twice the schedule).')
 param collectorSilentAfterHours int = 12
 
-@minValue(1)
-@maxValue(48)
+@allowed([
+  1
+  2
+  3
+  4
+  5
+  6
+  8
+  12
+  18
+  24
+  36
+  48
+])
 @description('Alerts: hours of run records the run-failed rule looks at (the schedule\'s interval).')
 param runFailedWindowHours int = 6
+
+@description('Key Vault purge protection. Off by default: with it on, `azd down` leaves the vault name taken for 90 days and the next `azd up` of the environment fails ("exists in deleted state"). Turn it on for a long-lived production vault.')
+param enableKeyVaultPurgeProtection bool = false
+
+@description('Network isolation: a virtual network with a delegated subnet for the app, private endpoints (and private DNS zones) for the storage account\'s blobs and for Key Vault, whose public access is then closed.')
+param vnetEnabled bool = false
+
+@description('vnetEnabled only: comma-separated public IP addresses or CIDR ranges (e.g. your workstation\'s) that may still reach Key Vault, to put the AWS key there in access_key mode. Empty: none.')
+param keyVaultAllowedIpRanges string = ''
 
 @description('The workspace is a Microsoft Sentinel workspace (already onboarded): also deploy every alert as a Sentinel analytics rule, and hunting queries for the AWSCloudTrail usage join. Off by default: nothing Sentinel-specific is deployed.')
 param sentinelWorkspace bool = false
@@ -175,6 +243,28 @@ var workspaceSubscriptionId = useExistingWorkspace ? split(existingLogAnalyticsW
 var workspaceResourceGroupName = useExistingWorkspace ? split(existingLogAnalyticsWorkspaceId, '/')[4] : rg.name
 var workspaceName = useExistingWorkspace ? last(split(existingLogAnalyticsWorkspaceId, '/')) : logAnalytics.outputs.name
 var workspaceResourceId = useExistingWorkspace ? existingLogAnalyticsWorkspaceId : logAnalytics.outputs.id
+
+// The workspace's region: a data collection rule (and its endpoint) must be in the region of the workspace it sends
+// to, which for an existing workspace may differ from the deployment's.
+resource existingWorkspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = if (useExistingWorkspace) {
+  name: useExistingWorkspace ? last(split(existingLogAnalyticsWorkspaceId, '/')) : 'none'
+  scope: resourceGroup(workspaceSubscriptionId, useExistingWorkspace ? split(existingLogAnalyticsWorkspaceId, '/')[4] : 'none')
+}
+var workspaceLocation = useExistingWorkspace ? existingWorkspace.location : location
+
+// Combinations that deploy cleanly and then fail every run are refused before anything is created.
+var webIdentity = awsAuthMode == 'web_identity'
+var sharedTokenExchangeAudience = 'api://AzureADTokenExchange'
+var guardWebIdentityAudience = webIdentity && (empty(awsWebIdentityAudience) || toLower(awsWebIdentityAudience) == toLower(sharedTokenExchangeAudience)) ? fail('awsAuthMode web_identity needs awsWebIdentityAudience (AWS_WEB_IDENTITY_AUDIENCE) set to the Application ID URI of the collector\'s own Entra application, which the azd preprovision hook infra/hooks/entra-app.sh creates; ${sharedTokenExchangeAudience} is Entra\'s shared token-exchange audience, whose v2 tokens match no OIDC provider for https://sts.windows.net/<tenant>/ (docs/deploy.md).') : true
+var guardLegacySink = logSink == 'data_collector' && !enableLegacyDataCollector ? fail('logSink data_collector needs enableLegacyDataCollector true (ENABLE_LEGACY_DATA_COLLECTOR): without it no workspace key exists and every run fails. Or use logSink logs_ingestion.') : true
+var guardVnetKeyVault = vnetEnabled && !webIdentity && empty(keyVaultAllowedIpRanges) ? fail('vnetEnabled with awsAuthMode access_key closes Key Vault to the internet: set keyVaultAllowedIpRanges (KEY_VAULT_ALLOWED_IP_RANGES) to the address you put the AWS key from, or use web_identity.') : true
+// The resource group, created first, carries these tags: reading the guards there refuses a combination that cannot
+// work before anything is created.
+var checkedTags = guardWebIdentityAudience && guardLegacySink && guardVnetKeyVault ? tags : tags
+
+// access_key mode: the ExternalId of the home role's trust; when none is given, one derived from the subscription and
+// the environment (stable across provisions), output as AWS_EXTERNAL_ID for the AWS stack.
+var effectiveExternalId = webIdentity ? '' : (!empty(awsExternalId) ? awsExternalId : guid(subscription().id, environmentName, 'aws-external-id'))
 
 // The contract's tables and streams (shared/contract.md). The columns are declared once, here, for both the tables
 // and the data collection rule; tests/test_infra.py checks them against shared/records.py (KeyRecord, RunRecord).
@@ -231,7 +321,7 @@ var runColumns = [
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
   location: location
-  tags: tags
+  tags: checkedTags
 }
 
 module identity 'modules/identity.bicep' = {
@@ -252,6 +342,8 @@ module logAnalytics 'modules/log-analytics.bicep' = if (!useExistingWorkspace) {
     location: location
     tags: tags
     retentionInDays: logRetentionInDays
+    // Shared-key ingestion (the Data Collector API) stays possible only for the opt-in legacy sink.
+    disableLocalAuth: !enableLegacyDataCollector
   }
 }
 
@@ -273,6 +365,7 @@ module monitoring 'modules/monitoring.bicep' = {
   scope: rg
   params: {
     location: location
+    dataCollectionLocation: workspaceLocation
     tags: tags
     applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
     dataCollectionEndpointName: '${abbrs.dataCollectionEndpoints}${resourceToken}'
@@ -345,6 +438,12 @@ module keyVault 'modules/keyvault.bicep' = {
     name: '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
+    enablePurgeProtection: enableKeyVaultPurgeProtection
+    workspaceResourceId: workspaceResourceId
+    // vnetEnabled: the private endpoint only, or with allowed ranges the public endpoint for them only.
+    publicNetworkAccess: vnetEnabled && empty(keyVaultAllowedIpRanges) ? 'Disabled' : 'Enabled'
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
+    allowedIpRanges: vnetEnabled && !empty(keyVaultAllowedIpRanges) ? split(keyVaultAllowedIpRanges, ',') : []
   }
 }
 
@@ -371,6 +470,21 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     outboxContainerName: outboxContainer
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+  }
+}
+
+// Network isolation (vnetEnabled): the app joins a delegated subnet; storage blobs and Key Vault are reached through
+// private endpoints whose names resolve in private DNS zones linked to the network.
+module network 'modules/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: '${abbrs.networkVirtualNetworks}${resourceToken}'
+    location: location
+    tags: tags
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
   }
 }
 
@@ -395,7 +509,7 @@ var collectorSettings = {
   KEY_VAULT_URL: keyVault.outputs.uri
   AWS_AUTH_MODE: awsAuthMode
   AWS_ROLE_ARN: awsRoleArn
-  AWS_EXTERNAL_ID: awsExternalId
+  AWS_EXTERNAL_ID: effectiveExternalId
   AWS_ACCESS_KEY_ID_SECRET: awsAccessKeyIdSecretName
   AWS_SECRET_ACCESS_KEY_SECRET: awsSecretAccessKeySecretName
   AWS_WEB_IDENTITY_AUDIENCE: awsWebIdentityAudience
@@ -442,6 +556,7 @@ module functionApp 'modules/function-app.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     appSettings: union(collectorSettings, legacySettings)
     maximumInstanceCount: maximumInstanceCount
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
   }
   // The identity must hold its storage, vault and monitoring roles before the host starts.
   dependsOn: [
@@ -459,8 +574,12 @@ output LOGS_INGESTION_ENDPOINT string = monitoring.outputs.logsIngestionEndpoint
 output LOGS_INGESTION_RULE_ID string = monitoring.outputs.logsIngestionRuleId
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output AWS_AUTH_MODE string = awsAuthMode
 output AWS_WEB_IDENTITY_AUDIENCE string = awsWebIdentityAudience
 output AWS_OIDC_PROVIDER_URL string = 'https://sts.windows.net/${tenant().tenantId}/'
+output AWS_EXTERNAL_ID string = effectiveExternalId
+// The parameters of infra/aws/home-account.yaml, ready for `aws cloudformation deploy --parameter-overrides`.
+output AWS_HOME_STACK_PARAMETERS string = webIdentity ? 'AuthMode=web_identity TenantId=${tenant().tenantId} ManagedIdentityObjectId=${identity.outputs.principalId} Audience=${awsWebIdentityAudience}' : 'AuthMode=access_key ExternalId=${effectiveExternalId}'
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output SERVICE_API_NAME string = functionApp.outputs.name
 output AZURE_LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = workspaceResourceId

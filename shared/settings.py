@@ -405,7 +405,8 @@ def load_settings(
     r.read(
         "AWS_WEB_IDENTITY_AUDIENCE",
         _is_audience,
-        "the application ID URI or client id the AWS OIDC provider expects, e.g. api://AzureADTokenExchange",
+        "the application ID URI of the collector's own Entra application (azd output AWS_WEB_IDENTITY_AUDIENCE, "
+        "api://<app id>), which the AWS OIDC provider lists as its client id",
     )
 
     accounts_raw = r.raw("AWS_ACCOUNTS") or "home"

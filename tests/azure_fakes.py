@@ -8,7 +8,9 @@ through ``ClientOptions.ca_bundle`` (test-only) and nothing else changes: TLS ve
 - ``KeyVaultFake``: ``GET /secrets/<name>``; an unauthenticated request gets Key Vault's 401 challenge; a bearer
   token must be one the identity fake issued for ``https://vault.azure.net``; 404 ``SecretNotFound``; 403 mode.
 - ``LogsIngestionFake``: ``POST /dataCollectionRules/<rule>/streams/<stream>``: gzip JSON, bearer token for
-  ``https://monitor.azure.com``, 204; scripted faults (429 + Retry-After, ...).
+  ``https://monitor.azure.com``, 204; as strict as the service about the data collection rule declared in infra/
+  (tests/support/dcr.py): 400 for an unknown rule id or stream, an undeclared column or a value of the wrong type,
+  413 ``ContentLengthLimitExceeded`` for a body over 1 MiB; scripted faults (429 + Retry-After, ...).
 - ``DataCollectorFake``: ``POST /api/logs``: recomputes the SharedKey signature from the raw body bytes and the
   headers, 200; scripted faults.
 
@@ -29,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,7 @@ import trustme
 
 from shared.composition import ClientOptions
 from shared.endpoints import EndpointPolicy
+from tests.support.dcr import DataCollectionRule, declared_rule
 
 VAULT_RESOURCE = "https://vault.azure.net"
 MONITOR_RESOURCE = "https://monitor.azure.com"
@@ -47,6 +51,10 @@ TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 WORKSPACE_ID = "0b6a8f5e-3c1d-4e2f-9a7b-6c5d4e3f2a1b"
 DATA_COLLECTOR_DOMAIN = "ods.localhost"  # a valid LOG_ANALYTICS_DOMAIN; tests route its hosts to 127.0.0.1
 DATA_COLLECTOR_HOST = f"{WORKSPACE_ID}.{DATA_COLLECTOR_DOMAIN}"
+# The immutable ids the deployed rule has in the tests and benchmarks (Azure assigns one at deployment).
+RULE_ID = "dcr-00112233445566778899aabbccddeeff"
+RULE_IDS = frozenset({RULE_ID, "dcr-0123456789abcdef0123456789abcdef"})
+MAX_BODY_BYTES = 1024 * 1024  # the Logs Ingestion API's limit on one call's body, as sent (gzip)
 # The fakes' hosts, allowed to receive tokens in tests only (shared/endpoints.py), via ClientOptions.endpoints.
 FAKE_HOSTS = EndpointPolicy(frozenset({"127.0.0.1", "localhost", DATA_COLLECTOR_DOMAIN}))
 
@@ -268,13 +276,61 @@ class Upload:
     gzip_bytes: int
 
 
+def _ingestion_error(status: int, code: str, message: str) -> Response:
+    """The Logs Ingestion API's error shape: {"error": {"code", "message"}}, the code also in x-ms-error-code."""
+    return Response.json(status, {"error": {"code": code, "message": message}}, {"x-ms-error-code": code})
+
+
+def _is_datetime(value: str) -> bool:
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+# Whether a JSON value fits a declared column type (null fits every column).
+_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool) and -(2**31) <= v < 2**31,
+    "long": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "real": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "datetime": lambda v: isinstance(v, str) and _is_datetime(v),
+    "dynamic": lambda v: True,
+}
+
+
+def schema_problem(rule: DataCollectionRule, stream: str, rows: list[Any]) -> str | None:
+    """Why the rule's stream does not accept these rows, or None."""
+    declared = rule.streams[stream].columns
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            return f"Record {index} is not a JSON object."
+        for column, value in row.items():
+            if column not in declared:
+                return f"Record {index}: column '{column}' is not declared in stream '{stream}'."
+            if value is not None and not _TYPE_CHECKS[declared[column]](value):
+                return (f"Record {index}: value {json.dumps(value)[:60]} of column '{column}' is not of the declared "
+                        f"type '{declared[column]}'.")
+    return None
+
+
 class LogsIngestionFake(FakeServer):
-    def __init__(self, tls: Tls, identity: ManagedIdentityFake) -> None:
+    """The Logs Ingestion API of the data collection rule in infra/. Only the content-length error's code and message
+    are the service's own words (seen in the wild: 413 ContentLengthLimitExceeded); the 400 codes name the fault."""
+
+    def __init__(
+        self, tls: Tls, identity: ManagedIdentityFake, rule_ids: frozenset[str] = RULE_IDS,
+        rule: DataCollectionRule | None = None,
+    ) -> None:
         super().__init__(tls)
         self.identity = identity
         self.faults = Faults()
         self.uploads: list[Upload] = []
         self.reject: Callable[[str, list[dict[str, Any]]], Response | None] = lambda stream, rows: None
+        self.rule_ids = rule_ids
+        self.rule = rule or declared_rule()
 
     def rows(self, stream: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -289,16 +345,30 @@ class LogsIngestionFake(FakeServer):
             return Response.json(404, {"error": {"code": "NotFound", "message": "unknown path"}})
         if not request.query.get("api-version"):
             return Response.json(400, {"error": {"code": "MissingApiVersion", "message": "api-version"}})
+        if len(request.body) > MAX_BODY_BYTES:
+            size = len(request.body)
+            return _ingestion_error(413, "ContentLengthLimitExceeded", f"Maximum allowed content length: "
+                                    f"{MAX_BODY_BYTES} bytes (1 MB). Provided content length: {size} bytes.")
+        rule_id, stream = parts[1], unquote(parts[3])
+        if rule_id not in self.rule_ids:
+            return _ingestion_error(400, "InvalidDataCollectionRuleId",
+                                    f"Data collection rule with immutable Id '{rule_id}' not found.")
+        if stream not in self.rule.streams:
+            return _ingestion_error(400, "InvalidStream", f"Stream '{stream}' is not declared in data collection "
+                                    f"rule '{rule_id}' (streams: {', '.join(sorted(self.rule.streams))}).")
         if request.headers.get("content-encoding") != "gzip":
             return Response.json(400, {"error": {"code": "InvalidContentEncoding", "message": "expected gzip"}})
         rows = json.loads(gzip.decompress(request.body))
         if not isinstance(rows, list):
             return Response.json(400, {"error": {"code": "InvalidPayload", "message": "expected a JSON array"}})
-        fault = self.faults.next() or self.reject(parts[3], rows)
+        problem = schema_problem(self.rule, stream, rows)
+        if problem is not None:
+            return _ingestion_error(400, "InvalidPayload", problem)
+        fault = self.faults.next() or self.reject(stream, rows)
         if fault is not None:
             return fault
         with self.lock:
-            self.uploads.append(Upload(parts[1], parts[3], rows, len(request.body)))
+            self.uploads.append(Upload(rule_id, stream, rows, len(request.body)))
         return Response(204)
 
 

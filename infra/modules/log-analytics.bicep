@@ -8,6 +8,9 @@ param tags object
 @maxValue(730)
 param retentionInDays int
 
+@description('Refuse shared-key (Data Collector API) ingestion and queries: Entra ID only. False only for the opt-in legacy sink.')
+param disableLocalAuth bool = true
+
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: name
   location: location
@@ -19,6 +22,7 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
     retentionInDays: retentionInDays
     features: {
       enableLogAccessUsingOnlyResourcePermissions: true
+      disableLocalAuth: disableLocalAuth
     }
     publicNetworkAccessForIngestion: 'Enabled'
     publicNetworkAccessForQuery: 'Enabled'

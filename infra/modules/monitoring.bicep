@@ -2,6 +2,10 @@
 // collection rule with one stream per custom table, each flowing unchanged into its table.
 
 param location string
+
+@description('Region of the data collection endpoint and rule: the workspace\'s, which the service requires (an existing workspace may be in another region than the app).')
+param dataCollectionLocation string
+
 param tags object
 param applicationInsightsName string
 param dataCollectionEndpointName string
@@ -39,7 +43,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 resource dataCollectionEndpoint 'Microsoft.Insights/dataCollectionEndpoints@2023-03-11' = {
   name: dataCollectionEndpointName
-  location: location
+  location: dataCollectionLocation
   tags: tags
   properties: {
     description: 'Logs Ingestion endpoint of the AWS IAM access-key collector'
@@ -51,7 +55,7 @@ resource dataCollectionEndpoint 'Microsoft.Insights/dataCollectionEndpoints@2023
 
 resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
   name: dataCollectionRuleName
-  location: location
+  location: dataCollectionLocation
   tags: tags
   properties: {
     description: 'AWS IAM access keys and collector runs, sent by the collector through the Logs Ingestion API'

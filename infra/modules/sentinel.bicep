@@ -132,7 +132,8 @@ var rules = [
     displayName: 'AWS IAM key collector: no run record'
     description: 'No run record in AwsIamKeyCollectorRuns_CL within ${collectorSilentAfterHours} hours (queries/alert-collector-silent.kql): the timer, the app or its delivery stopped.'
     severity: 'Medium'
-    query: loadTextContent('../../queries/alert-collector-silent.kql')
+    // The query keeps its own lookback (as in alerts.bicep): set to the parameter, not the file's default.
+    query: replace(loadTextContent('../../queries/alert-collector-silent.kql'), 'let lookback = 12h;', 'let lookback = ${collectorSilentAfterHours}h;')
     frequency: 'PT1H'
     period: 'PT${collectorSilentAfterHours}H'
     operator: 'Equal'
@@ -153,7 +154,7 @@ var rules = [
     displayName: 'AWS IAM key collector: run failed or partially failed'
     description: 'A run record with Status Failed or PartiallySucceeded within ${runFailedWindowHours} hours (queries/alert-run-failed.kql).'
     severity: 'Low'
-    query: loadTextContent('../../queries/alert-run-failed.kql')
+    query: replace(loadTextContent('../../queries/alert-run-failed.kql'), 'let lookback = 6h;', 'let lookback = ${runFailedWindowHours}h;')
     // frequency = period: each run record is looked at once
     frequency: 'PT${runFailedWindowHours}H'
     period: 'PT${runFailedWindowHours}H'

@@ -1,5 +1,5 @@
-// The Function App's storage: AzureWebJobsStorage (timer trigger leases) and the Flex Consumption deployment
-// container. Entra ID only: shared keys are disabled, so no connection string or account key exists.
+// The Function App's storage: AzureWebJobsStorage (timer trigger leases, blobs only) and the Flex Consumption
+// deployment container. Entra ID only: shared keys are disabled, so no connection string or account key exists.
 
 param name string
 param location string
@@ -10,6 +10,13 @@ param deploymentContainerName string
 
 @description('Blob container where the collector keeps records a sink could not deliver (OUTBOX_CONTAINER).')
 param outboxContainerName string
+
+@allowed([
+  'Enabled'
+  'Disabled'
+])
+@description('Disabled with vnetEnabled: the app then reaches the blobs through a private endpoint (modules/network.bicep).')
+param publicNetworkAccess string = 'Enabled'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_206: the account holds only the deployment package and the timer's lease blobs, both recreated by the next `azd deploy`; locally redundant storage is enough.
@@ -30,10 +37,10 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
     defaultToOAuthAuthentication: true
     minimumTlsVersion: 'TLS1_2'
     supportsHttpsTrafficOnly: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: 'Allow'
+      defaultAction: publicNetworkAccess == 'Enabled' ? 'Allow' : 'Deny'
     }
   }
 }
@@ -62,5 +69,3 @@ resource outboxContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
 output id string = storage.id
 output name string = storage.name
 output blobServiceUri string = storage.properties.primaryEndpoints.blob
-output queueServiceUri string = storage.properties.primaryEndpoints.queue
-output tableServiceUri string = storage.properties.primaryEndpoints.table

@@ -24,7 +24,8 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   properties: {
     displayName: displayName
     category: 'workbook'
-    sourceId: workspaceResourceId
+    // The gallery matches workbooks to their resource by the lower-cased id.
+    sourceId: toLower(workspaceResourceId)
     serializedData: serializedData
     version: 'Notebook/1.0'
   }

@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-CONTRACT_VALUES = {"COLLECTOR_SCHEDULE": "0 0 */6 * * *", "AWS_WEB_IDENTITY_AUDIENCE": "api://AzureADTokenExchange"}
+# AWS_WEB_IDENTITY_AUDIENCE has no contract value ("required in that mode"): the deployment sets it to the Application
+# ID URI of the collector's own Entra application (infra/hooks/entra-app.sh), never the shared api://AzureADTokenExchange.
+CONTRACT_VALUES = {"COLLECTOR_SCHEDULE": "0 0 */6 * * *"}

@@ -1,0 +1,64 @@
+"""Run the product's KQL locally: the records (JSON Lines rows, as the file sink writes them) loaded into DuckDB
+tables typed from shared/records.py, and a query executed by duckdb-kql (a KQL-to-DuckDB translator that refuses
+loudly, with KqlUnsupportedError, what it does not support). Results come back as rows of Python values with
+datetimes in UTC, ready to compare with what shared/report.py and shared/cli.py compute from the same rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb_kql
+
+from shared.records import KEYS_TABLE, RUNS_TABLE, columns
+
+Row = dict[str, Any]
+
+# Log Analytics / Kusto column type -> DuckDB column type.
+DUCKDB_TYPES = {"string": "VARCHAR", "int": "INTEGER", "long": "BIGINT", "boolean": "BOOLEAN", "bool": "BOOLEAN",
+                "real": "DOUBLE", "datetime": "TIMESTAMPTZ", "guid": "VARCHAR", "dynamic": "JSON"}
+# Tables the product reads but does not write (AWSCloudTrail): their columns, from Azure Monitor's table reference.
+SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
+
+
+class Workspace:
+    """An in-memory stand-in for the Log Analytics workspace: the two tables, filled with rows."""
+
+    def __init__(
+        self, key_rows: Sequence[Row], run_rows: Sequence[Row], other_tables: dict[str, Sequence[Row]] | None = None
+    ) -> None:
+        self.connection = duckdb_kql.connect()
+        for table, rows in ((KEYS_TABLE, key_rows), (RUNS_TABLE, run_rows)):
+            self._create(table.table, columns(table.record_type), rows)
+        for schema_file in sorted(SCHEMAS.glob("*.json")):
+            schema = json.loads(schema_file.read_text(encoding="utf-8"))
+            self._create(schema["table"], [tuple(c) for c in schema["columns"]],
+                         (other_tables or {}).get(schema["table"], []))
+
+    def _create(self, table: str, cols: Sequence[tuple[str, str]], rows: Sequence[Row]) -> None:
+        declared = ", ".join(f'"{name}" {DUCKDB_TYPES[kind]}' for name, kind in cols)
+        self.connection.execute(f'CREATE TABLE "{table}" ({declared})')
+        if rows:
+            placeholders = ", ".join("?" for _ in cols)
+            insert = f'INSERT INTO "{table}" VALUES ({placeholders})'  # noqa: S608 - our table names, bound values
+            self.connection.executemany(insert, [[row.get(n) for n, _ in cols] for row in rows])
+
+    def query(self, text: str) -> list[Row]:
+        """The result rows of a KQL text; KqlUnsupportedError for what the engine cannot translate."""
+        relation = duckdb_kql.kql(self.connection, text)
+        names = relation.columns
+        return [{name: _python(value) for name, value in zip(names, values, strict=True)}
+                for values in relation.fetchall()]
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def _python(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return value
