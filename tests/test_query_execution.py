@@ -49,7 +49,11 @@ UNSUPPORTED = {
     "key-usage.kql": "geo_info_from_ip_address",  # the source IP's country and city
     "key-usage-sources.kql": "geo_info_from_ip_address",
 }
-NOT_COMPARED: dict[str, str] = {}
+NOT_COMPARED: dict[str, str] = {
+    # The report and the CLI list expired exceptions from the exceptions file itself (the entries past their date);
+    # the query finds them in the records' history (a key excepted before and not now): no Python twin to compare.
+    "expired-exceptions.kql": "the report reads expired exceptions from the exceptions file, not from the records",
+}
 
 
 @dataclass(frozen=True)
@@ -159,11 +163,28 @@ def findings_summary(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
 
 
 BY_ACCOUNT = ("Account", "AccountId", "AccountName", "Keys", "ActiveKeys", "RootKeys", "RotationDueKeys", "UnusedKeys",
-              "NeverUsedKeys", "TwoActiveKeys", "Findings", "Stale")
+              "NeverUsedKeys", "TwoActiveKeys", "UnownedKeys", "Findings", "ExceptedKeys", "Stale")
+BY_OWNER = ("Owner", "Accounts", "ActiveKeys", "RotationDueKeys", "UnusedKeys", "NeverUsedKeys", "TwoActiveKeys",
+            "UnownedKeys", "Findings", "ExceptedKeys")
 
 
 def findings_by_account(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     return pick(rows, *BY_ACCOUNT), pick(report.findings_by_account(data.snapshot().keys), *BY_ACCOUNT)
+
+
+def findings_by_owner(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
+    return pick(rows, *BY_OWNER), pick(report.findings_by_owner(data.snapshot().keys), *BY_OWNER)
+
+
+def unowned_keys(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
+    fields = ("AccountId", "UserName", "UserArn", "AccessKeyId", "AgeDays", "Stale")
+    return pick(rows, *fields), pick(report.unowned_keys(data.snapshot().keys), *fields)
+
+
+def excepted_keys(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
+    fields = ("AccountId", "UserName", "Owner", "AccessKeyId", "ExceptionReason", "Stale")
+    return (sorted(pick(rows, *fields), key=str), sorted(pick(report.excepted_keys(data.snapshot().keys), *fields),
+                                                          key=str))
 
 
 def rotation_due(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
@@ -265,6 +286,9 @@ COMPARISONS: dict[str, Comparison] = {
     "latest-snapshot.kql": latest_snapshot,
     "findings-summary.kql": findings_summary,
     "findings-by-account.kql": findings_by_account,
+    "findings-by-owner.kql": findings_by_owner,
+    "unowned-keys.kql": unowned_keys,
+    "excepted-keys.kql": excepted_keys,
     "rotation-due.kql": rotation_due,
     "unused-keys.kql": unused_keys,
     "root-keys.kql": root_keys,
@@ -319,7 +343,8 @@ def test_cli_summary_agrees_with_findings_by_account(demo: DataSet) -> None:
     rows = {r["AccountId"]: r for r in run_query(demo, (QUERIES / "findings-by-account.kql").read_text("utf-8"))}
     printed = cli_summary_accounts(demo.cli_summary)
     columns = {"Keys": "Keys", "Active": "ActiveKeys", "Root keys": "RootKeys", "Rotation due": "RotationDueKeys",
-               "Unused": "UnusedKeys", "Never used": "NeverUsedKeys", "2 active/user": "TwoActiveKeys"}
+               "Unused": "UnusedKeys", "Never used": "NeverUsedKeys", "2 active/user": "TwoActiveKeys",
+               "No owner": "UnownedKeys", "Excepted": "ExceptedKeys"}
     assert printed and set(printed) == set(rows)
     for account, figures in printed.items():
         assert figures == {label: rows[account][column] for label, column in columns.items()}, account
@@ -330,8 +355,10 @@ def test_cli_summary_agrees_with_findings_by_account(demo: DataSet) -> None:
 
 DEDUPE = "\n    | summarize arg_max(TimeGenerated, *) by RunId, AccessKeyFingerprint;\nlet newestPerAccount"
 MUTANTS = [
-    ("rotation-due.kql", "| where RotationDue\n", "| where not(RotationDue)\n"),
-    ("findings-summary.kql", "UnusedKeys = countif(Unused)", "UnusedKeys = countif(NeverUsed)"),
+    ("rotation-due.kql", "| where RotationDue and", "| where not(RotationDue) and"),
+    ("findings-summary.kql", "UnusedKeys = countif(Unused and", "UnusedKeys = countif(NeverUsed and"),
+    ("findings-by-account.kql", "countif(RotationDue and Open)", "countif(RotationDue)"),  # counts the excepted key
+    ("findings-by-owner.kql", "UnownedKeys = countif(Owner ==", "UnownedKeys = countif(Owner !="),
     ("unused-keys.kql", 'iff(NeverUsed, "Never used", "Unused")', 'iff(Unused, "Never used", "Unused")'),
     ("latest-snapshot.kql", "| extend Stale = true)", "| extend Stale = false)"),
     ("alert-rotation-due-new.kql", "!in (dueBefore)", "in (dueBefore)"),
