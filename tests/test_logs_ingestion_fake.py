@@ -98,8 +98,8 @@ def test_unknown_stream_is_refused(azure: AzureFakes) -> None:
 
 
 def test_undeclared_column_is_refused(azure: AzureFakes) -> None:
-    message = refused(azure, [{**key_record().to_row(), "Owner": "team-a"}])
-    assert "HTTP 400 InvalidPayload" in message and "'Owner' is not declared" in message
+    message = refused(azure, [{**key_record().to_row(), "CostCenter": "team-a"}])  # not a column of the table
+    assert "HTTP 400 InvalidPayload" in message and "'CostCenter' is not declared" in message
 
 
 @pytest.mark.parametrize(
