@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +59,9 @@ class ReportSlot:
 
 
 @dataclass(frozen=True)
-class CredentialReport:
+class ReportKeySlots:
+    """The key slots of every user of one credential report, by user name."""
+
     generated_at: datetime  # GetCredentialReport's GeneratedTime
     slots_by_user: Mapping[str, tuple[ReportSlot, ...] | None]  # None: the user appears in more than one row
 
@@ -91,16 +93,24 @@ class CannotVouch:
     reason: str
 
 
-def parse_credential_report(content: str, generated_at: datetime) -> CredentialReport:
-    """Per-user slot rows of a credential report (CSV text) generated at ``generated_at`` (time-zone aware)."""
+def key_slots_from_csv(content: str, generated_at: datetime) -> ReportKeySlots:
+    """``key_slots`` of a credential report's CSV text."""
+    reader = csv.DictReader(io.StringIO(content))
+    _check_columns(reader.fieldnames or ())
+    return key_slots(reader, generated_at)
+
+
+def key_slots(rows: Iterable[Mapping[str, str | None]], generated_at: datetime) -> ReportKeySlots:
+    """Per-user key slots of a credential report's rows (the CSV's column names to values), generated at
+    ``generated_at`` (time-zone aware)."""
     if generated_at.tzinfo is None:
         raise ValueError("generated_at must be time-zone aware")
-    reader = csv.DictReader(io.StringIO(content))
-    missing = [column for column in _REQUIRED_COLUMNS if column not in (reader.fieldnames or ())]
-    if missing:
-        raise CredentialReportFormatError(f"IAM GetCredentialReport: column {missing[0]} is missing")
     slots_by_user: dict[str, tuple[ReportSlot, ...] | None] = {}
-    for row in reader:
+    checked = False
+    for row in rows:
+        if not checked:
+            _check_columns(row.keys())
+            checked = True
         user = row.get("user") or ""
         if not user:
             continue
@@ -115,10 +125,17 @@ def parse_credential_report(content: str, generated_at: datetime) -> CredentialR
             for slot in SLOTS
         )
         slots_by_user[user] = None if user in slots_by_user else slots
-    return CredentialReport(generated_at.astimezone(UTC), slots_by_user)
+    return ReportKeySlots(generated_at.astimezone(UTC), slots_by_user)
 
 
-def last_use_from_report(report: CredentialReport, user_name: str, created: datetime) -> LastUse | CannotVouch:
+def _check_columns(columns: Iterable[str]) -> None:
+    present = set(columns)
+    missing = [column for column in _REQUIRED_COLUMNS if column not in present]
+    if missing:
+        raise CredentialReportFormatError(f"IAM GetCredentialReport: column {missing[0]} is missing")
+
+
+def last_use_from_report(report: ReportKeySlots, user_name: str, created: datetime) -> LastUse | CannotVouch:
     """The last use of the key of ``user_name`` created at ``created`` (ListAccessKeys' CreateDate), when the report
     vouches for it; else why it cannot."""
     created_second = _to_second(created)

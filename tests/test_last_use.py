@@ -8,11 +8,12 @@ import pytest
 
 from shared.last_use import (
     CannotVouch,
-    CredentialReport,
     CredentialReportFormatError,
     LastUse,
+    ReportKeySlots,
+    key_slots,
+    key_slots_from_csv,
     last_use_from_report,
-    parse_credential_report,
 )
 
 HEADER = (
@@ -48,8 +49,8 @@ AWS_REPORT = "\n".join([
 ]) + "\n"
 
 
-def report(text: str = AWS_REPORT, generated: datetime = GENERATED) -> CredentialReport:
-    return parse_credential_report(text, generated)
+def report(text: str = AWS_REPORT, generated: datetime = GENERATED) -> ReportKeySlots:
+    return key_slots_from_csv(text, generated)
 
 
 def test_a_used_key_gets_date_region_service_and_the_reports_time() -> None:
@@ -152,7 +153,17 @@ def test_values_that_do_not_mean_what_the_api_says_cannot_be_vouched_for(cells: 
 
 def test_a_report_without_the_key_columns_is_a_named_error() -> None:
     with pytest.raises(CredentialReportFormatError, match="access_key_1_active"):
-        parse_credential_report("user,arn\nalice,arn:aws:iam::111122223333:user/alice\n", GENERATED)
+        key_slots_from_csv("user,arn\nalice,arn:aws:iam::111122223333:user/alice\n", GENERATED)
+    with pytest.raises(CredentialReportFormatError, match="access_key_1_active"):
+        key_slots([{"user": "alice", "arn": "arn:aws:iam::111122223333:user/alice"}], GENERATED)
+
+
+def test_parsed_rows_give_the_same_slots_as_the_csv() -> None:
+    import csv
+    import io
+
+    rows = [dict(r) for r in csv.DictReader(io.StringIO(AWS_REPORT))]
+    assert key_slots(rows, GENERATED) == report()
 
 
 def test_the_root_row_and_slots_without_keys_parse() -> None:
@@ -165,4 +176,4 @@ def test_the_root_row_and_slots_without_keys_parse() -> None:
 
 def test_generated_time_must_be_aware() -> None:
     with pytest.raises(ValueError, match="aware"):
-        parse_credential_report(AWS_REPORT, GENERATED.replace(tzinfo=None))
+        key_slots_from_csv(AWS_REPORT, GENERATED.replace(tzinfo=None))
