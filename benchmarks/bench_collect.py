@@ -342,7 +342,9 @@ def load_text() -> str:
     return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPU(s)"
 
 
-def bench(workload: Workload, with_naive: bool, report: str = "fresh") -> tuple[list[Measured], list[Verdict]]:
+def bench(
+    workload: Workload, with_naive: bool, report: str = "fresh", ingestion: bool = True
+) -> tuple[list[Measured], list[Verdict]]:
     print(f"\n=== {workload.name}: {workload.description} (credential reports {report}; {load_text()}) ===",
           file=sys.stderr, flush=True)
     responder = Responder(workload, report)
@@ -350,7 +352,7 @@ def bench(workload: Workload, with_naive: bool, report: str = "fresh") -> tuple[
     fakes: IngestionFakes | None = None
     try:
         products = [measure_product(responder, workload, "file")]
-        if workload.name == "W3":
+        if workload.name == "W3" and ingestion:
             fakes = IngestionFakes(Path(fakes_dir.name))
             products.append(measure_product(responder, workload, "logs_ingestion", fakes))
         naive = measure_naive(responder, workload) if with_naive else None
@@ -386,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="the product's collection against the naive serial walk")
     parser.add_argument("--workload", choices=[*sorted(WORKLOADS), "all"], default="all")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive walk (no ratios, no wall targets)")
+    parser.add_argument("--no-ingestion", action="store_true",
+                        help="W3: the file sink only (skip the logs_ingestion run)")
     parser.add_argument("--report", choices=["fresh", "absent"], default="fresh",
                         help="credential reports when a run starts: fresh (under 4 hours old) or none yet")
     parser.add_argument("--child", choices=["product"], help=argparse.SUPPRESS)
@@ -405,7 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     table: list[tuple[Workload, list[Measured]]] = []
     failed = 0
     for name in names:
-        runs, verdicts = bench(WORKLOADS[name], with_naive=not args.no_naive, report=args.report)
+        runs, verdicts = bench(WORKLOADS[name], with_naive=not args.no_naive, report=args.report,
+                               ingestion=not args.no_ingestion)
         table.append((WORKLOADS[name], runs))
         failed += sum(1 for v in verdicts if not v.ok)
 
