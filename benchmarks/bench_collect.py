@@ -107,10 +107,10 @@ def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, 
         {"aws-access-key-id": USER_ACCESS_KEY_ID, "aws-secret-access-key": USER_SECRET_ACCESS_KEY}
     )
     options = ClientOptions(ca_bundle=ca_bundle)
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.process_time()
     with compose(settings, options, progress=ChildProgress(), secrets=secrets) as collector:
         run = collector.run()
-    wall = time.monotonic() - started
+    wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
     rows = 0
     keys_file = Path(out) / "AwsIamAccessKeys.jsonl"
     if keys_file.exists():
@@ -118,6 +118,7 @@ def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, 
             rows = sum(1 for _ in handle)
     result = {
         "wall": wall,
+        "cpu": cpu,  # CPU seconds of every thread of the process, user and system
         "keys": run.KeysCollected,
         "status": run.Status,
         "file_rows": rows,
@@ -143,6 +144,10 @@ class Measured:
     @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
+
+    @property
+    def cpu(self) -> float:
+        return float(self.detail.get("cpu", 0.0))
 
 
 class Responder:
@@ -365,9 +370,13 @@ def bench(
     verdicts = judge(workload, naive, products)
 
     print(f"\n{workload.name}: {workload.description} (credential reports {report}; {load_text()})")
-    print(f"  {'run':<26} {'wall s':>9} {'AWS calls':>10} {'peak RSS MB':>12} {'keys':>8}")
+    print(f"  {'run':<26} {'wall s':>9} {'CPU s':>8} {'AWS calls':>10} {'peak RSS MB':>12} {'keys':>8}")
     for m in runs:
-        print(f"  {m.label:<26} {m.wall:>9.2f} {m.total_calls:>10} {m.peak_rss_mb:>12.0f} {m.keys:>8}")
+        print(f"  {m.label:<26} {m.wall:>9.2f} {m.cpu:>8.2f} {m.total_calls:>10} {m.peak_rss_mb:>12.0f} {m.keys:>8}")
+    for m in runs:
+        print(f"  {m.label}: CPU {1000 * m.cpu / workload.accounts:.1f} ms per account, "
+              f"{1000 * m.cpu / max(1, m.total_calls):.2f} ms per AWS call, {1000 * m.cpu / max(1, m.keys):.2f} ms "
+              "per key")
     if naive is not None:
         for product in products:
             print(f"  ratio naive/{product.label}: wall {naive.wall / product.wall:.1f}x, "
@@ -414,12 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         table.append((WORKLOADS[name], runs))
         failed += sum(1 for v in verdicts if not v.ok)
 
-    print("\n| Workload | Run | Wall time | AWS calls | Peak RSS | Calls by API |")
-    print("|---|---|---:|---:|---:|---|")
+    print("\n| Workload | Run | Wall time | CPU | AWS calls | Peak RSS | Calls by API |")
+    print("|---|---|---:|---:|---:|---:|---|")
     for workload, runs in table:
         for m in runs:
-            print(f"| {workload.name} | {m.label} | {m.wall:.1f} s | {m.total_calls:,} | {m.peak_rss_mb:.0f} MB | "
-                  f"{_calls_text(m.calls)} |")
+            print(f"| {workload.name} | {m.label} | {m.wall:.1f} s | {m.cpu:.1f} s | {m.total_calls:,} | "
+                  f"{m.peak_rss_mb:.0f} MB | {_calls_text(m.calls)} |")
     print(f"\n{'ALL PASS' if failed == 0 else f'{failed} FAIL(S)'}")
     return 0 if failed == 0 else 1
 
