@@ -15,6 +15,8 @@ import azure.functions as func
 
 from shared.collector import LogProgress, time_budget_of
 from shared.composition import ClientOptions, compose
+from shared.domain import RUN_FAILED, AccountFailure
+from shared.errors import CollectionFailedError
 from shared.redaction import install_log_safety
 from shared.settings import load_settings
 
@@ -31,10 +33,6 @@ CLIENT_OPTIONS = ClientOptions()
 TIME_BUDGET = time_budget_of(json.loads((Path(__file__).parent / "host.json").read_text())["functionTimeout"])
 
 
-class CollectionFailedError(RuntimeError):
-    """The run's Status was Failed: raised so that the platform records a failed invocation."""
-
-
 @app.timer_trigger(schedule="%COLLECTOR_SCHEDULE%", arg_name="timer", run_on_startup=False, use_monitor=True)
 def collect_iam_keys(timer: func.TimerRequest) -> None:
     install_log_safety()
@@ -42,11 +40,10 @@ def collect_iam_keys(timer: func.TimerRequest) -> None:
         log.warning("The timer is past due: this run starts later than scheduled")
     settings = load_settings(os.environ)  # SettingsError names every bad setting; the host records it as the failure
     with compose(settings, CLIENT_OPTIONS, progress=LogProgress(), time_budget=TIME_BUDGET) as collector:
-        run = collector.run()
-    if run.Status == "Failed":
-        failures = json.loads(run.FailedAccounts) or [{"AccountId": "-", "Error": "no account was collected"}]
-        first = failures[0]
+        result = collector.run()
+    if result.status == RUN_FAILED:
+        first = result.failures[0] if result.failures else AccountFailure("-", "no account was collected")
         raise CollectionFailedError(
-            f"Run {run.RunId} Failed: {run.AccountsFailed} of {run.AccountsTotal} account(s) failed; "
-            f"first: {first['AccountId']}: {first['Error']} (every error is in the run record's FailedAccounts)"
+            f"Run {result.run.run_id} Failed: {len(result.failures)} of {result.accounts_total} account(s) failed; "
+            f"first: {first.account_id}: {first.error} (every error is in the run record's FailedAccounts)"
         )

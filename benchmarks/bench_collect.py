@@ -8,7 +8,7 @@ own subprocess so that peak RSS is that run's alone:
 - the product: ``shared.composition.compose(...)`` exactly as the CLI composes it (real botocore clients, pointed at
   the responder through ``AWS_ENDPOINT_URL``; the IAM user's key pair from ``InMemorySecrets``), into the ``file``
   sink in a temporary folder; for W3 also into the ``logs_ingestion`` sink against the HTTPS fakes of
-  ``tests/azure_fakes.py`` (managed identity + Logs Ingestion, trustme CA), hosted in this process;
+  ``ingestion_fake.py`` (managed identity + Logs Ingestion, trustme CA), hosted in this process;
 - the naive serial walk (``naive_serial.py``).
 
 It prints wall time, AWS calls (counted by the responder, by action) and peak RSS (VmHWM of the run's process) for
@@ -31,11 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(ROOT), str(BENCH)]
-
-from aws_responder import (  # noqa: E402 - after the path set-up above
+# Run as a script: this folder is on sys.path (its own modules); the product is imported only by the measured child
+# process, whose PYTHONPATH is the repository. Nothing here comes from tests/.
+from aws_responder import (
     HOME_ACCOUNT_ID,
     HOME_ROLE_NAME,
     USER_ACCESS_KEY_ID,
@@ -43,6 +41,10 @@ from aws_responder import (  # noqa: E402 - after the path set-up above
     WORKLOADS,
     Workload,
 )
+from ingestion_fake import IngestionFakes
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
 
 RULE_ID = "dcr-0123456789abcdef0123456789abcdef"
 RSS_LIMIT_MB = 250.0
@@ -109,24 +111,24 @@ def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, 
     options = ClientOptions(ca_bundle=ca_bundle)
     started, cpu_started = time.monotonic(), time.process_time()
     with compose(settings, options, progress=ChildProgress(), secrets=secrets) as collector:
-        run = collector.run()
+        result = collector.run()
     wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
     rows = 0
     keys_file = Path(out) / "AwsIamAccessKeys.jsonl"
     if keys_file.exists():
         with keys_file.open(encoding="utf-8") as handle:
             rows = sum(1 for _ in handle)
-    result = {
+    measured = {
         "wall": wall,
         "cpu": cpu,  # CPU seconds of every thread of the process, user and system
-        "keys": run.KeysCollected,
-        "status": run.Status,
+        "keys": result.keys_collected,
+        "status": result.status,
         "file_rows": rows,
         "peak_rss_mb": peak_rss_mb(),
         "account_concurrency": settings.account_concurrency,
         "iam_concurrency": settings.iam_concurrency,
     }
-    print("RESULT " + json.dumps(result), flush=True)
+    print("RESULT " + json.dumps(measured), flush=True)
 
 
 # --- the orchestrator ---
@@ -177,40 +179,6 @@ class Responder:
         self.proc.wait(timeout=10)
 
 
-class IngestionFakes:
-    """The managed identity and Logs Ingestion HTTPS fakes of ``tests/azure_fakes.py``, in this process; rows are
-    counted, not kept, so this process stays small too."""
-
-    def __init__(self, directory: Path) -> None:
-        from tests.azure_fakes import LogsIngestionFake, ManagedIdentityFake, Request, Response, Tls
-
-        class CountingIngestion(LogsIngestionFake):
-            def __init__(self, tls: Tls, identity: ManagedIdentityFake) -> None:
-                super().__init__(tls, identity)
-                self.received: Counter[str] = Counter()
-                self.posts = 0
-
-            def handle(self, request: Request) -> Response:
-                response = super().handle(request)
-                with self.lock:
-                    for upload in self.uploads:
-                        self.received[upload.stream] += len(upload.rows)
-                        self.posts += 1
-                    self.uploads.clear()
-                return response
-
-        self.tls = Tls(directory)
-        self.identity = ManagedIdentityFake(self.tls)
-        self.ingestion = CountingIngestion(self.tls, self.identity)
-
-    def env(self) -> dict[str, str]:
-        return {"IDENTITY_ENDPOINT": self.identity.endpoint, "IDENTITY_HEADER": self.identity.identity_header}
-
-    def close(self) -> None:
-        self.ingestion.close()
-        self.identity.close()
-
-
 def _child(command: list[str], env: dict[str, str], label: str) -> dict[str, Any]:
     """Run one measured process; pass its progress (stderr) through; return its RESULT line."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
@@ -243,15 +211,15 @@ def measure_product(
                    "--sink", sink, "--out", out]
         env = _base_env(responder)
         if fakes is not None:
-            command += ["--ca-bundle", fakes.tls.ca_bundle, "--ingestion-endpoint", fakes.ingestion.url]
+            command += ["--ca-bundle", fakes.ca_bundle, "--ingestion-endpoint", fakes.ingestion_url]
             env.update(fakes.env())
-            fakes.ingestion.received.clear()
+            fakes.reset()
         responder.reset()
         result = _child(command, env, label)
         stats = responder.stats()
     if fakes is not None:
-        result["ingested_rows"] = fakes.ingestion.received.get("Custom-AwsIamAccessKeys", 0)
-        result["ingestion_posts"] = fakes.ingestion.posts
+        result["ingested_rows"] = fakes.received.get("Custom-AwsIamAccessKeys", 0)
+        result["ingestion_posts"] = fakes.posts
     measured = Measured(label, result["wall"], Counter(stats["calls"]), result["peak_rss_mb"], result["keys"], result)
     measured.detail["peak_in_flight"] = stats["peak_in_flight"]
     print(f"  {label}: {measured.wall:.2f} s, {measured.total_calls} AWS calls, {measured.keys} keys, "

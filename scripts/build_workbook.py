@@ -19,6 +19,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python scripts/build_workbook.py`: the app's package is beside scripts/
+    sys.path.insert(0, str(ROOT))
+
+from shared.findings import FINDINGS  # noqa: E402 - needs the path above
+
 QUERIES = ROOT / "queries"
 WORKBOOK = ROOT / "infra" / "workbook" / "aws-iam-keys.workbook.json"
 WORKSPACE_PLACEHOLDER = "__WORKSPACE_RESOURCE_ID__"
@@ -27,8 +32,8 @@ ACCOUNT_FILTER = "| where '*' in ({Account}) or AccountId in ({Account})"
 DEFAULT_LOOKBACK_DAYS = 7
 CHART_SUFFIX = "-chart"  # the name of an item charting a query that also has a table
 
-# The findings-by-account bar chart: one series per finding.
-FINDING_SERIES = ["RootKeys", "RotationDueKeys", "UnusedKeys", "NeverUsedKeys", "TwoActiveKeys"]
+# The findings-by-account bar chart: one series per finding of the catalogue, in its order.
+FINDING_SERIES = [finding.column for finding in FINDINGS]
 
 
 def query_text(name: str) -> str:

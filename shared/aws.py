@@ -11,10 +11,13 @@ tests point the real clients at a local emulated AWS.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,19 +36,23 @@ from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
 from shared import __version__
-from shared.ports import CollectorError, SecretProvider, WebIdentityTokenProvider
+from shared.domain import Account, CredentialReport
+from shared.errors import (
+    AwsSignInError,
+    CredentialReportUnavailableError,
+    IamCallError,
+    MalformedResponseError,
+    NoSuchEntityError,
+    shorten,
+)
+from shared.ports import SecretProvider, WebIdentityTokenProvider
 from shared.redaction import mask_access_key_id, redact, register_secret
-from shared.settings import AccountsScope, AuthMode, Settings
-from shared.transform import Account, MalformedResponseError, active_accounts
+from shared.settings import AccessKeyAuth, AccountsScope, Settings, WebIdentityAuth
 
 SESSION_SECONDS = 900  # the STS minimum: a leaked session is worth as little as possible
 _REFRESH_BEFORE_SECONDS = 180  # refresh this long before expiry (botocore's default of 15 min would refresh always)
 _ACCESS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
-
-
-class AwsSignInError(CollectorError):
-    """The collector could not sign in to AWS (home role or a member role)."""
-
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
 
 # What a botocore call raises: an error answer, a transport error, or an answer that does not parse (botocore's
 # ResponseParserError is not a BotoCoreError).
@@ -58,7 +65,7 @@ READ_TIMEOUT = 60
 
 
 def retry_config(
-    max_pool_connections: int, max_attempts: int | None = None, read_timeout: float | None = None
+    max_pool_connections: int = 10, max_attempts: int | None = None, read_timeout: float | None = None
 ) -> Config:
     """Botocore's adaptive retry, chosen on purpose: it retries throttling and transient errors with backoff and
     rate-limits the client when IAM says Throttling, so parallel calls slow down instead of losing an account.
@@ -91,13 +98,14 @@ class AwsClientFactory:
     def __init__(
         self,
         region: str,
-        max_pool_connections: int = 10,
         *,
         max_attempts: int | None = None,
         read_timeout: float | None = None,
     ) -> None:
         self.region = region
-        self._config = retry_config(max_pool_connections, max_attempts, read_timeout)
+        # botocore's default pool (10) for STS and Organizations, whose calls are serial; IAM clients get their own
+        # size from AwsSource (COLLECTOR_IAM_CONCURRENCY).
+        self._config = retry_config(max_attempts=max_attempts, read_timeout=read_timeout)
         self._base = botocore.session.Session()
         self._loader = self._base.get_component("data_loader")
         self._lock = threading.Lock()  # botocore sessions are not thread-safe while creating clients
@@ -235,6 +243,29 @@ def list_organization_accounts(org: BaseClient) -> Iterator[dict[str, Any]]:
     yield from org.get_paginator("list_accounts").paginate()
 
 
+def active_accounts(pages: Sequence[Mapping[str, Any]] | Any) -> list[Account]:
+    """ACTIVE accounts from Organizations ListAccounts pages, with their names, sorted by id (checked strictly: a
+    missing or malformed field raises ``MalformedResponseError`` rather than losing an account)."""
+    where = "Organizations ListAccounts"
+    accounts: dict[str, Account] = {}
+    for page in pages:
+        items = page.get("Accounts") if isinstance(page, Mapping) else None
+        if not isinstance(items, list):  # botocore parses a cut or garbled JSON answer as an empty one
+            raise MalformedResponseError(f"{where}: field Accounts is missing")
+        for item in items:
+            account_id = item.get("Id") if isinstance(item, Mapping) else None
+            if not isinstance(account_id, str) or not account_id:
+                raise MalformedResponseError(f"{where}: field Id is {'missing' if account_id is None else 'not a str'}")
+            if not _ACCOUNT_ID.match(account_id):
+                raise MalformedResponseError(f"{where}: field Id is not a 12-digit account id")
+            # Newer responses carry State (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED); older ones only Status.
+            state = item.get("State") or item.get("Status")
+            if state == "ACTIVE":
+                name = item.get("Name")
+                accounts[account_id] = Account(account_id, name if isinstance(name, str) else "")
+    return [accounts[i] for i in sorted(accounts)]
+
+
 def list_users(iam: BaseClient, page_size: int = 1000) -> Iterator[dict[str, Any]]:
     """Every IAM user, streamed page by page (1,000 per page by default: the API's maximum, so fewest calls)."""
     for page in iam.get_paginator("list_users").paginate(PaginationConfig={"PageSize": page_size}):
@@ -278,13 +309,79 @@ def describe_aws_error(exc: BaseException) -> str:
     else:  # the first line only: a ResponseParserError appends the raw (possibly cut, secret-bearing) body
         lines = str(exc).strip().splitlines()
         text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    text = redact(text)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return shorten(redact(text))
+
+
+IAM_READ_ACTIONS = "iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed"
+
+
+def describe_iam_error(exc: BaseException, account_id: str) -> str:
+    """An IAM call of an account failed: which dependency (IAM), which account, what failed and what to check."""
+    text = f"IAM in account {account_id}: {describe_aws_error(exc)}"
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        return f"{text} (the account's collector role needs {IAM_READ_ACTIONS})"
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0
+    if isinstance(exc, ResponseParserError):  # botocore does not retry an answer it cannot parse
+        return f"{text} (IAM's answer was cut off or garbled; the next run retries the account)"
+    if isinstance(exc, BotoCoreError) or status >= 500 or status == 429 or "Throttl" in code:
+        return f"{text} (still failing after botocore's retries: check the network path to IAM; the next run retries)"
+    return text
+
+
+class BotocoreIamReader:
+    """The ``IamReader`` port over one account's botocore IAM client: the SDK's paginators and adaptive retry, and
+    botocore's exceptions turned into ``NoSuchEntityError`` / ``IamCallError`` with a complete message."""
+
+    def __init__(self, iam: BaseClient, account_id: str, concurrency: int) -> None:
+        self._iam = iam
+        self._account_id = account_id
+        self.concurrency = concurrency
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except AWS_ERRORS as exc:
+            message = describe_iam_error(exc, self._account_id)
+            raise (NoSuchEntityError if is_no_such_entity(exc) else IamCallError)(message) from None
+
+    def users(self) -> Iterator[dict[str, Any]]:
+        with self._translated():
+            yield from list_users(self._iam)
+
+    def access_keys(self, user_name: str) -> list[dict[str, Any]]:
+        with self._translated():
+            return list_access_keys(self._iam, user_name)
+
+    def key_last_used(self, key_id: str) -> dict[str, Any]:
+        with self._translated():
+            return get_access_key_last_used(self._iam, key_id)
+
+    def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
+        try:
+            content, generated = _read_report(self._iam, now, _sleep_unless(stop), REPORT_WAITS)
+        except AWS_ERRORS as exc:  # said as before: the report's own call, AWS's code (the account goes on)
+            raise IamCallError(describe_aws_error(exc)) from None
+        return parse_credential_report(content, generated)
+
+
+def _sleep_unless(stop: threading.Event) -> Callable[[float], None]:
+    """The credential report's wait between polls, cut short (with an error) once ``stop`` is set."""
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise CredentialReportUnavailableError("the account failed; its credential report is no longer read")
+
+    return sleep
 
 
 class AwsSource:
-    """The AWS side of one run: signs in to the home role, lists the accounts in scope, and hands out IAM clients
-    on the right role for each account. Secret and token providers are passed in, never looked up here."""
+    """The ``AwsAccounts`` port: signs in to the home role, lists the accounts in scope, and hands out an IAM reader
+    on the right role for each account. Secret and token providers are passed in, never looked up here.
+
+    ``COLLECTOR_IAM_CONCURRENCY`` takes effect here and only here: each account's IAM client gets that many
+    connections plus one for the credential report, and its reader says that many calls run in parallel."""
 
     def __init__(
         self,
@@ -304,15 +401,17 @@ class AwsSource:
     def sign_in(self, run_id: str) -> None:
         s = self._settings
         self._run_id = run_id
-        if s.aws_auth_mode is AuthMode.WEB_IDENTITY:
-            if self._tokens is None:
-                raise AwsSignInError("web_identity mode needs a token provider (composition error)")
-            self._home = assume_home_role_with_web_identity(self._factory, self._tokens, s.aws_role_arn, run_id)
-        else:
-            if self._secrets is None:
-                raise AwsSignInError("access_key mode needs a secret provider (composition error)")
-            user = iam_user_credentials(self._secrets, s.aws_access_key_id_secret, s.aws_secret_access_key_secret)
-            self._home = assume_home_role_with_key(self._factory, user, s.aws_role_arn, s.aws_external_id, run_id)
+        match s.aws_auth:
+            case WebIdentityAuth():
+                if self._tokens is None:
+                    raise AwsSignInError("web_identity mode needs a token provider (composition error)")
+                self._home = assume_home_role_with_web_identity(self._factory, self._tokens, s.aws_role_arn, run_id)
+            case AccessKeyAuth():
+                if self._secrets is None:
+                    raise AwsSignInError("access_key mode needs a secret provider (composition error)")
+                auth = s.aws_auth
+                user = iam_user_credentials(self._secrets, auth.access_key_id_secret, auth.secret_access_key_secret)
+                self._home = assume_home_role_with_key(self._factory, user, s.aws_role_arn, s.aws_external_id, run_id)
 
     def planned_account_ids(self) -> list[str]:
         """The accounts known before any AWS call (for naming them if sign-in fails)."""
@@ -334,7 +433,7 @@ class AwsSource:
                 "role must be in the management account or a delegated administrator, with organizations:ListAccounts)"
             ) from None
 
-    def iam_client(self, account: Account) -> BaseClient:
+    def iam_reader(self, account: Account) -> BotocoreIamReader:
         s = self._settings
         home = self._home_credentials()
         if account.id == s.home_account_id:
@@ -343,7 +442,8 @@ class AwsSource:
             arn = member_role_arn(s.aws_partition, account.id, s.aws_member_role_name)
             credentials = assume_member_role(self._factory, home, arn, self._run_id)
         # one connection per parallel IAM call of the account, plus one for its credential report read alongside
-        return self._factory.client("iam", credentials, Config(max_pool_connections=s.iam_concurrency + 1))
+        iam = self._factory.client("iam", credentials, Config(max_pool_connections=s.iam_concurrency + 1))
+        return BotocoreIamReader(iam, account.id, s.iam_concurrency)
 
     def _home_credentials(self) -> Credentials:
         if self._home is None:
@@ -356,10 +456,6 @@ class AwsSource:
 REPORT_MAX_AGE = timedelta(hours=4)  # AWS generates a new report at most every 4 hours; a fresher one cannot exist
 _REPORT_NOT_READY = frozenset({"ReportNotPresent", "ReportExpired", "ReportInProgress"})
 REPORT_WAITS = (1.0, 2.0, 4.0, 8.0, 8.0)  # seconds between polls while AWS generates the report
-
-
-class CredentialReportUnavailableError(CollectorError):
-    """The credential report could not be had this run; root keys stay unknown for the account."""
 
 
 def _current_report(iam: BaseClient) -> tuple[str, datetime] | None:
@@ -382,15 +478,29 @@ def read_credential_report(
 
     GenerateCredentialReport is called only when the report is missing or stale, so the collector never asks for
     more than AWS's rate limit allows, whatever the schedule."""
+    return _read_report(iam, now, sleep, waits)[0]
+
+
+def _read_report(
+    iam: BaseClient, now: datetime, sleep: Callable[[float], None], waits: tuple[float, ...]
+) -> tuple[str, datetime]:
     current = _current_report(iam)
     if current is not None and now - current[1] <= REPORT_MAX_AGE:
-        return current[0]
+        return current
     iam.generate_credential_report()
     for wait in (0.0, *waits):
         sleep(wait)
         report = _current_report(iam)
         if report is not None:
-            return report[0]  # the newest AWS has: fresh, or (inside the rate limit) the last one it generated
+            return report  # the newest AWS has: fresh, or (inside the rate limit) the last one it generated
     raise CredentialReportUnavailableError(
         f"IAM credential report still being generated after {sum(waits):.0f} s; root keys are read next run"
     )
+
+
+def parse_credential_report(content: str, generated_at: datetime) -> CredentialReport:
+    """The report's CSV as rows of column -> value."""
+    rows = tuple(csv.DictReader(io.StringIO(content)))
+    if rows and "user" not in rows[0]:
+        raise MalformedResponseError("IAM GetCredentialReport: the report has no user column")
+    return CredentialReport(rows, generated_at)

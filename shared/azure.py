@@ -3,8 +3,8 @@ sign-in locally), the secrets the chosen modes need, and the managed identity's 
 
 Endpoints come only from the SDKs' own conventions: azure-identity reads the managed-identity environment
 (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER`` on App Service and Functions), Key Vault is ``KEY_VAULT_URL``.
-``ClientOptions`` (test-only) may add a CA bundle and relax Key Vault's challenge-resource check for a vault on
-localhost; production passes the defaults.
+``ClientOptions`` (test-only, shared/transport.py) may add a CA bundle and relax Key Vault's challenge-resource check
+for a vault on localhost; production passes the defaults.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import (
     AzureError,
@@ -26,13 +26,12 @@ from azure.core.exceptions import (
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.keyvault.secrets import SecretClient
 
-from shared.ports import CollectorError, SecretError
-from shared.redaction import redact, register_secret
+from shared.errors import CollectorError, SecretError, first_line
+from shared.redaction import register_secret
+from shared.transport import ClientOptions, retry_options, transport_options
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-
-    from shared.composition import ClientOptions
 
 log = logging.getLogger(__name__)
 
@@ -40,39 +39,8 @@ log = logging.getLogger(__name__)
 # Azure ML and Cloud Shell (MSI_*), Azure Arc (IDENTITY_ENDPOINT + IMDS_ENDPOINT).
 _MANAGED_IDENTITY_ENV = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT")
 
-# Retries of the Azure SDK pipelines: bounded so that a run always ends well inside the Function's timeout.
-# azure-core waits for Retry-After when a response carries it, else backs off exponentially up to the maximum.
-RETRY_TOTAL = 4
-RETRY_BACKOFF_FACTOR = 0.8
-RETRY_BACKOFF_MAX = 30
-# Timeouts of every Azure request (azure-core's own default is 300 s each, so four attempts at a hung endpoint could
-# outlast the Function's timeout and lose the run before the outbox keeps its records).
-CONNECTION_TIMEOUT = 10
-READ_TIMEOUT = 60
-
 KEY_VAULT_ROLE = "Key Vault Secrets User"
 SECRET_SETTINGS = "AWS_ACCESS_KEY_ID_SECRET, AWS_SECRET_ACCESS_KEY_SECRET or LOG_ANALYTICS_WORKSPACE_KEY_SECRET"  # noqa: S105 - setting names
-
-
-def transport_options(options: ClientOptions, *, timeouts: bool = True) -> dict[str, Any]:
-    """Keyword arguments for an azure-core transport: the timeouts (a test may shorten the read timeout) and the
-    test-only CA bundle, when given. TLS verification itself is never switched off."""
-    found: dict[str, Any] = {"connection_verify": options.ca_bundle} if options.ca_bundle else {}
-    if timeouts:
-        found["connection_timeout"] = CONNECTION_TIMEOUT
-        found["read_timeout"] = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
-    return found
-
-
-def retry_options(options: ClientOptions) -> dict[str, Any]:
-    """azure-core's retry policy as every Azure client of the collector uses it (the managed identity credential
-    included): at most RETRY_TOTAL retries, of which azure-core allows 3 per kind (connection, read, status)."""
-    factor = options.azure_retry_backoff_factor
-    return {
-        "retry_total": RETRY_TOTAL,
-        "retry_backoff_factor": RETRY_BACKOFF_FACTOR if factor is None else factor,
-        "retry_backoff_max": RETRY_BACKOFF_MAX,
-    }
 
 
 def in_azure(environ: Mapping[str, str] | None = None) -> bool:
@@ -213,9 +181,3 @@ class ManagedIdentityTokenProvider:
         register_secret(token)
         return token
 
-
-def first_line(text: str | None) -> str:
-    """The first line of an SDK message (they append long troubleshooting text), secret-free and bounded."""
-    stripped = (text or "").strip()
-    line = redact(stripped.splitlines()[0]) if stripped else "no detail"
-    return line if len(line) <= 300 else line[:297] + "..."

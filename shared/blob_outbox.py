@@ -15,15 +15,13 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobLeaseClient, ContainerClient
 
-from shared.azure import retry_options, transport_options
+from shared.errors import SinkError
 from shared.outbox import OutboxItem, decode_rows, encode_rows, item_name, parse_item_name
-from shared.ports import SinkError
 from shared.records import Table
+from shared.transport import ClientOptions, retry_options, transport_options
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-
-    from shared.composition import ClientOptions
 
 LEASE_SECONDS = 60
 

@@ -15,11 +15,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from shared.ports import CollectorError, SecretError
-from shared.records import KEYS_TABLE, RunRecord, Table
+from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
+from shared.errors import CollectorError, SecretError, SettingsError
+from shared.findings import FINDINGS, Finding, findings_of, is_active
+from shared.records import KEYS_TABLE, Table
 from shared.redaction import install_log_safety, redact
-from shared.settings import SettingsError, load_settings
-from shared.transform import Account
+from shared.settings import FileSinkSettings, load_settings
 
 
 class TerminalProgress:
@@ -49,7 +50,7 @@ class TerminalProgress:
             self._stream.write(("\r\033[K" if self._tty else "") + line + "\n")
         self._stream.flush()
 
-    def finished(self, run: RunRecord) -> None:
+    def finished(self, result: RunResult) -> None:
         pass
 
 
@@ -81,45 +82,36 @@ class InMemorySecrets:
         return self._values[name]
 
 
-FINDINGS = (
-    ("RotationDue", "older than the rotation limit"),
-    ("Unused", "active but unused"),
-    ("NeverUsed", "never used"),
-    ("TwoActive", "user has two active keys"),
-)
-
-
-def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]]) -> str:
+def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]]) -> str:
     """A readable summary: run status, then findings per account (named as the records name them), then the worst
-    keys."""
+    keys. The findings, their columns and tags come from the catalogue (shared/findings.py); only active keys count."""
+    run = result.to_record()
     per_account: dict[str, Counter[str]] = {}
     names: dict[str, str] = {}
-    worst: list[dict[str, Any]] = []
+    worst: list[tuple[dict[str, Any], list[Finding]]] = []
     for row in key_rows:
         names[row["AccountId"]] = row["AccountName"] or ""
         counts = per_account.setdefault(row["AccountId"], Counter())
         counts["Keys"] += 1
-        active = row["Status"] == "Active"
-        counts["Active"] += active
-        counts["RotationDue"] += bool(row["RotationDue"])
-        counts["Unused"] += bool(row["Unused"])
-        counts["NeverUsed"] += bool(row["NeverUsed"] and active)
-        counts["TwoActive"] += bool(active and row["UserActiveKeyCount"] > 1 and not row["IsRootKey"])
-        counts["Root"] += bool(active and row["IsRootKey"])
-        if active and (row["IsRootKey"] or row["RotationDue"] or row["Unused"] or row["UserActiveKeyCount"] > 1):
-            worst.append(row)
+        if not is_active(row):
+            continue
+        counts["Active"] += 1
+        found = findings_of(row)
+        counts.update(f.name for f in found)
+        if found:
+            worst.append((row, found))
 
     lines = [
         f"Run {run.RunId}: {run.Status} - {run.AccountsSucceeded} of {run.AccountsTotal} account(s), "
         f"{run.KeysCollected} key(s) in {run.DurationSeconds:.1f} s",
         "",
     ]
-    header = ["Account", "Name", "Keys", "Active", "Root keys", "Rotation due", "Unused", "Never used", "2 active/user"]
+    header = ["Account", "Name", "Keys", "Active", *(f.cli_column for f in FINDINGS)]
     table = [header]
     for account_id in sorted(per_account):
         c = per_account[account_id]
         table.append([account_id, names.get(account_id, ""), *(str(c[k]) for k in
-                      ("Keys", "Active", "Root", "RotationDue", "Unused", "NeverUsed", "TwoActive"))])
+                      ("Keys", "Active", *(f.name for f in FINDINGS)))])
     if len(table) > 1:
         totals = ["Total", "", *(str(sum(int(r[i]) for r in table[1:])) for i in range(2, len(header)))]
         table.append(totals)
@@ -127,21 +119,17 @@ def summarize(run: RunRecord, key_rows: Iterable[dict[str, Any]]) -> str:
     if worst:
         lines += ["", "Findings (active keys):"]
         detail = [["Account", "User", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
-        worst.sort(key=lambda r: (not r["IsRootKey"], -r["AgeDays"], r["AccountId"], r["UserName"]))
-        for r in worst[:25]:
-            tags = [t for t, flag in (("ROOT ACCOUNT KEY", r["IsRootKey"]), ("rotation due", r["RotationDue"]),
-                                      ("unused", r["Unused"]),
-                                      ("never used", r["NeverUsed"]), ("2 active keys", r["UserActiveKeyCount"] > 1))
-                    if flag]
+        worst.sort(key=lambda w: (not w[0]["IsRootKey"], -w[0]["AgeDays"], w[0]["AccountId"], w[0]["UserName"]))
+        for r, found in worst[:25]:
+            tags = [f.cli_tag for f in found]
             used = "never" if r["DaysSinceLastUse"] is None else str(r["DaysSinceLastUse"])
             detail.append([r["AccountId"], r["UserName"], r["AccessKeyId"] or "(root)", str(r["AgeDays"]), used,
                            ", ".join(tags)])
         lines += _format_table(detail)
         if len(worst) > 25:
             lines.append(f"... and {len(worst) - 25} more")
-    failed = json.loads(run.FailedAccounts)
-    if failed:
-        lines += ["", "Failed accounts:"] + [f"  {f['AccountId']}: {f['Error']}" for f in failed]
+    if result.failures:
+        lines += ["", "Failed accounts:"] + [f"  {f.account_id}: {f.error}" for f in result.failures]
     return "\n".join(lines)
 
 
@@ -173,13 +161,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
     sink = PrintSink() if args.dry_run else None
     # A dry run neither replays nor fills the outbox: it only shows what this run would send.
     with compose(settings, progress=TerminalProgress(), sink=sink, use_outbox=not args.dry_run) as collector:
-        run = collector.run()
-    if not args.dry_run and settings.log_sink.value == "file":
-        rows = read_run_rows(Path(settings.file_sink_dir) / KEYS_TABLE.file_name, run.RunId)
-        print(summarize(run, rows))
+        result = collector.run()
+    if not args.dry_run and isinstance(settings.sink, FileSinkSettings):
+        rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, result.run.run_id)
+        print(summarize(result, rows))
     else:
-        print(summarize(run, []), file=sys.stderr)
-    return 0 if run.Status != "Failed" else 1
+        print(summarize(result, []), file=sys.stderr)
+    return 0 if result.status != RUN_FAILED else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -195,14 +183,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         settings = load_settings(demo_environment(seeded, out_dir))
         with compose(settings, progress=TerminalProgress(), secrets=InMemorySecrets(seeded.secrets())) as collector:
-            run = collector.run()
+            result = collector.run()
     keys_path = Path(out_dir) / KEYS_TABLE.file_name
     print()
-    print(summarize(run, read_run_rows(keys_path, run.RunId)))
+    print(summarize(result, read_run_rows(keys_path, result.run.run_id)))
     print()
     print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
     print(f"Report: {write_report(out_dir)}")
-    return 0 if run.Status == "Succeeded" else 1
+    return 0 if result.status == RUN_SUCCEEDED else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:

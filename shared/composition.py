@@ -3,54 +3,67 @@
 ``function_app.py`` and the command line both call ``compose``. Data flows one way:
 settings -> credentials (Azure, then AWS) -> sources -> records -> sinks.
 
-``ClientOptions`` carries the only test-only knobs (a CA bundle for local HTTPS fakes, Key Vault's
-challenge-resource check for a vault on localhost). They are never read from a setting: production code passes
-the defaults, which keep TLS verification and the challenge check on.
+``ClientOptions`` (shared/transport.py) carries the only test-only knobs (a CA bundle for local HTTPS fakes, Key
+Vault's challenge-resource check for a vault on localhost, shorter waits). Tests pass them here, and only here; they
+are never read from a setting: production passes the defaults, which keep TLS verification and the challenge check on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from shared.aws import AwsClientFactory, AwsSource
-from shared.collector import Collector, CollectorOptions, Progress
+from shared.collector import Collector, CollectorOptions
+from shared.errors import SecretError
 from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
-from shared.ports import SecretProvider, Sink, WebIdentityTokenProvider
-from shared.settings import AuthMode, Settings, SinkKind
+from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
+from shared.settings import (
+    DataCollectorSettings,
+    FileSinkSettings,
+    LogsIngestionSettings,
+    Settings,
+    SinkSettings,
+    WebIdentityAuth,
+)
 from shared.sinks.file_sink import FileSink
+from shared.transport import ClientOptions as ClientOptions  # re-exported: tests pass options through this root
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-
-@dataclass(frozen=True)
-class ClientOptions:
-    """Test-only client options, passed in by tests through this composition root. Defaults are production's."""
-
-    ca_bundle: str | None = None  # trust this CA file (the local fakes' trustme CA) in the Azure clients
-    verify_challenge_resource: bool = True  # Key Vault: the challenge's resource must match the vault's domain
-    # Fault-injection tests only: shorter waits so a timeout or a retried fault costs a fraction of a second.
-    # None keeps production's values (shared/aws.py retry_config, shared/azure.py RETRY_*, the sinks' own).
-    aws_max_attempts: int | None = None  # botocore attempts per call (None: 10)
-    aws_read_timeout: float | None = None  # seconds (None: 60)
-    azure_read_timeout: float | None = None  # seconds, every Azure client and the data_collector sink
-    azure_retry_backoff_factor: float | None = None  # azure-core backoff factor; data_collector's first wait
+CredentialSource = Callable[[], "TokenCredential"]
 
 
-def needs_azure_credential(
-    settings: Settings, secrets: SecretProvider | None, tokens: WebIdentityTokenProvider | None, sink: Sink | None
-) -> bool:
-    return (
-        bool(settings.outbox_blob_service_uri)
-        or (secrets is None and bool(settings.secret_names_needed()))
-        or (tokens is None and settings.aws_auth_mode is AuthMode.WEB_IDENTITY)
-        or (sink is None and settings.log_sink is SinkKind.LOGS_INGESTION)
-    )
+class RunCredential:
+    """The run's one Azure credential, built when an adapter first asks for it (so a run whose modes need none never
+    signs in to Azure), shared by every Azure client, closed when the run's block ends (after them)."""
+
+    def __init__(self, client_id: str | None, options: ClientOptions, stack: ExitStack) -> None:
+        self._client_id = client_id
+        self._options = options
+        self._stack = stack
+        self._credential: TokenCredential | None = None
+
+    def __call__(self) -> TokenCredential:
+        if self._credential is None:
+            from shared.azure import build_credential
+
+            self._credential = build_credential(self._client_id, self._options)
+            close = getattr(self._credential, "close", None)  # azure-identity credentials hold HTTP sessions
+            if close is not None:
+                self._stack.callback(close)
+        return self._credential
+
+
+class NoKeyVault:
+    """The secret provider when the chosen modes need no secret (no KEY_VAULT_URL is required then)."""
+
+    def get_secret(self, name: str) -> str:
+        raise SecretError(f"secret {name!r} asked for, but the chosen modes read no secret (KEY_VAULT_URL is not used)")
 
 
 @contextmanager
@@ -68,37 +81,44 @@ def compose(
     """Build one run's collector. ``secrets``, ``tokens`` and ``sink`` replace the real adapters (demo, tests).
     ``time_budget``: accounts not started within it are skipped and named (the Function passes part of its timeout).
 
-    One Azure credential per run, shared by every Azure client, closed with them when the block ends.
+    What each mode needs is declared by its settings type (shared/settings.py); here each type is matched once.
     """
     options = options or ClientOptions()
     with ExitStack() as stack:
-        credential: TokenCredential | None = None
-        if needs_azure_credential(settings, secrets, tokens, sink):
-            from shared.azure import build_credential
+        credential = RunCredential(settings.azure_client_id, options, stack)
 
-            credential = build_credential(settings.azure_client_id, options)
-            close = getattr(credential, "close", None)  # azure-identity credentials hold HTTP sessions
-            if close is not None:
-                stack.callback(close)
+        if secrets is None:
+            if settings.key_vault is not None:
+                from shared.azure import KeyVaultSecretProvider
 
-        if secrets is None and settings.secret_names_needed():
-            from shared.azure import KeyVaultSecretProvider
+                vault = KeyVaultSecretProvider(settings.key_vault.url, credential(), options)
+                stack.callback(vault.close)
+                secrets = vault
+            else:
+                secrets = NoKeyVault()
 
-            vault = KeyVaultSecretProvider(_given(settings.key_vault_url), _given(credential), options)
-            stack.callback(vault.close)
-            secrets = vault
-
-        if tokens is None and settings.aws_auth_mode is AuthMode.WEB_IDENTITY:
+        if tokens is None and isinstance(settings.aws_auth, WebIdentityAuth):
             from shared.azure import ManagedIdentityTokenProvider
 
-            tokens = ManagedIdentityTokenProvider(_given(credential), _given(settings.aws_web_identity_audience))
+            tokens = ManagedIdentityTokenProvider(credential(), settings.aws_auth.audience)
 
         if sink is None:
-            sink = build_sink(settings, options, credential, secrets)
+            sink = build_sink(settings.sink, options, credential, secrets)
             stack.callback(sink.close)
+        outbox = (
+            build_outbox(
+                settings.outbox_blob_service_uri,
+                settings.outbox_container,
+                Path(settings.file_sink_dir),
+                options,
+                credential,
+            )
+            if use_outbox
+            else NoOutbox()
+        )
         reliable = ReliableSink(
             sink,
-            build_outbox(settings, options, credential) if use_outbox else NoOutbox(),
+            outbox,
             max_rows=settings.outbox_max_records,
             max_age=timedelta(hours=settings.outbox_max_age_hours),
         )
@@ -108,7 +128,6 @@ def compose(
             settings,
             AwsClientFactory(
                 settings.aws_region,
-                max_pool_connections=settings.iam_concurrency,
                 max_attempts=options.aws_max_attempts,
                 read_timeout=options.aws_read_timeout,
             ),
@@ -117,12 +136,11 @@ def compose(
         )
         yield Collector(
             CollectorOptions(
-                auth_mode=settings.aws_auth_mode.value,
-                sink_name=settings.log_sink.value,
+                auth_mode=settings.aws_auth.mode.value,
+                sink_name=settings.sink.kind.value,
                 rotation_days=settings.key_rotation_days,
                 unused_days=settings.key_unused_days,
                 account_concurrency=settings.account_concurrency,
-                iam_concurrency=settings.iam_concurrency,
                 time_budget=time_budget,
             ),
             source,
@@ -131,49 +149,45 @@ def compose(
         )
 
 
-def build_outbox(settings: Settings, options: ClientOptions, credential: TokenCredential | None) -> Outbox:
+def build_outbox(
+    blob_service_uri: str | None,
+    container: str,
+    file_sink_dir: Path,
+    options: ClientOptions,
+    credential: CredentialSource,
+) -> Outbox:
     """The Function's own storage account when it has one (identity-based), else a folder beside the file sink."""
-    if settings.outbox_blob_service_uri:
+    if blob_service_uri:
         from shared.blob_outbox import BlobOutbox
 
-        return BlobOutbox(settings.outbox_blob_service_uri, settings.outbox_container, _given(credential), options)
-    return FileOutbox(Path(settings.file_sink_dir) / "outbox")
+        return BlobOutbox(blob_service_uri, container, credential(), options)
+    return FileOutbox(file_sink_dir / "outbox")
 
 
 def build_sink(
-    settings: Settings,
-    options: ClientOptions,
-    credential: TokenCredential | None,
-    secrets: SecretProvider | None,
+    settings: SinkSettings, options: ClientOptions, credential: CredentialSource, secrets: SecretProvider
 ) -> Sink:
-    if settings.log_sink is SinkKind.FILE:
-        return FileSink(settings.file_sink_dir)
-    if settings.log_sink is SinkKind.LOGS_INGESTION:
-        from shared.sinks.logs_ingestion_sink import LogsIngestionSink
+    """The sink its settings type names; each type carries exactly what its sink needs."""
+    match settings:
+        case FileSinkSettings():
+            return FileSink(settings.directory)
+        case LogsIngestionSettings():
+            from shared.sinks.logs_ingestion_sink import LogsIngestionSink
 
-        return LogsIngestionSink(
-            endpoint=_given(settings.logs_ingestion_endpoint),
-            rule_id=_given(settings.logs_ingestion_rule_id),
-            keys_stream=settings.logs_ingestion_keys_stream,
-            runs_stream=settings.logs_ingestion_runs_stream,
-            credential=_given(credential),
-            options=options,
-        )
-    from shared.sinks.data_collector_sink import DataCollectorSink
+            return LogsIngestionSink(
+                endpoint=settings.endpoint,
+                rule_id=settings.rule_id,
+                keys_stream=settings.keys_stream,
+                runs_stream=settings.runs_stream,
+                credential=credential(),
+                options=options,
+            )
+        case DataCollectorSettings():
+            from shared.sinks.data_collector_sink import DataCollectorSink
 
-    return DataCollectorSink(
-        workspace_id=_given(settings.log_analytics_workspace_id),
-        shared_key=_given(secrets).get_secret(settings.log_analytics_workspace_key_secret),
-        domain=settings.log_analytics_domain,
-        options=options,
-    )
-
-
-T = TypeVar("T")
-
-
-def _given(value: T | None) -> T:
-    """Settings validation guarantees what each mode needs; this only narrows the type."""
-    if value is None:
-        raise RuntimeError("composition: a value the settings guarantee is missing")
-    return value
+            return DataCollectorSink(
+                workspace_id=settings.workspace_id,
+                shared_key=secrets.get_secret(settings.workspace_key_secret),
+                domain=settings.domain,
+                options=options,
+            )

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.ports import CollectorError
+from shared.errors import CollectorError
 
 NOT_APPLICABLE = "N/A"
 NO_INFORMATION = "no_information"

@@ -22,7 +22,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.ports import Sink, SinkError
+from shared.errors import SinkError
+from shared.ports import Sink
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
 from shared.redaction import redact
 

@@ -21,6 +21,17 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from shared.findings import (
+    FINDINGS,
+    NEVER_USED,
+    ROOT_KEY,
+    ROTATION_DUE,
+    TWO_ACTIVE_KEYS,
+    UNUSED,
+    Finding,
+    findings_of,
+    is_active,
+)
 from shared.records import KEYS_TABLE, RUNS_TABLE
 
 Row = dict[str, Any]
@@ -29,14 +40,7 @@ LOOKBACK = timedelta(days=7)
 TREND_DAYS = 365
 GOOD_STATUSES = ("Succeeded", "PartiallySucceeded")
 
-# (finding, label, colour): the tiles and the bar chart's series, in the order of queries/findings-summary.kql.
-FINDINGS = (
-    ("RootKeys", "Root account keys", "#b42318"),
-    ("RotationDueKeys", "Due for rotation", "#dc6803"),
-    ("UnusedKeys", "Unused", "#ca8a04"),
-    ("NeverUsedKeys", "Never used", "#7a5af8"),
-    ("TwoActiveKeys", "Users with two active keys", "#1570ef"),
-)
+# The tiles and the bar chart's series are the findings catalogue's (shared/findings.py), in its order.
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -58,14 +62,6 @@ def read_jsonl(path: Path) -> list[Row]:
                 except json.JSONDecodeError:
                     continue
     return rows
-
-
-def _active(row: Row) -> bool:
-    return bool(row.get("Status") == "Active")
-
-
-def _two_active(row: Row) -> bool:
-    return _active(row) and int(row.get("UserActiveKeyCount") or 0) > 1 and not row.get("IsRootKey")
 
 
 def newest(rows: Iterable[Row]) -> Row | None:
@@ -122,16 +118,16 @@ def _json_list(text: Any) -> list[Any]:
 
 def findings_summary(keys: Sequence[Row]) -> list[tuple[str, str, int]]:
     """findings-summary.kql: (finding, label, count)."""
-    counts = {
-        "RootKeys": sum(bool(k.get("IsRootKey")) for k in keys),
-        "RotationDueKeys": sum(bool(k.get("RotationDue")) for k in keys),
-        "UnusedKeys": sum(bool(k.get("Unused")) for k in keys),
-        "NeverUsedKeys": sum(_active(k) and bool(k.get("NeverUsed")) for k in keys),
-        "TwoActiveKeys": len({k.get("UserArn") for k in keys if _two_active(k)}),
-    }
-    tiles = [(name, label, counts[name]) for name, label, _ in FINDINGS]
-    tiles.append(("ActiveKeys", "Active keys", sum(_active(k) for k in keys)))
+    tiles = [(f.column, f.label, _tile_count(f, keys)) for f in FINDINGS]
+    tiles.append(("ActiveKeys", "Active keys", sum(is_active(k) for k in keys)))
     return tiles
+
+
+def _tile_count(finding: Finding, keys: Sequence[Row]) -> int:
+    """Keys with the finding, or the distinct users (``distinct_by``) they belong to."""
+    if finding.distinct_by is None:
+        return sum(finding.matches(k) for k in keys)
+    return len({k.get(finding.distinct_by) for k in keys if finding.matches(k)})
 
 
 def findings_by_account(keys: Sequence[Row]) -> list[Row]:
@@ -140,12 +136,8 @@ def findings_by_account(keys: Sequence[Row]) -> list[Row]:
     for k in keys:
         c = accounts.setdefault((str(k.get("AccountId", "")), str(k.get("AccountName") or "")), Counter())
         c["Keys"] += 1
-        c["ActiveKeys"] += _active(k)
-        c["RootKeys"] += bool(k.get("IsRootKey"))
-        c["RotationDueKeys"] += bool(k.get("RotationDue"))
-        c["UnusedKeys"] += bool(k.get("Unused"))
-        c["NeverUsedKeys"] += _active(k) and bool(k.get("NeverUsed"))
-        c["TwoActiveKeys"] += _two_active(k)
+        c["ActiveKeys"] += is_active(k)
+        c.update(f.column for f in findings_of(k))
         c["StaleRows"] += bool(k.get("Stale"))
     rows = []
     for (account_id, name), c in accounts.items():
@@ -153,10 +145,9 @@ def findings_by_account(keys: Sequence[Row]) -> list[Row]:
             "Account": f"{name} ({account_id})" if name else account_id,
             "AccountId": account_id,
             "AccountName": name,
-            **{f: c[f] for f in ("Keys", "ActiveKeys", "RootKeys", "RotationDueKeys", "UnusedKeys", "NeverUsedKeys",
-                                 "TwoActiveKeys")},
+            **{name: c[name] for name in ("Keys", "ActiveKeys", *(f.column for f in FINDINGS))},
         }
-        row["Findings"] = sum(row[f] for f, _, _ in FINDINGS)
+        row["Findings"] = sum(row[f.column] for f in FINDINGS)
         row["Stale"] = c["StaleRows"] > 0
         rows.append(row)
     rows.sort(key=lambda r: (-r["Findings"], r["Account"]))
@@ -172,13 +163,13 @@ def key_creation_trend(keys: Sequence[Row], now: datetime) -> list[tuple[datetim
 
 
 def rotation_due(keys: Sequence[Row]) -> list[Row]:
-    rows = [k for k in keys if k.get("RotationDue")]
+    rows = [k for k in keys if ROTATION_DUE.matches(k)]
     return sorted(rows, key=lambda k: (-int(k.get("AgeDays") or 0), k.get("AccountId", ""), k.get("UserName", "")))
 
 
 def unused_keys(keys: Sequence[Row]) -> list[Row]:
-    rows = [{**k, "Finding": "Never used" if k.get("NeverUsed") else "Unused"}
-            for k in keys if _active(k) and (k.get("Unused") or k.get("NeverUsed"))]
+    rows = [{**k, "Finding": NEVER_USED.label if NEVER_USED.matches(k) else UNUSED.label}
+            for k in keys if UNUSED.matches(k) or NEVER_USED.matches(k)]
     rows.sort(key=lambda k: (k.get("AccountId", ""), k.get("UserName", "")))
     rows.sort(key=lambda k: int(k.get("AgeDays") or 0), reverse=True)
     rows.sort(key=lambda k: k["Finding"], reverse=True)  # Unused first, then Never used (as the query)
@@ -188,7 +179,7 @@ def unused_keys(keys: Sequence[Row]) -> list[Row]:
 def two_active_keys(keys: Sequence[Row]) -> list[Row]:
     users: dict[tuple[str, str, str], list[Row]] = {}
     for k in keys:
-        if _two_active(k):
+        if TWO_ACTIVE_KEYS.matches(k):
             users.setdefault((k.get("AccountId", ""), k.get("AccountName") or "", k.get("UserName", "")), []).append(k)
     rows = [
         {"AccountId": a, "AccountName": n, "UserName": u, "Keys": ", ".join(str(k.get("AccessKeyId")) for k in ks),
@@ -203,7 +194,7 @@ UNKNOWN_ROOT = "Unknown (no credential report)"
 
 
 def root_keys(keys: Sequence[Row], newest_run: Row | None) -> list[Row]:
-    rows: list[Row] = [k for k in keys if k.get("IsRootKey")]
+    rows: list[Row] = [k for k in keys if ROOT_KEY.matches(k)]
     if newest_run is not None:
         rows += [{"AccountId": str(a), "Status": UNKNOWN_ROOT}
                  for a in _json_list(newest_run.get("RootKeysUnknownAccounts")) if a]
@@ -275,7 +266,7 @@ def table(
 
 
 def tiles_html(tiles: Sequence[tuple[str, str, int]]) -> str:
-    colours = {name: colour for name, _, colour in FINDINGS}
+    colours = {f.column: f.colour for f in FINDINGS}
     out = []
     for name, label, count in tiles:
         colour = colours.get(name, "#475467")
@@ -329,10 +320,6 @@ def _day(value: datetime) -> str:
     return value.strftime("%Y-%m-%d")
 
 
-# The bar chart counts keys; the tile of the same finding counts users.
-CHART_LABELS = {"TwoActiveKeys": "Keys of users with two active keys"}
-
-
 def bar_chart(rows: Sequence[Row], *, width: int = 1160) -> str:
     """Findings by account: one horizontal stacked bar per account, one segment per finding with a count."""
     label_w, right, bar_h, gap, top = 260, 50, 22, 12, 34
@@ -343,9 +330,9 @@ def bar_chart(rows: Sequence[Row], *, width: int = 1160) -> str:
              f'viewBox="0 0 {width} {height}" width="100%" preserveAspectRatio="xMidYMid meet">',
              "<title>Findings by account</title>"]
     x = label_w
-    for name, label, colour in FINDINGS:  # legend
-        label = CHART_LABELS.get(name, label)
-        parts.append(f'<rect class="swatch" x="{x}" y="6" width="12" height="12" rx="2" style="fill:{colour}"/>'
+    for finding in FINDINGS:  # legend: the bar chart counts keys (a tile may count users)
+        label = finding.chart_label
+        parts.append(f'<rect class="swatch" x="{x}" y="6" width="12" height="12" rx="2" style="fill:{finding.colour}"/>'
                      f'<text class="legend" x="{x + 17}" y="16">{escape(label)}</text>')
         x += 34 + 6 * len(label)
     for i, row in enumerate(rows):
@@ -354,13 +341,13 @@ def bar_chart(rows: Sequence[Row], *, width: int = 1160) -> str:
                      f'<text class="label" x="{label_w - 10}" y="{y + bar_h / 2 + 4:.1f}" text-anchor="end">'
                      f'{escape(row["Account"])}</text>')
         x0 = float(label_w)
-        for name, label, colour in FINDINGS:
-            n = row[name]
+        for finding in FINDINGS:
+            n = row[finding.column]
             if n:
                 w = n * scale
-                parts.append(f'<rect class="bar" data-finding="{name}" data-count="{n}" x="{x0:.1f}" y="{y}" '
-                             f'width="{w:.1f}" height="{bar_h}" style="fill:{colour}"><title>'
-                             f"{escape(row['Account'])}: {n} {escape(CHART_LABELS.get(name, label).lower())}"
+                parts.append(f'<rect class="bar" data-finding="{finding.column}" data-count="{n}" x="{x0:.1f}" '
+                             f'y="{y}" width="{w:.1f}" height="{bar_h}" style="fill:{finding.colour}"><title>'
+                             f"{escape(row['Account'])}: {n} {escape(finding.chart_label.lower())}"
                              "</title></rect>")
                 x0 += w
         parts.append(f'<text class="total" x="{x0 + 6:.1f}" y="{y + bar_h / 2 + 4:.1f}">{row["Findings"]}</text></g>')

@@ -7,23 +7,15 @@ names each bad setting and what is expected.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-
-class SettingsError(ValueError):
-    """One or more settings are missing or invalid. The message names every one and what is expected."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__(
-            "Invalid collector settings (fix these app settings or environment variables):\n"
-            + "\n".join(f"  - {p}" for p in problems)
-        )
+from shared.errors import SettingsError
 
 
 class AuthMode(enum.StrEnum):
@@ -43,33 +35,151 @@ class AccountsScope(enum.StrEnum):
     LIST = "list"
 
 
+# --- What each mode needs, declared once -----------------------------------------------------------------------
+# Each mode is a frozen dataclass whose fields name the setting that fills them (field metadata ``setting``) and mark
+# the fields that name a Key Vault secret (``secret``). Everything else is derived from that declaration: a setting
+# without a default is required in the mode that has a field for it; Key Vault is required when the modes chosen
+# have a secret; the secrets fetched are those fields' values.
+
+
+def _setting(name: str, *, secret: bool = False) -> Any:
+    return field(metadata={"setting": name, "secret": secret})
+
+
+def _fields(mode: Any) -> tuple[dataclasses.Field[Any], ...]:
+    return dataclasses.fields(mode)
+
+
+class _Mode:
+    """Derived from the dataclass fields of a mode type (below)."""
+
+    needs_azure_credential: ClassVar[bool]  # does the mode itself use the run's Azure credential (not for secrets)
+
+    @classmethod
+    def settings_read(cls) -> tuple[str, ...]:
+        return tuple(f.metadata["setting"] for f in _fields(cls))
+
+    @classmethod
+    def secret_settings(cls) -> tuple[str, ...]:
+        """The settings that name a Key Vault secret this mode fetches."""
+        return tuple(f.metadata["setting"] for f in _fields(cls) if f.metadata["secret"])
+
+    @classmethod
+    def required_settings(cls) -> tuple[str, ...]:
+        """The settings this mode needs that have no default."""
+        return tuple(name for name in cls.settings_read() if name not in DEFAULTS)
+
+    @classmethod
+    def from_values(cls: type[_M], values: Mapping[str, str]) -> _M:
+        """The mode from validated values by setting name (every setting it reads is present once validation
+        passed: a required one was checked, the others have defaults)."""
+        return cls(**{f.name: values[f.metadata["setting"]] for f in _fields(cls)})
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        """The Key Vault secrets this mode fetches."""
+        return tuple(getattr(self, f.name) for f in _fields(self) if f.metadata["secret"])
+
+
+_M = TypeVar("_M", bound=_Mode)
+
+
+@dataclass(frozen=True)
+class AccessKeyAuth(_Mode):
+    """AWS_AUTH_MODE=access_key: an IAM user's access key, both halves from Key Vault."""
+
+    mode: ClassVar[AuthMode] = AuthMode.ACCESS_KEY
+    needs_azure_credential: ClassVar[bool] = False  # only to read the secrets
+    access_key_id_secret: str = _setting("AWS_ACCESS_KEY_ID_SECRET", secret=True)
+    secret_access_key_secret: str = _setting("AWS_SECRET_ACCESS_KEY_SECRET", secret=True)
+
+
+@dataclass(frozen=True)
+class WebIdentityAuth(_Mode):
+    """AWS_AUTH_MODE=web_identity: the Function's managed identity token for ``<audience>/.default``, no secret."""
+
+    mode: ClassVar[AuthMode] = AuthMode.WEB_IDENTITY
+    needs_azure_credential: ClassVar[bool] = True  # the token comes from the Azure credential
+    audience: str = _setting("AWS_WEB_IDENTITY_AUDIENCE")
+
+
+@dataclass(frozen=True)
+class LogsIngestionSettings(_Mode):
+    """LOG_SINK=logs_ingestion: a data collection rule, signed in with the run's Azure credential, no secret."""
+
+    kind: ClassVar[SinkKind] = SinkKind.LOGS_INGESTION
+    needs_azure_credential: ClassVar[bool] = True
+    endpoint: str = _setting("LOGS_INGESTION_ENDPOINT")
+    rule_id: str = _setting("LOGS_INGESTION_RULE_ID")
+    keys_stream: str = _setting("LOGS_INGESTION_KEYS_STREAM")
+    runs_stream: str = _setting("LOGS_INGESTION_RUNS_STREAM")
+
+
+@dataclass(frozen=True)
+class DataCollectorSettings(_Mode):
+    """LOG_SINK=data_collector (legacy): the workspace id and its shared key, the key from Key Vault."""
+
+    kind: ClassVar[SinkKind] = SinkKind.DATA_COLLECTOR
+    needs_azure_credential: ClassVar[bool] = False  # only to read the secret
+    workspace_id: str = _setting("LOG_ANALYTICS_WORKSPACE_ID")
+    workspace_key_secret: str = _setting("LOG_ANALYTICS_WORKSPACE_KEY_SECRET", secret=True)
+    domain: str = _setting("LOG_ANALYTICS_DOMAIN")
+
+
+@dataclass(frozen=True)
+class FileSinkSettings(_Mode):
+    """LOG_SINK=file: JSON Lines files in a folder."""
+
+    kind: ClassVar[SinkKind] = SinkKind.FILE
+    needs_azure_credential: ClassVar[bool] = False
+    directory: str = _setting("FILE_SINK_DIR")
+
+
+AwsAuth = AccessKeyAuth | WebIdentityAuth
+SinkSettings = LogsIngestionSettings | DataCollectorSettings | FileSinkSettings
+AuthType = type[AccessKeyAuth] | type[WebIdentityAuth]
+SinkType = type[LogsIngestionSettings] | type[DataCollectorSettings] | type[FileSinkSettings]
+AUTH_TYPES: dict[AuthMode, AuthType] = {t.mode: t for t in (AccessKeyAuth, WebIdentityAuth)}
+SINK_TYPES: dict[SinkKind, SinkType] = {
+    t.kind: t for t in (LogsIngestionSettings, DataCollectorSettings, FileSinkSettings)
+}
+
+
+@dataclass(frozen=True)
+class KeyVaultSettings:
+    """Present only when the chosen modes fetch secrets: the vault and the secrets' names."""
+
+    url: str
+    secret_names: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class Settings:
+    """Every setting's validated value, as the contract names it, and the typed modes built from them (``aws_auth``,
+    ``sink``, ``key_vault``), which adapters and the composition root read."""
+
     # Azure
     azure_client_id: str | None
     key_vault_url: str | None
+    key_vault: KeyVaultSettings | None  # when the modes need secrets
     # AWS sign-in
-    aws_auth_mode: AuthMode
+    aws_auth: AwsAuth
     aws_role_arn: str
     aws_external_id: str | None
     aws_access_key_id_secret: str
     aws_secret_access_key_secret: str
-    aws_web_identity_audience: str | None
     # AWS scope
     aws_accounts: AccountsScope
     aws_account_ids: tuple[str, ...]  # only for AccountsScope.LIST
     aws_member_role_name: str
     aws_region: str
     # Sinks
-    log_sink: SinkKind
-    logs_ingestion_endpoint: str | None
-    logs_ingestion_rule_id: str | None
+    sink: SinkSettings
     logs_ingestion_keys_stream: str
     logs_ingestion_runs_stream: str
-    log_analytics_workspace_id: str | None
     log_analytics_workspace_key_secret: str
     log_analytics_domain: str
-    file_sink_dir: str
+    file_sink_dir: str  # the file sink's folder, and the local outbox's parent whatever the sink
     # Findings
     key_rotation_days: int
     key_unused_days: int
@@ -84,6 +194,14 @@ class Settings:
     collector_schedule: str | None = None
 
     @property
+    def aws_auth_mode(self) -> AuthMode:
+        return self.aws_auth.mode
+
+    @property
+    def log_sink(self) -> SinkKind:
+        return self.sink.kind
+
+    @property
     def home_account_id(self) -> str:
         return self.aws_role_arn.split(":")[4]
 
@@ -93,12 +211,7 @@ class Settings:
 
     def secret_names_needed(self) -> tuple[str, ...]:
         """The Key Vault secrets this combination of modes needs, and no others."""
-        names: list[str] = []
-        if self.aws_auth_mode is AuthMode.ACCESS_KEY:
-            names += [self.aws_access_key_id_secret, self.aws_secret_access_key_secret]
-        if self.log_sink is SinkKind.DATA_COLLECTOR:
-            names.append(self.log_analytics_workspace_key_secret)
-        return tuple(names)
+        return self.aws_auth.secret_names + self.sink.secret_names
 
 
 DEFAULTS: dict[str, str] = {
@@ -143,11 +256,14 @@ T = TypeVar("T")
 
 
 class _Reader:
-    """Collects every problem instead of stopping at the first, so one run of the app shows them all."""
+    """Collects every problem instead of stopping at the first, so one run of the app shows them all, and keeps every
+    valid value present (given or defaulted) in ``values``, by setting name."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._env = environ
         self.problems: list[str] = []
+        self.values: dict[str, str] = {}
+        self.required_because: dict[str, str] = {}  # setting -> why it is required (from the modes chosen)
 
     def raw(self, name: str) -> str | None:
         value = self._env.get(name)
@@ -156,19 +272,19 @@ class _Reader:
             return default
         return value.strip()
 
-    def optional(self, name: str, check: Callable[[str], bool], expected: str) -> str | None:
-        value = self.raw(name)
-        if value is not None and not check(value):
-            self.problems.append(f"{name}: expected {expected}, got {_show(value)}")
-            return None
-        return value
-
-    def required(self, name: str, check: Callable[[str], bool], expected: str, why: str) -> str | None:
+    def read(self, name: str, check: Callable[[str], bool], expected: str) -> str | None:
+        """The setting's valid value, or None when it is absent (a problem when required) or invalid (a problem)."""
         value = self.raw(name)
         if value is None:
-            self.problems.append(f"{name}: required {why}; expected {expected}")
+            why = self.required_because.get(name)
+            if why is not None:
+                self.problems.append(f"{name}: required {why}; expected {expected}")
             return None
-        return self.optional(name, check, expected)
+        if not check(value):
+            self.problems.append(f"{name}: expected {expected}, got {_show(value)}")
+            return None
+        self.values[name] = value
+        return value
 
     def choice(self, name: str, enum_type: type[T], choices: list[str]) -> T | None:
         value = self.raw(name) or DEFAULTS[name]
@@ -183,6 +299,21 @@ class _Reader:
             return int(value)
         self.problems.append(f"{name}: expected a whole number from {low} to {high}, got {_show(value)}")
         return low
+
+
+def required_because(auth_type: AuthType | None, sink_type: SinkType | None) -> dict[str, str]:
+    """Setting -> why it is required, for the modes chosen (None: an invalid mode, reported on its own)."""
+    found = {"AWS_ROLE_ARN": "always (the home role the collector assumes first)"}
+    if auth_type is not None:
+        found.update(dict.fromkeys(auth_type.required_settings(), f"when AWS_AUTH_MODE is {auth_type.mode}"))
+    if sink_type is not None:
+        found.update(dict.fromkeys(sink_type.required_settings(), f"when LOG_SINK is {sink_type.kind}"))
+    if any(t is not None and t.secret_settings() for t in (auth_type, sink_type)):
+        with_secrets = [f"AWS_AUTH_MODE is {t.mode}" for t in AUTH_TYPES.values() if t.secret_settings()] + [
+            f"LOG_SINK is {t.kind}" for t in SINK_TYPES.values() if t.secret_settings()
+        ]
+        found["KEY_VAULT_URL"] = f"when {' or '.join(with_secrets)} (secrets come from Key Vault)"
+    return found
 
 
 def _m(pattern: re.Pattern[str]) -> Callable[[str], bool]:
@@ -219,31 +350,24 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
 
     auth_mode = r.choice("AWS_AUTH_MODE", AuthMode, [m.value for m in AuthMode])
     log_sink = r.choice("LOG_SINK", SinkKind, [s.value for s in SinkKind])
+    auth_type = None if auth_mode is None else AUTH_TYPES[auth_mode]
+    sink_type = None if log_sink is None else SINK_TYPES[log_sink]
+    r.required_because = required_because(auth_type, sink_type)
 
-    role_arn = r.required(
-        "AWS_ROLE_ARN",
-        _m(_ROLE_ARN),
-        "an IAM role ARN like arn:aws:iam::123456789012:role/AwsIamKeyCollector",
-        "always (the home role the collector assumes first)",
-    )
-    external_id = r.optional(
-        "AWS_EXTERNAL_ID", _m(_EXTERNAL_ID), "2 to 1224 characters of letters, digits and +=,.@:/-"
-    )
+    # Every setting is validated whatever the modes (a bad value is reported even where it is not used yet), in
+    # this order, so that the problems read in the README's order.
+    r.read("AWS_ROLE_ARN", _m(_ROLE_ARN), "an IAM role ARN like arn:aws:iam::123456789012:role/AwsIamKeyCollector")
+    r.read("AWS_EXTERNAL_ID", _m(_EXTERNAL_ID), "2 to 1224 characters of letters, digits and +=,.@:/-")
     secret_check = _m(_KV_SECRET_NAME)
     secret_expected = "a Key Vault secret name (1-127 letters, digits and dashes)"  # noqa: S105 - a description
-    access_key_id_secret = r.optional("AWS_ACCESS_KEY_ID_SECRET", secret_check, secret_expected)
-    secret_key_secret = r.optional("AWS_SECRET_ACCESS_KEY_SECRET", secret_check, secret_expected)
-    workspace_key_secret = r.optional(
-        "LOG_ANALYTICS_WORKSPACE_KEY_SECRET", secret_check, secret_expected
+    r.read("AWS_ACCESS_KEY_ID_SECRET", secret_check, secret_expected)
+    r.read("AWS_SECRET_ACCESS_KEY_SECRET", secret_check, secret_expected)
+    r.read("LOG_ANALYTICS_WORKSPACE_KEY_SECRET", secret_check, secret_expected)
+    r.read(
+        "AWS_WEB_IDENTITY_AUDIENCE",
+        _is_audience,
+        "the application ID URI or client id the AWS OIDC provider expects, e.g. api://AzureADTokenExchange",
     )
-
-    audience_expected = "the application ID URI or client id the AWS OIDC provider expects, e.g. api://AzureADTokenExchange"
-    if auth_mode is AuthMode.WEB_IDENTITY:
-        audience = r.required(
-            "AWS_WEB_IDENTITY_AUDIENCE", _is_audience, audience_expected, "when AWS_AUTH_MODE is web_identity"
-        )
-    else:
-        audience = r.optional("AWS_WEB_IDENTITY_AUDIENCE", _is_audience, audience_expected)
 
     accounts_raw = r.raw("AWS_ACCOUNTS") or "home"
     account_ids: tuple[str, ...] = ()
@@ -261,104 +385,66 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
             )
         account_ids = tuple(dict.fromkeys(ids))  # de-duplicated, in the order given
 
-    member_role = r.optional(
-        "AWS_MEMBER_ROLE_NAME", _m(_ROLE_NAME), "an IAM role name (1-64 letters, digits and +=,.@_-)"
-    )
-    region = r.optional("AWS_REGION", _m(_REGION), "an AWS region name such as us-east-1")
-
-    client_id = r.optional("AZURE_CLIENT_ID", _m(_GUID), "a GUID (the managed identity's client id)")
-
-    needs_vault = auth_mode is AuthMode.ACCESS_KEY or log_sink is SinkKind.DATA_COLLECTOR
-    vault_expected = "a Key Vault URL like https://<vault>.vault.azure.net/"
-    if needs_vault:
-        vault_url = r.required(
-            "KEY_VAULT_URL",
-            _is_vault_url,
-            vault_expected,
-            "when AWS_AUTH_MODE is access_key or LOG_SINK is data_collector (secrets come from Key Vault)",
-        )
-    else:
-        vault_url = r.optional("KEY_VAULT_URL", _is_vault_url, vault_expected)
-
-    endpoint_expected = "an https URL like https://<dce>.<region>.ingest.monitor.azure.com"
-    rule_expected = "a data collection rule immutable id: dcr- followed by 32 hex digits"
-    if log_sink is SinkKind.LOGS_INGESTION:
-        why = "when LOG_SINK is logs_ingestion"
-        endpoint = r.required("LOGS_INGESTION_ENDPOINT", _is_https_url, endpoint_expected, why)
-        rule_id = r.required("LOGS_INGESTION_RULE_ID", _m(_DCR_ID), rule_expected, why)
-    else:
-        endpoint = r.optional("LOGS_INGESTION_ENDPOINT", _is_https_url, endpoint_expected)
-        rule_id = r.optional("LOGS_INGESTION_RULE_ID", _m(_DCR_ID), rule_expected)
+    r.read("AWS_MEMBER_ROLE_NAME", _m(_ROLE_NAME), "an IAM role name (1-64 letters, digits and +=,.@_-)")
+    r.read("AWS_REGION", _m(_REGION), "an AWS region name such as us-east-1")
+    r.read("AZURE_CLIENT_ID", _m(_GUID), "a GUID (the managed identity's client id)")
+    r.read("KEY_VAULT_URL", _is_vault_url, "a Key Vault URL like https://<vault>.vault.azure.net/")
+    r.read("LOGS_INGESTION_ENDPOINT", _is_https_url, "an https URL like https://<dce>.<region>.ingest.monitor.azure.com")
+    r.read("LOGS_INGESTION_RULE_ID", _m(_DCR_ID), "a data collection rule immutable id: dcr- followed by 32 hex digits")
     stream_expected = "a custom stream name: Custom- followed by letters, digits or _"
-    keys_stream = r.optional("LOGS_INGESTION_KEYS_STREAM", _m(_STREAM), stream_expected)
-    runs_stream = r.optional("LOGS_INGESTION_RUNS_STREAM", _m(_STREAM), stream_expected)
-
-    workspace_expected = "a GUID (the Log Analytics workspace id)"
-    if log_sink is SinkKind.DATA_COLLECTOR:
-        workspace_id = r.required(
-            "LOG_ANALYTICS_WORKSPACE_ID", _m(_GUID), workspace_expected, "when LOG_SINK is data_collector"
-        )
-    else:
-        workspace_id = r.optional("LOG_ANALYTICS_WORKSPACE_ID", _m(_GUID), workspace_expected)
-    domain = r.optional(
-        "LOG_ANALYTICS_DOMAIN", _m(_HOSTNAME), "a DNS domain such as ods.opinsights.azure.com"
-    )
-    file_dir = r.optional("FILE_SINK_DIR", lambda v: "\x00" not in v, "a folder path")
+    r.read("LOGS_INGESTION_KEYS_STREAM", _m(_STREAM), stream_expected)
+    r.read("LOGS_INGESTION_RUNS_STREAM", _m(_STREAM), stream_expected)
+    r.read("LOG_ANALYTICS_WORKSPACE_ID", _m(_GUID), "a GUID (the Log Analytics workspace id)")
+    r.read("LOG_ANALYTICS_DOMAIN", _m(_HOSTNAME), "a DNS domain such as ods.opinsights.azure.com")
+    r.read("FILE_SINK_DIR", lambda v: "\x00" not in v, "a folder path")
 
     rotation_days = r.integer("KEY_ROTATION_DAYS", 1, 3650)
     unused_days = r.integer("KEY_UNUSED_DAYS", 1, 3650)
     account_concurrency = r.integer("COLLECTOR_ACCOUNT_CONCURRENCY", 1, 64)
     iam_concurrency = r.integer("COLLECTOR_IAM_CONCURRENCY", 1, 32)
     schedule = r.raw("COLLECTOR_SCHEDULE")
-    blob_uri = r.optional(BLOB_SERVICE_URI_SETTING, _is_https_url, "an https blob service URL like https://<account>.blob.core.windows.net")
-    container = r.optional(
-        "OUTBOX_CONTAINER", _m(_CONTAINER), "a blob container name (3-63 lower-case letters, digits and dashes)"
-    )
+    r.read(BLOB_SERVICE_URI_SETTING, _is_https_url, "an https blob service URL like https://<account>.blob.core.windows.net")
+    r.read("OUTBOX_CONTAINER", _m(_CONTAINER), "a blob container name (3-63 lower-case letters, digits and dashes)")
     outbox_max_records = r.integer("OUTBOX_MAX_RECORDS", 1000, 10_000_000)
     outbox_max_age_hours = r.integer("OUTBOX_MAX_AGE_HOURS", 1, 720)
 
-    if r.problems:
+    if r.problems or auth_type is None or sink_type is None:  # an invalid mode is always among the problems
         raise SettingsError(r.problems)
 
-    # With no problem recorded, every value below is present; _ok only narrows the types.
+    # With no problem recorded, every setting that is required or has a default is in r.values.
+    v = r.values
+    aws_auth = auth_type.from_values(v)
+    sink = sink_type.from_values(v)
+    secret_names = aws_auth.secret_names + sink.secret_names
     return Settings(
-        azure_client_id=client_id,
-        key_vault_url=vault_url,
-        aws_auth_mode=_ok(auth_mode),
-        aws_role_arn=_ok(role_arn),
-        aws_external_id=external_id,
-        aws_access_key_id_secret=_ok(access_key_id_secret),
-        aws_secret_access_key_secret=_ok(secret_key_secret),
-        aws_web_identity_audience=audience,
+        azure_client_id=v.get("AZURE_CLIENT_ID"),
+        key_vault_url=v.get("KEY_VAULT_URL"),
+        key_vault=KeyVaultSettings(v["KEY_VAULT_URL"], secret_names) if secret_names else None,
+        aws_auth=aws_auth,
+        aws_role_arn=v["AWS_ROLE_ARN"],
+        aws_external_id=v.get("AWS_EXTERNAL_ID"),
+        aws_access_key_id_secret=v["AWS_ACCESS_KEY_ID_SECRET"],
+        aws_secret_access_key_secret=v["AWS_SECRET_ACCESS_KEY_SECRET"],
         aws_accounts=accounts,
         aws_account_ids=account_ids,
-        aws_member_role_name=_ok(member_role),
-        aws_region=_ok(region),
-        log_sink=_ok(log_sink),
-        logs_ingestion_endpoint=endpoint,
-        logs_ingestion_rule_id=rule_id,
-        logs_ingestion_keys_stream=_ok(keys_stream),
-        logs_ingestion_runs_stream=_ok(runs_stream),
-        log_analytics_workspace_id=workspace_id,
-        log_analytics_workspace_key_secret=_ok(workspace_key_secret),
-        log_analytics_domain=_ok(domain),
-        file_sink_dir=_ok(file_dir),
+        aws_member_role_name=v["AWS_MEMBER_ROLE_NAME"],
+        aws_region=v["AWS_REGION"],
+        sink=sink,
+        logs_ingestion_keys_stream=v["LOGS_INGESTION_KEYS_STREAM"],
+        logs_ingestion_runs_stream=v["LOGS_INGESTION_RUNS_STREAM"],
+        log_analytics_workspace_key_secret=v["LOG_ANALYTICS_WORKSPACE_KEY_SECRET"],
+        log_analytics_domain=v["LOG_ANALYTICS_DOMAIN"],
+        file_sink_dir=v["FILE_SINK_DIR"],
         key_rotation_days=rotation_days,
         key_unused_days=unused_days,
         account_concurrency=account_concurrency,
         iam_concurrency=iam_concurrency,
-        outbox_blob_service_uri=blob_uri,
-        outbox_container=_ok(container),
+        outbox_blob_service_uri=v.get(BLOB_SERVICE_URI_SETTING),
+        outbox_container=v["OUTBOX_CONTAINER"],
         outbox_max_records=outbox_max_records,
         outbox_max_age_hours=outbox_max_age_hours,
         collector_schedule=schedule,
     )
-
-
-def _ok(value: T | None) -> T:
-    if value is None:  # unreachable: a missing value is always recorded as a problem first
-        raise RuntimeError("settings validation let a missing value through")
-    return value
 
 
 def _is_audience(value: str) -> bool:

@@ -6,44 +6,21 @@ field, so that an account with a bad answer fails clearly rather than producing 
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.ports import CollectorError
-from shared.records import ROOT_USER_NAME, KeyRecord, RunRecord
+from shared.domain import Account, CredentialReport, RunContext
+from shared.errors import MalformedResponseError
+from shared.findings import KeyFacts, Thresholds, record_flags
+from shared.records import ROOT_USER_NAME, KeyRecord
 from shared.redaction import mask_access_key_id
 
 _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
-_ACCOUNT_ID = re.compile(r"^\d{12}$")
 _STATUSES = ("Active", "Inactive")
 _SECONDS_PER_DAY = 86400
-
-
-class MalformedResponseError(CollectorError):
-    """An AWS response lacks a field or carries a value of the wrong shape."""
-
-
-@dataclass(frozen=True)
-class Account:
-    id: str
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What every record of one run shares."""
-
-    run_id: str
-    started_at: datetime  # TimeGenerated of every record of the run
-    rotation_days: int
-    unused_days: int
 
 
 def fingerprint(key_id: str) -> str:
@@ -152,8 +129,11 @@ def _key_record(
     """Derives the contract's computed fields, the same way for IAM users' keys and root keys."""
     age = whole_days(created, run.started_at)
     since_use = None if used_at is None else whole_days(used_at, run.started_at)
-    active = status == "Active"
-    never_used = used_at is None
+    # The findings' flags (RotationDue, Unused) come from their rules in the findings catalogue.
+    flags: dict[str, Any] = record_flags(
+        KeyFacts(active=status == "Active", age_days=age, days_since_last_use=since_use),
+        Thresholds(rotation_days=run.rotation_days, unused_days=run.unused_days),
+    )
     return KeyRecord(
         TimeGenerated=run.started_at,
         RunId=run.run_id,
@@ -170,91 +150,24 @@ def _key_record(
         LastUsedService=service,
         AgeDays=age,
         DaysSinceLastUse=since_use,
-        NeverUsed=never_used,
-        RotationDue=active and age > run.rotation_days,
-        Unused=active
-        and ((since_use is not None and since_use > run.unused_days) or (never_used and age > run.unused_days)),
+        NeverUsed=used_at is None,  # the contract's fact, inactive keys included; the finding is in the catalogue
         UserActiveKeyCount=active_count,
         IsRootKey=is_root,
-    )
-
-
-def active_accounts(pages: Sequence[Mapping[str, Any]] | Any) -> list[Account]:
-    """ACTIVE accounts from Organizations ListAccounts pages, with their names, sorted by id."""
-    accounts: dict[str, Account] = {}
-    for page in pages:
-        items = page.get("Accounts") if isinstance(page, Mapping) else None
-        if not isinstance(items, list):  # botocore parses a cut or garbled JSON answer as an empty one
-            raise MalformedResponseError("Organizations ListAccounts: field Accounts is missing")
-        for item in items:
-            account_id = _field(item, "Id", str, "Organizations ListAccounts")
-            if not _ACCOUNT_ID.match(account_id):
-                raise MalformedResponseError("Organizations ListAccounts: field Id is not a 12-digit account id")
-            # Newer responses carry State (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED); older ones only Status.
-            state = item.get("State") or item.get("Status")
-            if state == "ACTIVE":
-                name = item.get("Name")
-                accounts[account_id] = Account(account_id, name if isinstance(name, str) else "")
-    return [accounts[i] for i in sorted(accounts)]
-
-
-def run_status(accounts_total: int, failed: int, signed_in: bool) -> str:
-    if not signed_in or (accounts_total > 0 and failed == accounts_total):
-        return "Failed"
-    return "PartiallySucceeded" if failed else "Succeeded"
-
-
-def run_record(
-    run: RunContext,
-    *,
-    auth_mode: str,
-    sink: str,
-    accounts_total: int,
-    failures: Sequence[tuple[str, str]],
-    keys_collected: int,
-    duration_seconds: float,
-    version: str,
-    signed_in: bool = True,
-    deferred: int = 0,
-    replayed: int = 0,
-    dropped: int = 0,
-    root_keys_unknown: Sequence[str] = (),
-) -> RunRecord:
-    """The run's summary record; ``failures`` is (account id, error message) per failed account, in order."""
-    return RunRecord(
-        TimeGenerated=run.started_at,
-        RunId=run.run_id,
-        Status=run_status(accounts_total, len(failures), signed_in),
-        AuthMode=auth_mode,
-        Sink=sink,
-        AccountsTotal=accounts_total,
-        AccountsSucceeded=max(0, accounts_total - len(failures)),
-        AccountsFailed=len(failures),
-        FailedAccounts=json.dumps([{"AccountId": a, "Error": e} for a, e in failures]),
-        KeysCollected=keys_collected,
-        DurationSeconds=round(duration_seconds, 3),
-        CollectorVersion=version,
-        RecordsDeferred=deferred,
-        RecordsReplayed=replayed,
-        RecordsDropped=dropped,
-        RootKeysUnknownAccounts=json.dumps(list(root_keys_unknown)),
+        **flags,
     )
 
 
 ROOT_ARN_SUFFIX = ":root"
 
 
-def root_key_records(report_csv: str, account: Account, run: RunContext) -> list[KeyRecord]:
+def root_key_records(report: CredentialReport, account: Account, run: RunContext) -> list[KeyRecord]:
     """One record per root access-key slot that exists, from the IAM credential report's ``<root_account>`` row.
 
     The report never shows key ids: ``AccessKeyId`` is null and the fingerprint is derived from the account and the
     slot, which is stable across runs while the slot holds the same key (``last_rotated`` changes when it does not).
     """
-    rows = list(csv.DictReader(io.StringIO(report_csv)))
     where = "IAM GetCredentialReport"
-    if rows and "user" not in rows[0]:
-        raise MalformedResponseError(f"{where}: the report has no user column")
-    root = next((r for r in rows if r.get("user") == ROOT_USER_NAME), None)
+    root = next((r for r in report.rows if r.get("user") == ROOT_USER_NAME), None)
     if root is None:
         return []  # the report of this account does not list its root user (seen only in emulators)
     arn = root.get("arn") or f"arn:aws:iam::{account.id}{ROOT_ARN_SUFFIX}"

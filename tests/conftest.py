@@ -3,6 +3,7 @@ reached through boto3's own AWS_ENDPOINT_URL convention."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -26,3 +27,21 @@ def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsProxy]:
     with AwsProxy(moto_url) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
         yield proxy
+
+
+@pytest.fixture
+def raw_log() -> Iterator[list[str]]:
+    """Every message our own loggers emit, formatted BEFORE any redaction filter (a handler below the root)."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep(logging.DEBUG)
+    loggers = [logging.getLogger(name) for name in ("shared", "function_app")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield lines
+    for logger in loggers:
+        logger.removeHandler(handler)

@@ -8,7 +8,7 @@ from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared.azure import KeyVaultSecretProvider, ManagedIdentityTokenProvider, build_credential, in_azure
 from shared.composition import ClientOptions
-from shared.ports import CollectorError, SecretError
+from shared.errors import CollectorError, SecretError
 from shared.redaction import redact
 from tests.azure_fakes import VAULT_RESOURCE, AzureFakes, azure_fixture, fake_tls_fixture  # noqa: F401 - fixtures
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.azure import build_credential
-from shared.ports import SinkError
+from shared.errors import SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE
 from shared.sinks.data_collector_sink import MAX_POST_BYTES, DataCollectorSink, signature, split_bodies
 from shared.sinks.logs_ingestion_sink import LogsIngestionSink

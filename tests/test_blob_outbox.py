@@ -11,11 +11,11 @@ import trustme
 
 from shared.blob_outbox import BlobOutbox
 from shared.composition import ClientOptions
+from shared.errors import SinkError
 from shared.outbox import ReliableSink
-from shared.ports import SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE
 from tests.support.azurite import StorageTokenCredential, azurite_blob
-from tests.test_outbox import FlakySink, rows
+from tests.support.sinks import FlakySink, rows
 
 
 @pytest.fixture(scope="module")

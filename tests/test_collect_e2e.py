@@ -13,53 +13,9 @@ from typing import Any
 import boto3
 import pytest
 
-from shared.cli import InMemorySecrets
-from shared.composition import compose
 from shared.demo import MANAGEMENT_ACCOUNT_ID, AccountSpec, KeySpec, SeededOrganization, UserSpec, seed_organization
-from shared.records import KEYS_TABLE, RUNS_TABLE, RunRecord
-from shared.settings import load_settings
-from shared.sinks.file_sink import FileSink
 from tests.support.aws_proxy import AwsProxy, Call, Fault, aws_error
-
-WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvYmplY3QtaWQifQ.c2lnbmF0dXJlLXZhbHVlLWZvci10ZXN0cw"
-
-
-class FixedToken:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def get_token(self) -> str:
-        self.calls += 1
-        return WEB_TOKEN
-
-
-def env_for(org: SeededOrganization, out: Path, **extra: str) -> dict[str, str]:
-    env = {
-        "AWS_ROLE_ARN": org.home_role_arn,
-        "AWS_EXTERNAL_ID": org.external_id,
-        "LOG_SINK": "file",
-        "FILE_SINK_DIR": str(out),
-        "KEY_VAULT_URL": "https://unused.vault.azure.net/",
-    }
-    env.update(extra)
-    return env
-
-
-def collect(
-    env: dict[str, str], org: SeededOrganization, *, tokens: Any = None
-) -> tuple[RunRecord, list[dict[str, Any]]]:
-    settings = load_settings(env)
-    sink = FileSink(settings.file_sink_dir)
-    secrets = None if tokens else InMemorySecrets(org.secrets())
-    with compose(settings, secrets=secrets, tokens=tokens, sink=sink) as collector:
-        run = collector.run()
-    rows = read(sink.path(KEYS_TABLE))
-    assert read(sink.path(RUNS_TABLE))[-1] == run.to_row()
-    return run, [r for r in rows if r["RunId"] == run.RunId]
-
-
-def read(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+from tests.support.collect import WEB_TOKEN, FixedToken, collect, env_for
 
 
 def by_user(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -80,14 +36,14 @@ def org(aws: AwsProxy, moto_url: str) -> SeededOrganization:
 
 def test_access_key_home_account(aws: AwsProxy, org: SeededOrganization, tmp_path: Path) -> None:
     run, rows = collect(env_for(org, tmp_path), org)
-    assert run.Status == "Succeeded" and run.AccountsTotal == 1 and run.AuthMode == "access_key"
+    assert run.status == "Succeeded" and run.accounts_total == 1 and run.auth_mode == "access_key"
     assert {r["AccountId"] for r in rows} == {MANAGEMENT_ACCOUNT_ID}
-    assert len(rows) == run.KeysCollected == 7  # 6 seeded keys + the collector's own
+    assert len(rows) == run.keys_collected == 7  # 6 seeded keys + the collector's own
 
     (assume,) = [c for c in aws.calls if c.action == "AssumeRole"]
     assert assume.params["RoleArn"] == org.home_role_arn
     assert assume.params["ExternalId"] == org.external_id
-    assert assume.params["RoleSessionName"] == f"aws-iam-key-collector-{run.RunId[:8]}"
+    assert assume.params["RoleSessionName"] == f"aws-iam-key-collector-{run.run.run_id[:8]}"
     assert assume.params["DurationSeconds"] == "900"
     assert assume.access_key_id == org.collector_key_id  # the IAM user's key signs AssumeRole ...
     calls = iam_calls(aws)
@@ -97,7 +53,7 @@ def test_access_key_home_account(aws: AwsProxy, org: SeededOrganization, tmp_pat
 def test_keys_of_every_kind(aws: AwsProxy, org: SeededOrganization, tmp_path: Path) -> None:
     run, rows = collect(env_for(org, tmp_path, AWS_ACCOUNTS="organization"), org)
     users = by_user(rows)
-    assert len(rows) == org.expected_keys == run.KeysCollected
+    assert len(rows) == org.expected_keys == run.keys_collected
 
     (alice,) = users["alice"]
     assert (alice["AgeDays"], alice["RotationDue"], alice["Unused"], alice["DaysSinceLastUse"]) == (200, True, False, 2)
@@ -132,7 +88,7 @@ def test_organization_scope_chains_member_roles_from_the_home_session(
     aws: AwsProxy, org: SeededOrganization, tmp_path: Path
 ) -> None:
     run, rows = collect(env_for(org, tmp_path, AWS_ACCOUNTS="organization"), org)
-    assert run.Status == "Succeeded" and run.AccountsTotal == 3 == run.AccountsSucceeded
+    assert run.status == "Succeeded" and run.accounts_total == 3 == run.accounts_succeeded
     names = {r["AccountId"]: r["AccountName"] for r in rows}
     assert set(names) == set(org.accounts)
     for account_id, name in org.accounts.items():
@@ -155,7 +111,7 @@ def test_organization_scope_chains_member_roles_from_the_home_session(
 def test_account_list_scope(aws: AwsProxy, org: SeededOrganization, tmp_path: Path) -> None:
     member = next(a for a in org.accounts if a != MANAGEMENT_ACCOUNT_ID)
     run, rows = collect(env_for(org, tmp_path, AWS_ACCOUNTS=f"{member},{MANAGEMENT_ACCOUNT_ID}"), org)
-    assert run.AccountsTotal == 2 and run.Status == "Succeeded"
+    assert run.accounts_total == 2 and run.status == "Succeeded"
     assert {r["AccountId"] for r in rows} == {member, MANAGEMENT_ACCOUNT_ID}
     assert all(r["AccountName"] == "" for r in rows)  # names come only from Organizations
     assert "ListAccounts" not in aws.actions()
@@ -167,7 +123,7 @@ def test_web_identity_needs_no_aws_secret(aws: AwsProxy, org: SeededOrganization
                   AWS_ACCOUNTS="organization")
     del env["AWS_EXTERNAL_ID"]
     run, rows = collect(env, org, tokens=tokens)
-    assert run.Status == "Succeeded" and run.AuthMode == "web_identity"
+    assert run.status == "Succeeded" and run.auth_mode == "web_identity"
     assert len(rows) == org.expected_keys
     (web,) = [c for c in aws.calls if c.action == "AssumeRoleWithWebIdentity"]
     assert web.access_key_id == ""  # unsigned: no AWS secret anywhere
@@ -187,14 +143,14 @@ def test_member_role_that_cannot_be_assumed_fails_only_that_account(
         else None
     )
     run, rows = collect(env_for(org, tmp_path, AWS_ACCOUNTS="organization"), org)
-    assert run.Status == "PartiallySucceeded"
-    assert (run.AccountsTotal, run.AccountsSucceeded, run.AccountsFailed) == (3, 2, 1)
-    (failure,) = json.loads(run.FailedAccounts)
-    assert failure["AccountId"] == broken
-    assert "AccessDenied" in failure["Error"] and f"arn:aws:iam::{broken}:role/AwsIamKeyCollector" in failure["Error"]
-    assert "trusts the home role" in failure["Error"]
+    assert run.status == "PartiallySucceeded"
+    assert (run.accounts_total, run.accounts_succeeded, len(run.failures)) == (3, 2, 1)
+    (failure,) = run.failures
+    assert failure.account_id == broken
+    assert "AccessDenied" in failure.error and f"arn:aws:iam::{broken}:role/AwsIamKeyCollector" in failure.error
+    assert "trusts the home role" in failure.error
     assert {r["AccountId"] for r in rows} == set(org.accounts) - {broken}
-    assert run.KeysCollected == len(rows)
+    assert run.keys_collected == len(rows)
 
 
 def test_home_sign_in_failure_fails_the_run_and_still_reports_it(
@@ -202,10 +158,10 @@ def test_home_sign_in_failure_fails_the_run_and_still_reports_it(
 ) -> None:
     aws.rules.append(lambda c: aws_error("AccessDenied", "no ExternalId match") if c.action == "AssumeRole" else None)
     run, rows = collect(env_for(org, tmp_path), org)
-    assert run.Status == "Failed" and rows == []
-    (failure,) = json.loads(run.FailedAccounts)
-    assert failure["AccountId"] == MANAGEMENT_ACCOUNT_ID
-    assert "STS AssumeRole into" in failure["Error"] and "ExternalId" in failure["Error"]
+    assert run.status == "Failed" and rows == []
+    (failure,) = run.failures
+    assert failure.account_id == MANAGEMENT_ACCOUNT_ID
+    assert "STS AssumeRole into" in failure.error and "ExternalId" in failure.error
     assert not iam_calls(aws)
 
 
@@ -244,7 +200,7 @@ def test_pagination_over_many_users(aws: AwsProxy, moto_url: str, tmp_path: Path
     org = seed_organization(moto_url, (AccountSpec("Management", users),))
     aws.rules.append(serve_list_users_in_pages(moto_url, page_size=100))
     run, rows = collect(env_for(org, tmp_path), org)
-    assert run.KeysCollected == len(rows) == org.expected_keys == 116
+    assert run.keys_collected == len(rows) == org.expected_keys == 116
     assert len({r["AccessKeyFingerprint"] for r in rows}) == 116
     pages = [c for c in aws.calls if c.action == "ListUsers"]
     assert [c.params.get("Marker") for c in pages] == [None, "100", "200"]
@@ -295,7 +251,7 @@ def throttle_every_other(actions: tuple[str, ...]) -> Callable[[Call], Fault | N
 def test_throttling_is_absorbed_by_retries(aws: AwsProxy, org: SeededOrganization, tmp_path: Path) -> None:
     aws.rules.append(throttle_every_other(("ListAccessKeys", "GetAccessKeyLastUsed", "AssumeRole")))
     run, rows = collect(env_for(org, tmp_path, AWS_ACCOUNTS="organization"), org)
-    assert run.Status == "Succeeded" and len(rows) == org.expected_keys
+    assert run.status == "Succeeded" and len(rows) == org.expected_keys
     assert any(c.action == "GetAccessKeyLastUsed" for c in aws.calls)
 
 
@@ -306,7 +262,7 @@ def test_key_deleted_during_the_walk_is_skipped(aws: AwsProxy, org: SeededOrgani
         else None
     )
     run, rows = collect(env_for(org, tmp_path), org)
-    assert run.Status == "Succeeded"
+    assert run.status == "Succeeded"
     assert "bob" not in by_user(rows) and len(rows) == 6
 
 
@@ -325,9 +281,9 @@ def test_malformed_answer_fails_the_account_with_no_partial_record(
         else None
     )
     run, rows = collect(env_for(org, tmp_path), org)
-    assert run.Status == "Failed" and rows == []
-    (failure,) = json.loads(run.FailedAccounts)
-    assert failure["Error"] == "IAM ListAccessKeys (user carol): field CreateDate is missing"
+    assert run.status == "Failed" and rows == []
+    (failure,) = run.failures
+    assert failure.error == "IAM ListAccessKeys (user carol): field CreateDate is missing"
 
 
 @pytest.mark.parametrize(("action", "body", "error"), [
@@ -350,26 +306,6 @@ def test_a_missing_list_or_last_use_is_an_error_not_none(
         else None
     )
     run, rows = collect(env_for(org, tmp_path), org)
-    assert run.Status == "Failed" and rows == []
-    (failure,) = json.loads(run.FailedAccounts)
-    assert re.fullmatch(error, failure["Error"]), failure["Error"]
-
-
-def test_with_a_time_budget_each_run_starts_the_accounts_in_a_new_order() -> None:
-    """Accounts a run's time budget leaves out are not the same ones every run; without a budget, the order stays."""
-    from datetime import timedelta
-
-    from shared.collector import Collector, CollectorOptions
-    from shared.transform import Account
-
-    accounts = [Account(f"{i:012d}") for i in range(20)]
-
-    def orders(budget: timedelta | None) -> list[list[str]]:
-        options = CollectorOptions("access_key", "file", 90, 45, 16, 16, time_budget=budget)
-        collector = Collector(options, source=None, sink=None)  # type: ignore[arg-type]
-        return [[a.id for a in collector._start_order(accounts)] for _ in range(5)]
-
-    budgeted = orders(timedelta(minutes=22))
-    assert all(sorted(order) == [a.id for a in accounts] for order in budgeted)
-    assert len({tuple(order) for order in budgeted}) > 1  # 5 draws of 20! orders: equal by chance ~never
-    assert orders(None) == [[a.id for a in accounts]] * 5
+    assert run.status == "Failed" and rows == []
+    (failure,) = run.failures
+    assert re.fullmatch(error, failure.error), failure.error

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from shared.cli import InMemorySecrets
-from shared.collector import DeliveryDeferredError
 from shared.composition import compose
 from shared.demo import SeededOrganization, seed_organization
+from shared.errors import DeliveryDeferredError
 from shared.outbox import FileOutbox
 from shared.settings import load_settings
 from tests.support.aws_proxy import AwsProxy
-from tests.test_collect_e2e import env_for
-from tests.test_outbox import FlakySink
+from tests.support.collect import env_for
+from tests.support.sinks import FlakySink
 
 
 @pytest.fixture
@@ -39,14 +39,14 @@ def test_outage_then_recovery_delivers_everything_once(aws: AwsProxy, org: Seede
     sink.down = False
     with compose(settings, secrets=secrets, sink=sink) as collector:
         second = collector.run()
-    assert (second.RecordsReplayed, second.RecordsDeferred, second.RecordsDropped) == (org.expected_keys + 1, 0, 0)
+    assert (second.replayed, second.deferred, second.dropped) == (org.expected_keys + 1, 0, 0)
     assert outbox.items() == []
 
     runs = [row for table, row in sink.delivered if table == "AwsIamKeyCollectorRuns_CL"]
     keys = [row for table, row in sink.delivered if table == "AwsIamAccessKeys_CL"]
-    first_run_id = next(r["RunId"] for r in runs if r["RunId"] != second.RunId)
+    first_run_id = next(r["RunId"] for r in runs if r["RunId"] != second.run.run_id)
     assert [r["RecordsDeferred"] for r in runs if r["RunId"] == first_run_id] == [org.expected_keys]
-    for run_id in (first_run_id, second.RunId):
+    for run_id in (first_run_id, second.run.run_id):
         mine = [k for k in keys if k["RunId"] == run_id]
         assert len(mine) == len({k["AccessKeyFingerprint"] for k in mine}) == org.expected_keys  # no duplicates
     assert json.loads(runs[-1]["FailedAccounts"]) == []

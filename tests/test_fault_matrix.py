@@ -42,11 +42,10 @@ from typing import Any
 import pytest
 
 import function_app
-from shared.collector import DeliveryDeferredError
 from shared.demo import MANAGEMENT_ACCOUNT_ID, AccountSpec, KeySpec, SeededOrganization, UserSpec, reset_moto
 from shared.demo import seed_organization as seed
+from shared.errors import SinkError
 from shared.outbox import FileOutbox
-from shared.ports import SinkError
 from tests.azure_fakes import (  # noqa: F401 - fixtures
     DATA_COLLECTOR_DOMAIN,
     DATA_COLLECTOR_HOST,
@@ -60,7 +59,13 @@ from tests.azure_fakes import (  # noqa: F401 - fixtures
     route_host_to,
 )
 from tests.support.aws_proxy import AwsProxy, Call, Fault, aws_error
-from tests.test_function_app import AUDIENCE, CONTRACT_SETTINGS, RULE_ID, raw_log, run_function  # noqa: F401
+from tests.support.fault_cells import (
+    AZURE_DEPENDENCIES,
+    CELLS,
+    RECOVERED,
+    Cell,
+)
+from tests.support.function_host import AUDIENCE, CONTRACT_SETTINGS, RULE_ID, run_function
 
 FAST = {"aws_max_attempts": 3, "aws_read_timeout": 0.5, "azure_read_timeout": 0.5, "azure_retry_backoff_factor": 0.01}
 CUT_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYFAULTMATRIX"  # in the cut STS answers; its first 30 chars are sent
@@ -224,157 +229,6 @@ def aws_response(fault: str, action: str, json_protocol: bool = False) -> tuple[
 # --- the cells ---
 
 
-@dataclass(frozen=True)
-class Expect:
-    status: str  # the run record's Status
-    failed: tuple[str, ...] = ()  # accounts in FailedAccounts, by name
-    message: tuple[str, ...] = ()  # in every FailedAccounts error (or, for the sinks, the invocation's error)
-    delivered: str = "all"  # "all" | "others" (all but the failed accounts') | "none" | "outbox" (every record)
-    raises: type[Exception] | None = None
-    attempts: int | None = None  # requests the faulted dependency saw (None: not counted)
-
-
-@dataclass(frozen=True)
-class Cell:
-    dependency: str
-    fault: str
-    mode: str  # "<auth>+<sink>"
-    expect: Expect
-    scope: str = ""  # AWS_ACCOUNTS; default: the home account for the Azure dependencies, else the organization
-
-    @property
-    def id(self) -> str:
-        return f"{self.dependency}-{self.fault}"
-
-    @property
-    def accounts(self) -> str:
-        return self.scope or ("home" if self.dependency in AZURE_DEPENDENCIES else "organization")
-
-
-RECOVERED = Expect("Succeeded")
-AZURE_DEPENDENCIES = ("managed_identity", "key_vault", "logs_ingestion", "data_collector")
-
-
-def failed_run(*message: str, attempts: int | None = None) -> Expect:
-    """Sign-in failed: nothing collected, the run record says why, the invocation fails."""
-    return Expect("Failed", ("Management",), message, "none", function_app.CollectionFailedError, attempts)
-
-
-def sandbox_failed(*message: str, attempts: int | None = None) -> Expect:
-    return Expect("PartiallySucceeded", ("Sandbox",), message, "others", None, attempts)
-
-
-def deferred(*message: str, status: str = "Succeeded", attempts: int | None = None) -> Expect:
-    """The sink took nothing: every record is in the outbox and the invocation fails so the platform shows it.
-    ``status="Failed"``: sign-in failed too (the managed identity serves both), so only the run record is kept."""
-    failed = ("Management",) if status == "Failed" else ()
-    return Expect(status, failed, message, "outbox", DeliveryDeferredError, attempts)
-
-
-HOME = "STS AssumeRole into arn:aws:iam::123456789012:role/AwsIamKeyCollectorHome with the IAM user's key"
-MEMBER = "STS AssumeRole into arn:aws:iam::{sandbox}:role/AwsIamKeyCollector from the home role"
-WEB = "STS AssumeRoleWithWebIdentity into arn:aws:iam::123456789012:role/AwsIamKeyCollectorHome"
-ORGS = "Organizations ListAccounts through arn:aws:iam::123456789012:role/AwsIamKeyCollectorHome"
-IAM = "IAM in account {sandbox}: "
-VAULT = "Key Vault https://localhost:"
-MI = "Azure managed identity"
-INGESTION = "logs_ingestion sink unavailable: 3 record(s) of this run kept in the outbox at "
-COLLECTOR = "data_collector sink unavailable: 3 record(s) of this run kept in the outbox at "
-
-AK_LI, WI_LI, AK_DC = "access_key+logs_ingestion", "web_identity+logs_ingestion", "access_key+data_collector"
-CELLS = [
-    # managed identity, in web_identity + logs_ingestion: the token for AWS comes first, then the sink's; when the
-    # endpoint is down both fail, so the run fails and even its run record waits in the outbox
-    Cell("managed_identity", "timeout", WI_LI,
-         deferred(MI, "ServiceResponseTimeoutError", status="Failed", attempts=8)),
-    Cell("managed_identity", "refused", WI_LI, deferred(MI, "ServiceRequestError", status="Failed")),
-    Cell("managed_identity", "429", WI_LI, Expect("Succeeded", attempts=3)),
-    Cell("managed_identity", "500", WI_LI, Expect("Succeeded", attempts=3)),
-    Cell("managed_identity", "503", WI_LI, deferred(MI, status="Failed", attempts=8)),
-    Cell("managed_identity", "403", WI_LI, deferred(MI, status="Failed", attempts=2)),
-    Cell("managed_identity", "malformed", WI_LI, deferred(MI, "DecodeError", status="Failed", attempts=2)),
-    Cell("managed_identity", "truncated", WI_LI, deferred(MI, "IncompleteReadError", status="Failed", attempts=8)),
-    # Key Vault, in access_key + logs_ingestion: the IAM user's key pair
-    Cell("key_vault", "timeout", AK_LI,
-         failed_run(VAULT, "cannot reach the vault", "ServiceResponseTimeoutError", attempts=4)),
-    Cell("key_vault", "refused", AK_LI, failed_run(VAULT, "cannot reach the vault", "ServiceRequestError")),
-    Cell("key_vault", "429", AK_LI, Expect("Succeeded", attempts=3)),
-    Cell("key_vault", "500", AK_LI, Expect("Succeeded", attempts=3)),
-    Cell("key_vault", "503", AK_LI, failed_run(VAULT, "HTTP 503", attempts=4)),
-    Cell("key_vault", "403", AK_LI, failed_run(VAULT, "HTTP 403", "Key Vault Secrets User", attempts=1)),
-    Cell("key_vault", "malformed", AK_LI, failed_run(VAULT, "could not be read", "DecodeError", attempts=1)),
-    Cell("key_vault", "truncated", AK_LI, failed_run(VAULT, "could not be read", "IncompleteReadError", attempts=4)),
-    # STS AssumeRole into the home role with the IAM user's key
-    Cell("sts_home", "timeout", AK_LI, failed_run(HOME, "ReadTimeoutError", attempts=3)),
-    Cell("sts_home", "refused", AK_LI, failed_run(HOME, "EndpointConnectionError")),
-    Cell("sts_home", "429", AK_LI, Expect("Succeeded", attempts=2)),
-    Cell("sts_home", "500", AK_LI, Expect("Succeeded", attempts=2)),
-    Cell("sts_home", "503", AK_LI, failed_run(HOME, "ServiceUnavailable", attempts=3)),
-    Cell("sts_home", "403", AK_LI, failed_run(HOME, "AccessDenied", attempts=1)),
-    Cell("sts_home", "malformed", AK_LI, failed_run(HOME, "ResponseParserError", attempts=1)),
-    Cell("sts_home", "truncated", AK_LI, failed_run(HOME, "ResponseParserError", attempts=1)),
-    # STS AssumeRole into a member account's role, chained from the home session (the Sandbox account's)
-    Cell("sts_member", "timeout", AK_LI, sandbox_failed(MEMBER, "ReadTimeoutError", attempts=3)),
-    Cell("sts_member", "refused", AK_LI,
-         Expect("PartiallySucceeded", ("Production", "Sandbox"), ("from the home role", "EndpointConnectionError"),
-                "others")),
-    Cell("sts_member", "429", AK_LI, Expect("Succeeded", attempts=2)),
-    Cell("sts_member", "500", AK_LI, Expect("Succeeded", attempts=2)),
-    Cell("sts_member", "503", AK_LI, sandbox_failed(MEMBER, "ServiceUnavailable", attempts=3)),
-    Cell("sts_member", "403", AK_LI, sandbox_failed(MEMBER, "AccessDenied", attempts=1)),
-    Cell("sts_member", "malformed", AK_LI, sandbox_failed(MEMBER, "ResponseParserError", attempts=1)),
-    Cell("sts_member", "truncated", AK_LI, sandbox_failed(MEMBER, "ResponseParserError", attempts=1)),
-    # STS AssumeRoleWithWebIdentity into the home role with the managed identity's token
-    Cell("sts_web_identity", "timeout", WI_LI, failed_run(WEB, "ReadTimeoutError", attempts=3)),
-    Cell("sts_web_identity", "refused", WI_LI, failed_run(WEB, "EndpointConnectionError")),
-    Cell("sts_web_identity", "429", WI_LI, Expect("Succeeded", attempts=2)),
-    Cell("sts_web_identity", "500", WI_LI, Expect("Succeeded", attempts=2)),
-    Cell("sts_web_identity", "503", WI_LI, failed_run(WEB, "ServiceUnavailable", attempts=3)),
-    Cell("sts_web_identity", "403", WI_LI, failed_run(WEB, "AccessDenied", attempts=1)),
-    Cell("sts_web_identity", "malformed", WI_LI, failed_run(WEB, "ResponseParserError", attempts=1)),
-    Cell("sts_web_identity", "truncated", WI_LI, failed_run(WEB, "ResponseParserError", attempts=1)),
-    # IAM: one user's ListAccessKeys in the Sandbox account ("refused" takes IAM away from every account)
-    Cell("iam", "timeout", AK_LI, sandbox_failed(IAM, "ReadTimeoutError", "after botocore's retries", attempts=3)),
-    Cell("iam", "refused", AK_LI,
-         Expect("Failed", ("Management", "Production", "Sandbox"), ("IAM in account", "EndpointConnectionError"),
-                "none", function_app.CollectionFailedError)),
-    Cell("iam", "429", AK_LI, Expect("Succeeded", attempts=2)),
-    Cell("iam", "500", AK_LI, Expect("Succeeded", attempts=2)),
-    Cell("iam", "503", AK_LI, sandbox_failed(IAM, "ServiceUnavailable", "after botocore's retries", attempts=3)),
-    Cell("iam", "403", AK_LI, sandbox_failed(IAM, "AccessDenied", "iam:ListAccessKeys", attempts=1)),
-    Cell("iam", "malformed", AK_LI, sandbox_failed(IAM, "ResponseParserError", attempts=1)),
-    Cell("iam", "truncated", AK_LI, sandbox_failed(IAM, "ResponseParserError", attempts=1)),
-    # Organizations ListAccounts (AWS_ACCOUNTS=organization)
-    Cell("organizations", "timeout", AK_LI, failed_run(ORGS, "ReadTimeoutError", attempts=3)),
-    Cell("organizations", "refused", AK_LI, failed_run(ORGS, "EndpointConnectionError")),
-    Cell("organizations", "429", AK_LI, Expect("Succeeded", attempts=2)),
-    Cell("organizations", "500", AK_LI, Expect("Succeeded", attempts=2)),
-    Cell("organizations", "503", AK_LI, failed_run(ORGS, "ServiceException", attempts=3)),
-    Cell("organizations", "403", AK_LI, failed_run(ORGS, "AccessDeniedException", attempts=1)),
-    Cell("organizations", "malformed", AK_LI, failed_run(ORGS, "field Accounts is missing", attempts=1)),
-    Cell("organizations", "truncated", AK_LI, failed_run(ORGS, "field Accounts is missing", attempts=1)),
-    # logs_ingestion sink (the home account: two key records, then the run record)
-    Cell("logs_ingestion", "timeout", AK_LI, deferred(INGESTION, "ServiceResponseTimeoutError", attempts=8)),
-    Cell("logs_ingestion", "refused", AK_LI, deferred(INGESTION, "cannot reach the endpoint")),
-    Cell("logs_ingestion", "429", AK_LI, Expect("Succeeded", attempts=3)),
-    Cell("logs_ingestion", "500", AK_LI, Expect("Succeeded", attempts=3)),
-    Cell("logs_ingestion", "503", AK_LI, deferred(INGESTION, "HTTP 503", attempts=8)),
-    Cell("logs_ingestion", "403", AK_LI, deferred(INGESTION, "HTTP 403", "Monitoring Metrics Publisher", attempts=2)),
-    Cell("logs_ingestion", "malformed", AK_LI, deferred(INGESTION, "HTTP 400", attempts=2)),
-    Cell("logs_ingestion", "truncated", AK_LI, deferred(INGESTION, "IncompleteReadError", attempts=8)),
-    # data_collector sink (legacy; the home account)
-    Cell("data_collector", "timeout", AK_DC, deferred(COLLECTOR, "ReadTimeout", attempts=10)),
-    Cell("data_collector", "refused", AK_DC, deferred(COLLECTOR, "cannot reach", "ConnectionError")),
-    Cell("data_collector", "429", AK_DC, Expect("Succeeded", attempts=3)),
-    Cell("data_collector", "500", AK_DC, Expect("Succeeded", attempts=3)),
-    Cell("data_collector", "503", AK_DC, deferred(COLLECTOR, "HTTP 503", attempts=10)),
-    Cell("data_collector", "403", AK_DC,
-         deferred(COLLECTOR, "HTTP 403", "LOG_ANALYTICS_WORKSPACE_KEY_SECRET", attempts=2)),
-    Cell("data_collector", "malformed", AK_DC, deferred(COLLECTOR, "HTTP 400", attempts=2)),
-    Cell("data_collector", "truncated", AK_DC, deferred(COLLECTOR, "ChunkedEncodingError", attempts=10)),
-]
-
-
 # --- arranging one cell ---
 
 
@@ -523,7 +377,7 @@ def secrets_of(ctx: Ctx) -> set[str]:
 def test_fault(
     cell: Cell, org: SeededOrganization, proxy: AwsProxy, azure: AzureFakes, monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path, closed_port: int, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
-    raw_log: list[str],  # noqa: F811 - the fixture imported above
+    raw_log: list[str],
 ) -> None:
     caplog.set_level(logging.DEBUG)
     ctx = Ctx(org, proxy, azure, monkeypatch, tmp_path / "out", closed_port)

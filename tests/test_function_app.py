@@ -9,13 +9,11 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import azure.functions as func
 import pytest
-from azure.functions.timer import TimerRequest  # the concrete request the worker decodes
 
 import function_app
 from shared.demo import SeededOrganization, seed_organization
-from shared.settings import DEFAULTS, SettingsError
+from shared.errors import CollectionFailedError, SettingsError
 from tests.azure_fakes import (  # noqa: F401 - fixtures
     DATA_COLLECTOR_DOMAIN,
     MONITOR_RESOURCE,
@@ -25,15 +23,8 @@ from tests.azure_fakes import (  # noqa: F401 - fixtures
     azure_fixture,
     fake_tls_fixture,
 )
-from tests.support.aws_proxy import AwsProxy, Call, aws_error
-
-RULE_ID = "dcr-00112233445566778899aabbccddeeff"
-AUDIENCE = "api://AzureADTokenExchange"
-CONTRACT_SETTINGS = (*DEFAULTS, "COLLECTOR_SCHEDULE", "AZURE_CLIENT_ID", "KEY_VAULT_URL", "AWS_ROLE_ARN",
-                     "AWS_EXTERNAL_ID", "AWS_WEB_IDENTITY_AUDIENCE", "LOGS_INGESTION_ENDPOINT",
-                     "LOGS_INGESTION_RULE_ID", "LOG_ANALYTICS_WORKSPACE_ID")
-# Indexed once, as the host does (a FunctionApp can be indexed only once: names are checked for uniqueness).
-FUNCTIONS = function_app.app.get_functions()
+from tests.support.aws_proxy import AwsProxy, aws_error
+from tests.support.function_host import AUDIENCE, CONTRACT_SETTINGS, FUNCTIONS, RULE_ID, run_function
 
 
 @pytest.fixture
@@ -49,34 +40,6 @@ def env(azure: AzureFakes, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.M
     monkeypatch.setenv("COLLECTOR_SCHEDULE", "0 0 */6 * * *")
     monkeypatch.setattr(function_app, "CLIENT_OPTIONS", azure.options())
     yield monkeypatch
-
-
-@pytest.fixture
-def raw_log() -> Iterator[list[str]]:
-    """Every message our own loggers emit, formatted BEFORE any redaction filter (a handler below the root)."""
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    handler = Keep(logging.DEBUG)
-    loggers = [logging.getLogger(name) for name in ("shared", "function_app")]
-    for logger in loggers:
-        logger.addHandler(handler)
-    yield lines
-    for logger in loggers:
-        logger.removeHandler(handler)
-
-
-def timer() -> func.TimerRequest:
-    return TimerRequest(past_due=False, schedule_status={"Last": "2026-01-01T00:00:00"},
-                             schedule={"AdjustForDST": True})
-
-
-def run_function() -> None:
-    (function,) = FUNCTIONS
-    function.get_user_function()(timer())
 
 
 def session_credentials(org: SeededOrganization) -> list[str]:
@@ -218,7 +181,7 @@ def test_a_failed_run_raises_so_the_platform_records_a_failure(
     env.setenv("LOGS_INGESTION_ENDPOINT", azure.ingestion.url)
     env.setenv("LOGS_INGESTION_RULE_ID", RULE_ID)
 
-    with pytest.raises(function_app.CollectionFailedError) as caught:
+    with pytest.raises(CollectionFailedError) as caught:
         run_function()
 
     (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")  # the failure is still reported
@@ -236,7 +199,7 @@ def test_missing_secret_fails_the_invocation_with_a_clear_error(
     env.setenv("LOGS_INGESTION_ENDPOINT", azure.ingestion.url)
     env.setenv("LOGS_INGESTION_RULE_ID", RULE_ID)
 
-    with pytest.raises(function_app.CollectionFailedError) as caught:
+    with pytest.raises(CollectionFailedError) as caught:
         run_function()
 
     (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")
@@ -258,7 +221,7 @@ def test_workspace_key_denied_fails_before_any_aws_call(
     env.setenv("LOG_ANALYTICS_WORKSPACE_ID", WORKSPACE_ID)
     env.setenv("LOG_ANALYTICS_DOMAIN", DATA_COLLECTOR_DOMAIN)
 
-    from shared.ports import SecretError
+    from shared.errors import SecretError
 
     with pytest.raises(SecretError, match="Key Vault Secrets User"):
         run_function()
@@ -319,39 +282,26 @@ def test_the_time_budget_is_three_quarters_of_the_host_timeout() -> None:
         time_budget_of("30m")
 
 
-def test_accounts_past_the_time_budget_are_named_and_the_run_still_reports(
+def test_the_function_gives_the_collector_its_time_budget(
     aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, env: pytest.MonkeyPatch
 ) -> None:
-    """A run over an organization too large for the Function's timeout ends with its run record, naming the accounts
-    it did not reach, instead of being killed by the host with nothing said."""
-    import threading
-    import time
+    """The Function passes TIME_BUDGET to the run: with a budget already spent at sign-in, no account is started, each
+    is named, and the run still delivers its run record. (What a budget does is tested in tests/test_collector.py,
+    on a fake clock.)"""
     from datetime import timedelta
 
-    first = threading.Event()
-
-    def slow_first_account(call: Call) -> None:
-        if call.action == "ListUsers" and not first.is_set():
-            first.set()
-            time.sleep(3.0)  # the first account outlasts the budget; it still completes
-        return None
-
-    aws.rules.append(slow_first_account)
-    env.setattr(function_app, "TIME_BUDGET", timedelta(seconds=2))  # room for sign-in on a slow machine
+    env.setattr(function_app, "TIME_BUDGET", timedelta(0))  # spent by the time sign-in is done
     azure.vault.secrets = org.secrets()
     for name, value in {"KEY_VAULT_URL": f"{azure.vault.url}/", "AWS_ROLE_ARN": org.home_role_arn,
                         "AWS_EXTERNAL_ID": org.external_id, "AWS_ACCOUNTS": "organization",
-                        "COLLECTOR_ACCOUNT_CONCURRENCY": "1", "LOGS_INGESTION_ENDPOINT": azure.ingestion.url,
-                        "LOGS_INGESTION_RULE_ID": RULE_ID}.items():
+                        "LOGS_INGESTION_ENDPOINT": azure.ingestion.url, "LOGS_INGESTION_RULE_ID": RULE_ID}.items():
         env.setenv(name, value)
 
-    run_function()  # PartiallySucceeded: the invocation succeeds and the run record names what was left
+    with pytest.raises(CollectionFailedError, match="not collected: the run used its time budget"):
+        run_function()
 
     (run,) = azure.ingestion.rows("Custom-AwsIamKeyCollectorRuns")
-    failures = json.loads(run["FailedAccounts"])
-    assert run["Status"] == "PartiallySucceeded" and run["AccountsSucceeded"] == 1 and len(failures) == 2
-    assert all("not collected: the run used its time budget" in f["Error"] for f in failures)
-    keys = azure.ingestion.rows("Custom-AwsIamAccessKeys")
-    (collected,) = {k["AccountId"] for k in keys}
-    assert collected not in {f["AccountId"] for f in failures} and len(keys) == run["KeysCollected"]
-    assert [c.action for c in aws.calls].count("ListUsers") == 1  # the skipped accounts made no IAM call
+    failures = json.loads(run["FailedAccounts"])  # as delivered: the contract's JSON string
+    assert run["Status"] == "Failed" and sorted(f["AccountId"] for f in failures) == sorted(org.accounts)
+    assert azure.ingestion.rows("Custom-AwsIamAccessKeys") == []
+    assert "ListUsers" not in [c.action for c in aws.calls]  # no account was started

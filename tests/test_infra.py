@@ -26,6 +26,7 @@ cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml")
 
 from shared import settings as settings_module  # noqa: E402
 from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns  # noqa: E402
+from tests.support.contract import CONTRACT_VALUES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -43,7 +44,6 @@ REQUIRED_SETTINGS = {
     "COLLECTOR_SCHEDULE",
 }
 # Contract values of settings that have no default in the code.
-CONTRACT_VALUES = {"COLLECTOR_SCHEDULE": "0 0 */6 * * *", "AWS_WEB_IDENTITY_AUDIENCE": "api://AzureADTokenExchange"}
 
 ROLE = {
     "4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",

@@ -13,7 +13,7 @@ import pytest
 from shared.demo import SeededOrganization, seed_organization
 from shared.redaction import install_log_safety, redact
 from tests.support.aws_proxy import AwsProxy
-from tests.test_collect_e2e import WEB_TOKEN, FixedToken, collect, env_for
+from tests.support.collect import WEB_TOKEN, FixedToken, collect, env_for
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_access_key_mode_at_debug(
     assert "botocore" in logs and "AssumeRole" in logs  # third-party DEBUG output really was captured
     out = capsys.readouterr()
     files = "".join(p.read_text() for p in tmp_path.glob("*.jsonl"))
-    assert_nowhere(secrets, logs, out.out, out.err, files, json.dumps(rows), json.dumps(run.to_row()))
+    assert_nowhere(secrets, logs, out.out, out.err, files, json.dumps(rows), json.dumps(run.to_record().to_row()))
 
 
 def test_web_identity_token_never_logged(
@@ -84,9 +84,9 @@ def test_failure_messages_carry_no_key_id(aws: AwsProxy, org: SeededOrganization
         if c.action == "ListUsers" else None
     )
     run, _ = collect(env_for(org, tmp_path), org)
-    (failure,) = json.loads(run.FailedAccounts)
-    assert "InvalidClientTokenId" in failure["Error"] and "ASIA..." in failure["Error"]
-    assert_nowhere(issued_secrets(aws, org), run.FailedAccounts)
+    (failure,) = run.failures
+    assert "InvalidClientTokenId" in failure.error and "ASIA..." in failure.error
+    assert_nowhere(issued_secrets(aws, org), run.to_record().FailedAccounts)
 
 
 @pytest.mark.parametrize(

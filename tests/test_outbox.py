@@ -11,33 +11,12 @@ from typing import Any
 
 import pytest
 
+from shared.errors import SinkError
 from shared.outbox import FileOutbox, ReliableSink, parse_item_name
-from shared.ports import SinkError
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
+from tests.support.sinks import FlakySink, rows
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-
-
-class FlakySink:
-    """A sink that is down while ``down`` is set, and records what it delivered."""
-
-    name = "flaky"
-
-    def __init__(self) -> None:
-        self.down = False
-        self.delivered: list[tuple[str, dict[str, Any]]] = []
-
-    def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-        if self.down:
-            raise SinkError("flaky sink: 503 Service Unavailable after retries", len(rows))
-        self.delivered += [(table.table, row) for row in rows]
-
-    def close(self) -> None:
-        pass
-
-
-def rows(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [{"AccessKeyFingerprint": f"{i:016x}", "UserName": "jürgen"} for i in range(start, start + n)]
 
 
 @pytest.fixture

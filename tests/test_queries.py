@@ -14,12 +14,14 @@ import json
 import re
 import sys
 from functools import cache
+from itertools import product
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from shared.findings import FINDINGS, Finding
 from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -383,7 +385,7 @@ def test_root_key_alert_fires_per_account_on_any_root_key() -> None:
 
 
 def test_silent_alert_window_is_twice_the_schedule() -> None:
-    from tests.test_infra import CONTRACT_VALUES
+    from tests.support.contract import CONTRACT_VALUES
 
     interval = int(re.fullmatch(r"0 0 \*/(\d+) \* \* \*", CONTRACT_VALUES["COLLECTOR_SCHEDULE"])[1])  # type: ignore[index]
     parameters = bicep(INFRA / "modules" / "alerts.bicep")["parameters"]
@@ -415,3 +417,125 @@ def test_action_group_is_an_existing_one_and_or_a_new_email_one() -> None:
     assert params["alertEmailAddress"] == "alertEmailAddress"
     assert params["workspaceResourceId"] == "workspaceResourceId"
     assert "customTables" in module_call("modules/alerts.bicep")["dependsOn"]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The findings catalogue (shared/findings.py) and the queries agree: each finding's KQL predicate selects exactly the
+# rows its Python rule selects, and the queries that count or list a finding use a predicate that selects the same.
+
+KQL_PREDICATE_TOKEN = re.compile(
+    r'\s*(?:(?P<string>"[^"]*")|(?P<number>\d+)|(?P<word>[A-Za-z_]\w*)|(?P<op>==|!=|>=|<=|[<>()]))'
+)
+
+
+def kql_predicate(text: str) -> Any:
+    """A KQL predicate of the simple form the findings use (columns, string and number literals, comparisons, and/or/
+    not, parentheses) as a Python function of a row; anything else raises ValueError."""
+    out, pos = [], 0
+    text = text.strip()
+    while pos < len(text):
+        m = KQL_PREDICATE_TOKEN.match(text, pos)
+        if not m:
+            raise ValueError(f"not a simple predicate at {text[pos:]!r}")
+        kind, value = m.lastgroup, m[m.lastgroup or "op"]
+        if kind == "word" and value in ("and", "or", "not"):
+            out.append(f" {value} ")
+        elif kind == "word":
+            if value not in TABLE_COLUMNS[KEYS_TABLE.table] and value != "Active":
+                raise ValueError(f"not a column: {value}")
+            out.append(f"row[{value!r}]")
+        else:
+            out.append(value)
+        pos = m.end()
+    code = compile("".join(out), "<kql>", "eval")
+    return lambda row: bool(eval(code, {"__builtins__": {}}, {"row": row}))  # noqa: S307 - our own tokens only
+
+
+def contract_rows() -> list[dict[str, Any]]:
+    """Every combination of the columns the findings read that the contract allows (RotationDue and Unused are set
+    only on Active keys), with the ``Active`` alias findings-by-account.kql extends."""
+    rows = []
+    for status, rotation, unused, never, root, count in product(
+        ("Active", "Inactive"), (False, True), (False, True), (False, True), (False, True), (0, 1, 2, 3)
+    ):
+        if status != "Active" and (rotation or unused):
+            continue
+        rows.append({"Status": status, "RotationDue": rotation, "Unused": unused, "NeverUsed": never,
+                     "IsRootKey": root, "UserActiveKeyCount": count, "UserArn": "arn", "Active": status == "Active"})
+    return rows
+
+
+def selects_the_same(kql: str, rule: Any) -> bool:
+    predicate = kql_predicate(kql)
+    return all(predicate(row) == rule(row) for row in contract_rows())
+
+
+def countif_arguments(text: str) -> dict[str, str]:
+    """``Alias = countif(<predicate>)`` of a query: alias -> predicate (balanced parentheses)."""
+    found = {}
+    for m in re.finditer(r"(\w+) = countif\(", text):
+        depth, pos = 1, m.end()
+        while depth:
+            depth += {"(": 1, ")": -1}.get(text[pos], 0)
+            pos += 1
+        found[m[1]] = " ".join(text[m.end():pos - 1].split())
+    return found
+
+
+def test_catalogue_names_and_columns_are_unique_and_fields_are_boolean_record_fields() -> None:
+    assert len({f.name for f in FINDINGS}) == len({f.column for f in FINDINGS}) == len(FINDINGS)
+    bools = {name for name, kind in columns(KeyRecord) if kind == "boolean"}
+    assert all(f.record_field in bools for f in FINDINGS if f.record_field), "a finding sets a boolean KeyRecord field"
+    assert all((f.record_field is None) == (f.sets is None) for f in FINDINGS)
+
+
+@pytest.mark.parametrize("finding", FINDINGS, ids=lambda f: f.name)
+def test_each_findings_kql_selects_what_its_rule_selects(finding: Finding) -> None:
+    assert selects_the_same(finding.kql, finding.matches)
+
+
+def test_the_kql_check_tells_a_different_predicate_apart() -> None:
+    never_used = next(f for f in FINDINGS if f.name == "never_used")
+    assert not selects_the_same("NeverUsed", never_used.matches)  # the contract's NeverUsed includes inactive keys
+    two = next(f for f in FINDINGS if f.name == "two_active_keys")
+    assert not selects_the_same('Status == "Active" and UserActiveKeyCount > 1', two.matches)  # root keys too
+
+
+def test_findings_summary_counts_each_finding_by_its_rule_in_catalogue_order() -> None:
+    text = read(QUERIES / "findings-summary.kql")
+    counted = countif_arguments(text)
+    for finding in FINDINGS:
+        if finding.distinct_by:  # counted as distinct users: where <predicate> | distinct <column> | count
+            m = re.search(r"\| where (.+)\n\s*\| distinct (\w+)\n\s*\| count", text)
+            assert m and m[2] == finding.distinct_by, finding.name
+            assert selects_the_same(m[1], finding.matches), finding.name
+        else:
+            alias = next(a for a, predicate in counted.items() if selects_the_same(predicate, finding.matches))
+            assert alias == finding.column, finding.name
+    labels = re.findall(r'Order = \d+, Finding = "([^"]+)"', text)
+    assert labels == [f.label for f in FINDINGS] + ["Active keys"]
+
+
+def test_findings_by_account_counts_each_finding_by_its_rule_and_sums_them() -> None:
+    text = read(QUERIES / "findings-by-account.kql")
+    counted = countif_arguments(text)
+    for finding in FINDINGS:
+        assert finding.column in counted, finding.name
+        assert selects_the_same(counted[finding.column], finding.matches), finding.name
+    assert "Findings = " + " + ".join(f.column for f in FINDINGS) in " ".join(text.split())
+
+
+@pytest.mark.parametrize("query", sorted({f.query for f in FINDINGS}))
+def test_each_drill_down_query_lists_the_rows_of_its_findings(query: str) -> None:
+    """One ``| where`` of the query selects exactly the rows of the findings that name it as their drill-down."""
+    mine = [f for f in FINDINGS if f.query == query]
+    text = read(QUERIES / f"{query}.kql").split(SNAPSHOT_END, 1)[-1]
+    clauses = [" ".join(m.split()) for m in re.findall(r"\| where ([^|\n]+)", text)]
+    simple = []
+    for clause in clauses:
+        try:
+            simple.append(kql_predicate(clause))
+        except ValueError:
+            continue
+    rows = contract_rows()
+    assert any(all(p(r) == any(f.matches(r) for f in mine) for r in rows) for p in simple), (query, clauses)

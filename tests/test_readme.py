@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shared.settings import DEFAULTS
-from tests.test_fault_matrix import CELLS, Cell
+from tests.support.fault_cells import CELLS, Cell
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from shared.cli import main
+from shared.findings import FINDINGS
 from shared.report import (
-    FINDINGS,
     TREND_DAYS,
     UNKNOWN_ROOT,
     key_creation_trend,
@@ -184,7 +184,7 @@ def test_demo_report_has_the_findings_by_account_bar_chart(demo_dir: Path, demo_
         mine = [k for k in keys if k["AccountId"] == account]
         assert bars.get((account, "RotationDueKeys"), 0) == sum(k["RotationDue"] for k in mine)
         assert bars.get((account, "RootKeys"), 0) == sum(k["IsRootKey"] for k in mine)
-    assert {finding for _, finding, _ in chart["bars"]} == {name for name, _, _ in FINDINGS}
+    assert {finding for _, finding, _ in chart["bars"]} == {f.column for f in FINDINGS}
 
 
 def test_demo_report_has_the_drill_down_and_health_tables(demo_dir: Path, demo_rows: Any) -> None:

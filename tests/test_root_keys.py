@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import base64
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
 import pytest
 
-from shared.aws import CredentialReportUnavailableError, read_credential_report
+from shared.aws import parse_credential_report, read_credential_report
 from shared.demo import SeededOrganization, seed_organization
-from shared.transform import Account, MalformedResponseError, RunContext, root_key_records
+from shared.domain import Account, CredentialReport, RunContext
+from shared.errors import CredentialReportUnavailableError, MalformedResponseError
+from shared.transform import root_key_records
 from tests.support.aws_proxy import AwsProxy, Fault, aws_error
-from tests.test_collect_e2e import collect, env_for
+from tests.support.collect import collect, env_for
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN = RunContext("run-1", NOW, rotation_days=90, unused_days=45)
@@ -35,9 +36,9 @@ USER = "bob,arn:aws:iam::111122223333:user/bob,2020-01-01T00:00:00+00:00,false,N
 ) + ",false,N/A,false,N/A"
 
 
-def report(key1: str, key2: str = "false,N/A,N/A,N/A,N/A") -> str:
-    """A credential report (CSV) whose root row has these two key slots (active,last_rotated,used,region,service)."""
-    return "\n".join([HEADER, f"{ROOT_PREFIX},{key1},{key2},false,N/A,false,N/A", USER])
+def report(key1: str, key2: str = "false,N/A,N/A,N/A,N/A") -> CredentialReport:
+    """A credential report whose root row has these two key slots (active,last_rotated,used,region,service)."""
+    return parse_credential_report("\n".join([HEADER, f"{ROOT_PREFIX},{key1},{key2},false,N/A,false,N/A", USER]), NOW)
 
 
 def test_no_root_keys_gives_no_record() -> None:
@@ -128,7 +129,7 @@ def test_root_keys_appear_from_the_credential_report_in_moto(
     assert root["AccountId"] == sandbox and root["UserName"] == "<root_account>" and root["AccessKeyId"] is None
     assert (root["Status"], root["AgeDays"], root["RotationDue"]) == ("Active", 700, True)
     assert root["LastUsedService"] == "ec2"
-    assert json.loads(run.RootKeysUnknownAccounts) == []
+    assert list(run.root_keys_unknown) == []
     assert aws.actions().count("GenerateCredentialReport") == 3  # moto's report is "from 2015": stale, regenerated
 
 
@@ -138,8 +139,8 @@ def test_an_unavailable_report_leaves_root_keys_unknown_without_failing_the_acco
     aws.rules.append(lambda c: aws_error("AccessDenied", "no iam:GetCredentialReport")
                      if c.action in ("GetCredentialReport", "GenerateCredentialReport") else None)
     run, rows = collect(env_for(org, tmp_path, AWS_ACCOUNTS="organization"), org)
-    assert run.Status == "Succeeded" and not any(r["IsRootKey"] for r in rows)
-    assert sorted(json.loads(run.RootKeysUnknownAccounts)) == sorted(org.accounts)
+    assert run.status == "Succeeded" and not any(r["IsRootKey"] for r in rows)
+    assert sorted(run.root_keys_unknown) == sorted(org.accounts)
     assert len(rows) == org.expected_keys - 1
 
 

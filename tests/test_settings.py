@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import AccountsScope, AuthMode, SettingsError, SinkKind, load_settings
-
-ROLE = "arn:aws:iam::111122223333:role/AwsIamKeyCollectorHome"
-DCE = "https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com"
-DCR = "dcr-0123456789abcdef0123456789abcdef"
-VAULT = "https://kv-collector.vault.azure.net/"
-WORKSPACE = "0b9d0f6e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
-
-
-def minimal(**extra: str) -> dict[str, str]:
-    """The least an operator sets for the defaults (access_key + logs_ingestion)."""
-    env = {"AWS_ROLE_ARN": ROLE, "KEY_VAULT_URL": VAULT, "LOGS_INGESTION_ENDPOINT": DCE, "LOGS_INGESTION_RULE_ID": DCR}
-    env.update(extra)
-    return env
+from shared.errors import SettingsError
+from shared.settings import AccountsScope, AuthMode, SinkKind, load_settings
+from tests.support.settings_env import DCE, DCR, ROLE, VAULT, WORKSPACE, minimal
 
 
 def problems(env: dict[str, str]) -> list[str]:

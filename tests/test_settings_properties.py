@@ -8,8 +8,9 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.settings import SettingsError, load_settings
-from tests.test_settings import minimal
+from shared.errors import SettingsError
+from shared.settings import load_settings
+from tests.support.settings_env import minimal
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
 SETTINGS = [

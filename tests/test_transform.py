@@ -9,17 +9,11 @@ from typing import Any
 
 import pytest
 
+from shared.aws import active_accounts
+from shared.domain import Account, AccountFailure, RunContext, RunResult
+from shared.errors import MalformedResponseError
 from shared.records import KeyRecord, columns
-from shared.transform import (
-    Account,
-    MalformedResponseError,
-    RunContext,
-    active_accounts,
-    fingerprint,
-    key_records_for_user,
-    run_record,
-    whole_days,
-)
+from shared.transform import fingerprint, key_records_for_user, whole_days
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 RUN = RunContext(run_id="8f7e6d5c-0000-4000-8000-000000000001", started_at=NOW, rotation_days=90, unused_days=45)
@@ -184,8 +178,9 @@ def test_active_accounts_rejects_a_malformed_id() -> None:
      (1, [("1", "x")], True, "Failed"), (1, [("1", "x")], False, "Failed")],
 )
 def test_run_record_status(total: int, failures: list[tuple[str, str]], signed_in: bool, status: str) -> None:
-    r = run_record(RUN, auth_mode="access_key", sink="file", accounts_total=total, failures=failures,
-                   keys_collected=7, duration_seconds=1.23456, version="0.1.0", signed_in=signed_in)
+    r = RunResult(RUN, auth_mode="access_key", sink="file", accounts_total=total,
+                  failures=tuple(AccountFailure(a, e) for a, e in failures), keys_collected=7,
+                  duration_seconds=1.23456, version="0.1.0", signed_in=signed_in).to_record()
     assert r.Status == status
     assert (r.AccountsTotal, r.AccountsFailed, r.AccountsSucceeded) == (total, len(failures), total - len(failures))
     assert json.loads(r.FailedAccounts) == [{"AccountId": a, "Error": e} for a, e in failures]

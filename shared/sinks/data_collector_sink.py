@@ -25,16 +25,18 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
-from shared.ports import SinkError
+from shared.errors import SinkError, shorten
 from shared.records import Table
 from shared.redaction import redact, register_secret
-
-if TYPE_CHECKING:
-    from shared.composition import ClientOptions
+from shared.transport import DATA_COLLECTOR_MAX_ATTEMPTS as MAX_ATTEMPTS  # bounds live in the transport module
+from shared.transport import DATA_COLLECTOR_MAX_RETRY_SLEEP as MAX_RETRY_SLEEP
+from shared.transport import DATA_COLLECTOR_RETRY_STATUSES as RETRY_STATUSES
+from shared.transport import DATA_COLLECTOR_TIMEOUT as TIMEOUT  # noqa: F401 - the documented bound, by its old name
+from shared.transport import ClientOptions, data_collector_first_wait, data_collector_timeout
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +45,6 @@ RESOURCE = "/api/logs"
 CONTENT_TYPE = "application/json"
 # "30 MB per post": read as decimal megabytes, the smaller reading, so a body is under the limit either way.
 MAX_POST_BYTES = 30 * 1000 * 1000
-RETRY_STATUSES = frozenset({429, 500, 503})
-MAX_ATTEMPTS = 5
-MAX_RETRY_SLEEP = 60.0  # seconds; also caps a longer Retry-After so a run ends inside the Function's timeout
-TIMEOUT = (10, 120)  # connect, read (seconds)
-FIRST_WAIT = 1.0  # seconds before the first retry when the service sends no Retry-After; doubles each time
 
 RETIREMENT_WARNING = (
     "LOG_SINK=data_collector uses the HTTP Data Collector API, which Microsoft retired on 2026-09-14; "
@@ -119,9 +116,8 @@ class DataCollectorSink:
         self._max_attempts = max(1, max_attempts)
         self._max_retry_sleep = max_retry_sleep
         self._sleep = sleep
-        factor = options.azure_retry_backoff_factor  # test-only; production waits 1, 2, 4, 8 s without Retry-After
-        self._first_wait = FIRST_WAIT if factor is None else factor
-        self._timeout = TIMEOUT if options.azure_read_timeout is None else (TIMEOUT[0], options.azure_read_timeout)
+        self._first_wait = data_collector_first_wait(options)  # a test may shorten the waits, production never
+        self._timeout = data_collector_timeout(options)
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
@@ -203,8 +199,7 @@ def _detail(response: requests.Response) -> str:
         text = f"{payload.get('Error', '')} {payload.get('Message', '')}".strip()
     else:
         text = response.text.strip().splitlines()[0] if response.text.strip() else response.reason or ""
-    text = redact(text)
-    return text if len(text) <= 300 else text[:297] + "..."
+    return shorten(redact(text))
 
 
 def _hint(status: int) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from shared.ports import SinkError
+from shared.errors import SinkError
 from shared.records import Table
 
 

@@ -21,14 +21,12 @@ from azure.core.exceptions import (
 )
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
-from shared.azure import first_line, retry_options, transport_options
-from shared.ports import SinkError
+from shared.errors import SinkError, first_line
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
+from shared.transport import ClientOptions, retry_options, transport_options
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
-
-    from shared.composition import ClientOptions
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,101 @@
+"""The collector's domain types: what a run works on (accounts, the run's context, the credential report) and what it
+ends with (a typed run result). The record columns stay in ``shared.records``; the run record is made from the result
+here, so the one JSON encoding of ``FailedAccounts`` is written once and nobody needs to parse it back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from shared.records import RunRecord
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every record of one run shares."""
+
+    run_id: str
+    started_at: datetime  # TimeGenerated of every record of the run
+    rotation_days: int
+    unused_days: int
+
+
+@dataclass(frozen=True)
+class CredentialReport:
+    """One account's IAM credential report, parsed: a mapping of the CSV's column names to values per row (the root
+    user's row is ``<root_account>``). ``generated_at`` is when AWS generated it (the report is up to 4 hours old)."""
+
+    rows: tuple[Mapping[str, str], ...]
+    generated_at: datetime
+
+
+@dataclass(frozen=True)
+class AccountFailure:
+    """An account that was not collected this run, and why (secret-free, one line)."""
+
+    account_id: str
+    error: str
+
+
+RUN_SUCCEEDED = "Succeeded"
+RUN_PARTIALLY_SUCCEEDED = "PartiallySucceeded"
+RUN_FAILED = "Failed"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one run did, typed. ``failures`` and ``root_keys_unknown`` are in the accounts' order."""
+
+    run: RunContext
+    auth_mode: str
+    sink: str
+    accounts_total: int
+    failures: tuple[AccountFailure, ...]
+    keys_collected: int
+    duration_seconds: float
+    version: str
+    signed_in: bool = True
+    deferred: int = 0  # rows kept in the outbox this run
+    replayed: int = 0  # rows of earlier runs delivered this run
+    dropped: int = 0  # rows dropped from the outbox past its bounds
+    root_keys_unknown: tuple[str, ...] = ()  # accounts whose credential report could not be had
+
+    @property
+    def status(self) -> str:
+        if not self.signed_in or (self.accounts_total > 0 and len(self.failures) == self.accounts_total):
+            return RUN_FAILED
+        return RUN_PARTIALLY_SUCCEEDED if self.failures else RUN_SUCCEEDED
+
+    @property
+    def accounts_succeeded(self) -> int:
+        return max(0, self.accounts_total - len(self.failures))
+
+    def to_record(self) -> RunRecord:
+        """The run record, as the contract defines it."""
+        return RunRecord(
+            TimeGenerated=self.run.started_at,
+            RunId=self.run.run_id,
+            Status=self.status,
+            AuthMode=self.auth_mode,
+            Sink=self.sink,
+            AccountsTotal=self.accounts_total,
+            AccountsSucceeded=self.accounts_succeeded,
+            AccountsFailed=len(self.failures),
+            FailedAccounts=json.dumps([{"AccountId": f.account_id, "Error": f.error} for f in self.failures]),
+            KeysCollected=self.keys_collected,
+            DurationSeconds=round(self.duration_seconds, 3),
+            CollectorVersion=self.version,
+            RecordsDeferred=self.deferred,
+            RecordsReplayed=self.replayed,
+            RecordsDropped=self.dropped,
+            RootKeysUnknownAccounts=json.dumps(list(self.root_keys_unknown)),
+        )

@@ -1,0 +1,188 @@
+"""An in-memory AWS organization behind the collector's ports (``AwsAccounts``, ``IamReader``) and a fake clock, for
+unit tests of the collector's own logic (time budget, partial failure, ordering, spooling) in milliseconds.
+
+It answers as IAM's API shapes its items, and fails as the port says an adapter fails (``NoSuchEntityError``,
+``IamCallError``, ``MalformedResponseError``). The end-to-end tests and the demo keep real boto3 on moto.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.domain import Account, CredentialReport
+from shared.errors import AwsSignInError, CredentialReportUnavailableError, NoSuchEntityError
+
+START = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+
+
+class FakeClock:
+    """The ``Clock`` port, moved only by ``advance``: wall and monotonic time move together."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self._lock = threading.Lock()
+        self._start = start
+        self._elapsed = 0.0
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._start + timedelta(seconds=self._elapsed)
+
+    def monotonic(self) -> float:
+        with self._lock:
+            return 1000.0 + self._elapsed
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._elapsed += seconds
+
+
+@dataclass
+class FakeKey:
+    key_id: str
+    status: str = "Active"
+    age_days: int = 10
+    used_days_ago: int | None = 1  # None: never used
+
+
+@dataclass
+class FakeUser:
+    name: str
+    keys: list[FakeKey] = field(default_factory=list)
+
+
+@dataclass
+class FakeAccount:
+    """One account's IAM. The knobs make it misbehave the ways the collector has to handle."""
+
+    id: str
+    name: str = ""
+    users: list[FakeUser] = field(default_factory=list)
+    takes_seconds: float = 0.0  # fake time its ListUsers takes (the clock advances by it)
+    fail_with: Exception | None = None  # raised by ListUsers after this many users are listed: ``fail_after``
+    fail_after: int = 0
+    deleted_after_listing: set[str] = field(default_factory=set)  # users and key ids gone by the time they are read
+    root_key_age_days: int | None = None  # a root access key in the credential report
+    report_unavailable: bool = False  # AWS did not produce the report within the reader's polls
+    report_pending: bool = False  # AWS is still generating it: the reader waits until the collector says stop
+    wait_for: threading.Event | None = None  # ListUsers waits for this first (to make accounts finish out of order)
+    finished: threading.Event = field(default_factory=threading.Event)  # set once its last user is listed
+
+
+def key_id(n: int) -> str:
+    """A well-formed access key id (AKIA + 16 characters)."""
+    return f"AKIA{n:016d}"
+
+
+def account_with_keys(account_id: str, users: int, keys_per_user: int = 1, **knobs: Any) -> FakeAccount:
+    """An account of ``users`` users with ``keys_per_user`` keys each (distinct ids across accounts)."""
+    base = int(account_id) % 10_000 * 100_000
+    return FakeAccount(account_id, users=[
+        FakeUser(f"user{u}", [FakeKey(key_id(base + u * 10 + k)) for k in range(keys_per_user)]) for u in range(users)
+    ], **knobs)
+
+
+class FakeIamReader:
+    """The ``IamReader`` port over one ``FakeAccount``."""
+
+    def __init__(self, fake: IamFake, account: FakeAccount) -> None:
+        self._fake = fake
+        self._account = account
+        self.concurrency = fake.iam_concurrency
+        self.report_stopped = False  # the collector told the report's wait to stop
+
+    def users(self) -> Iterator[Mapping[str, Any]]:
+        acct = self._account
+        self._fake.record(acct.id, "ListUsers", "")
+        if acct.wait_for is not None and not acct.wait_for.wait(timeout=5):
+            raise AssertionError(f"account {acct.id} waited in vain")
+        self._fake.clock.advance(acct.takes_seconds)
+        for n, user in enumerate(acct.users):
+            if acct.fail_with is not None and n == acct.fail_after:
+                raise acct.fail_with
+            yield {"UserName": user.name, "Arn": f"arn:aws:iam::{acct.id}:user/{user.name}",
+                   "CreateDate": START - timedelta(days=1000)}
+        if acct.fail_with is not None and acct.fail_after >= len(acct.users):
+            raise acct.fail_with
+        acct.finished.set()
+
+    def access_keys(self, user_name: str) -> Sequence[Mapping[str, Any]]:
+        self._fake.record(self._account.id, "ListAccessKeys", user_name)
+        if user_name in self._account.deleted_after_listing:
+            raise NoSuchEntityError(f"IAM in account {self._account.id}: ListAccessKeys: NoSuchEntity: gone")
+        user = next(u for u in self._account.users if u.name == user_name)
+        return [{"UserName": user_name, "AccessKeyId": k.key_id, "Status": k.status,
+                 "CreateDate": self._fake.clock.now() - timedelta(days=k.age_days)} for k in user.keys]
+
+    def key_last_used(self, key_id: str) -> Mapping[str, Any]:
+        self._fake.record(self._account.id, "GetAccessKeyLastUsed", key_id)
+        if key_id in self._account.deleted_after_listing:
+            raise NoSuchEntityError(f"IAM in account {self._account.id}: GetAccessKeyLastUsed: NoSuchEntity: gone")
+        key = next(k for u in self._account.users for k in u.keys if k.key_id == key_id)
+        if key.used_days_ago is None:
+            return {"ServiceName": "N/A", "Region": "N/A"}
+        return {"LastUsedDate": self._fake.clock.now() - timedelta(days=key.used_days_ago),
+                "ServiceName": "s3", "Region": "eu-west-1"}
+
+    def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
+        self._fake.record(self._account.id, "GetCredentialReport", "")
+        if self._account.report_pending and stop.wait(timeout=5):
+            self.report_stopped = True
+            raise CredentialReportUnavailableError("the account failed; its credential report is no longer read")
+        if self._account.report_unavailable or self._account.report_pending:
+            raise CredentialReportUnavailableError("IAM credential report still being generated")
+        rows: list[dict[str, str]] = []
+        age = self._account.root_key_age_days
+        if age is not None:
+            rotated = (now - timedelta(days=age)).isoformat()
+            rows.append({"user": "<root_account>", "arn": f"arn:aws:iam::{self._account.id}:root",
+                         "access_key_1_active": "true", "access_key_1_last_rotated": rotated,
+                         "access_key_1_last_used_date": "N/A", "access_key_1_last_used_region": "N/A",
+                         "access_key_1_last_used_service": "N/A", "access_key_2_active": "false",
+                         "access_key_2_last_rotated": "N/A"})
+        return CredentialReport(tuple(rows), now)
+
+
+class IamFake:
+    """The ``AwsAccounts`` port over ``FakeAccount``s, in the organization's order. ``calls`` records every IAM call
+    as (account id, action, argument)."""
+
+    def __init__(
+        self, accounts: list[FakeAccount], clock: FakeClock | None = None, *, iam_concurrency: int = 4
+    ) -> None:
+        self.organization = accounts
+        self.clock = clock or FakeClock()
+        self.iam_concurrency = iam_concurrency
+        self.sign_in_error: Exception | None = None
+        self.readers: dict[str, FakeIamReader] = {}
+        self.calls: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+
+    def record(self, account_id: str, action: str, argument: str) -> None:
+        with self._lock:
+            self.calls.append((account_id, action, argument))
+
+    def actions(self, account_id: str) -> list[str]:
+        return [action for acct, action, _ in self.calls if acct == account_id]
+
+    def sign_in(self, run_id: str) -> None:
+        if self.sign_in_error is not None:
+            raise self.sign_in_error
+
+    def planned_account_ids(self) -> list[str]:
+        return [a.id for a in self.organization]
+
+    def accounts(self) -> list[Account]:
+        return [Account(a.id, a.name) for a in self.organization]
+
+    def iam_reader(self, account: Account) -> FakeIamReader:
+        fake = next(a for a in self.organization if a.id == account.id)
+        reader = self.readers[account.id] = FakeIamReader(self, fake)
+        return reader
+
+
+def sign_in_fails(fake: IamFake) -> None:
+    fake.sign_in_error = AwsSignInError("STS AssumeRole into arn:aws:iam::123456789012:role/Home failed: AccessDenied")
