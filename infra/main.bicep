@@ -182,6 +182,7 @@ var keyColumns = [
   { name: 'LastUsedAt', type: 'datetime' }
   { name: 'LastUsedRegion', type: 'string' }
   { name: 'LastUsedService', type: 'string' }
+  { name: 'LastUsedAsOf', type: 'datetime' }
   { name: 'AgeDays', type: 'int' }
   { name: 'DaysSinceLastUse', type: 'int' }
   { name: 'NeverUsed', type: 'boolean' }

@@ -203,8 +203,9 @@ class Collector:
     def _collect_account(self, account: Account, run: RunContext, deadline: float | None) -> AccountResult:
         """Inventory one account into a spool, then deliver it.
 
-        The credential report (root keys) is read alongside the inventory, on one more connection of the account's
-        IAM client: when AWS has to generate it, its polling waits seconds that would otherwise add to the account."""
+        The credential report is read alongside the inventory from the account's start, on one more connection of
+        the account's IAM client: the inventory takes keys' last use from it (``shared.inventory``), and the root
+        keys come from it; when AWS has to generate it, its polling overlaps the users' listing."""
         if deadline is not None and self._clock.monotonic() > deadline:
             budget = self._options.time_budget
             return AccountResult(0, (
@@ -223,7 +224,7 @@ class Collector:
             stop = threading.Event()
             report = side.submit(iam.credential_report, run.started_at, stop)
             try:
-                count = inventory_account(iam, account, run, spool)
+                count = inventory_account(iam, account, run, spool, report, self._clock.now)
             except Exception as exc:
                 stop.set()  # the account failed: stop waiting for its report
                 return AccountResult(0, describe_account_error(exc, account))

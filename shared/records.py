@@ -32,6 +32,8 @@ class KeyRecord:
     LastUsedAt: datetime | None
     LastUsedRegion: str | None
     LastUsedService: str | None
+    # When the LastUsed* fields were true: the credential report's GeneratedTime, or GetAccessKeyLastUsed's answer
+    LastUsedAsOf: datetime
     AgeDays: int
     DaysSinceLastUse: int | None
     NeverUsed: bool

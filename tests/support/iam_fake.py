@@ -68,6 +68,9 @@ class FakeAccount:
     root_key_age_days: int | None = None  # a root access key in the credential report
     report_unavailable: bool = False  # AWS did not produce the report within the reader's polls
     report_pending: bool = False  # AWS is still generating it: the reader waits until the collector says stop
+    report_lists_users: bool = False  # the report has a row per user, consistent with the other answers, as IAM's
+    report_after_listing: bool = False  # the report answers only once every user is listed (a slow report)
+    report_slot_values: str | None = None  # every user slot's last-use cells say this (e.g. moto's not_supported)
     wait_for: threading.Event | None = None  # ListUsers waits for this first (to make accounts finish out of order)
     finished: threading.Event = field(default_factory=threading.Event)  # set once its last user is listed
 
@@ -134,7 +137,11 @@ class FakeIamReader:
             raise CredentialReportUnavailableError("the account failed; its credential report is no longer read")
         if self._account.report_unavailable or self._account.report_pending:
             raise CredentialReportUnavailableError("IAM credential report still being generated")
+        if self._account.report_after_listing and not self._account.finished.wait(timeout=5):
+            raise AssertionError(f"account {self._account.id}: its users were never all listed")
         rows: list[dict[str, str]] = []
+        if self._account.report_lists_users:
+            rows.extend(self._user_row(user, now) for user in self._account.users)
         age = self._account.root_key_age_days
         if age is not None:
             rotated = (now - timedelta(days=age)).isoformat()
@@ -144,6 +151,26 @@ class FakeIamReader:
                          "access_key_1_last_used_service": "N/A", "access_key_2_active": "false",
                          "access_key_2_last_rotated": "N/A"})
         return CredentialReport(tuple(rows), now)
+
+    def _user_row(self, user: FakeUser, now: datetime) -> dict[str, str]:
+        """The user's report row, as ListAccessKeys and GetAccessKeyLastUsed answer (slot N: the N-th key)."""
+        row = {"user": user.name, "arn": f"arn:aws:iam::{self._account.id}:user/{user.name}"}
+        for slot in (1, 2):
+            key = user.keys[slot - 1] if len(user.keys) >= slot else None
+            prefix = f"access_key_{slot}_"
+            if key is None:
+                row.update({prefix + "active": "false", prefix + "last_rotated": "N/A"})
+                row.update({prefix + f"last_used_{cell}": "N/A" for cell in ("date", "region", "service")})
+                continue
+            used = "N/A" if key.used_days_ago is None else (now - timedelta(days=key.used_days_ago)).isoformat()
+            region, service = ("N/A", "N/A") if key.used_days_ago is None else ("eu-west-1", "s3")
+            if self._account.report_slot_values is not None:
+                region = service = self._account.report_slot_values
+            row.update({prefix + "active": "true" if key.status == "Active" else "false",
+                        prefix + "last_rotated": (now - timedelta(days=key.age_days)).isoformat(),
+                        prefix + "last_used_date": used, prefix + "last_used_region": region,
+                        prefix + "last_used_service": service})
+        return row
 
 
 class IamFake:
