@@ -130,6 +130,7 @@ def compose(
                 settings.aws_region,
                 max_attempts=options.aws_max_attempts,
                 read_timeout=options.aws_read_timeout,
+                sts_connections=settings.account_concurrency,  # member roles are assumed by parallel accounts
             ),
             secrets=secrets,
             tokens=tokens,

@@ -186,6 +186,7 @@ class Settings:
     # Speed (not in the contract's first version: added by the organization-scale issue, documented in the README)
     account_concurrency: int
     iam_concurrency: int
+    iam_max_calls_per_second: int = 0  # per account, retries included; 0: no cap (issue 14)
     # Outbox (the reliability issue): where undelivered rows wait for the next run, and its bounds
     outbox_blob_service_uri: str | None = None  # the Function's own storage (AzureWebJobsStorage__blobServiceUri)
     outbox_container: str = "collector-outbox"
@@ -231,6 +232,7 @@ DEFAULTS: dict[str, str] = {
     "KEY_UNUSED_DAYS": "45",
     "COLLECTOR_ACCOUNT_CONCURRENCY": "16",
     "COLLECTOR_IAM_CONCURRENCY": "16",
+    "COLLECTOR_IAM_MAX_CALLS_PER_SECOND": "0",
     "OUTBOX_CONTAINER": "collector-outbox",
     "OUTBOX_MAX_RECORDS": "500000",
     "OUTBOX_MAX_AGE_HOURS": "48",
@@ -402,6 +404,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     unused_days = r.integer("KEY_UNUSED_DAYS", 1, 3650)
     account_concurrency = r.integer("COLLECTOR_ACCOUNT_CONCURRENCY", 1, 64)
     iam_concurrency = r.integer("COLLECTOR_IAM_CONCURRENCY", 1, 32)
+    iam_max_calls_per_second = r.integer("COLLECTOR_IAM_MAX_CALLS_PER_SECOND", 0, 1000)
     schedule = r.raw("COLLECTOR_SCHEDULE")
     r.read(BLOB_SERVICE_URI_SETTING, _is_https_url, "an https blob service URL like https://<account>.blob.core.windows.net")
     r.read("OUTBOX_CONTAINER", _m(_CONTAINER), "a blob container name (3-63 lower-case letters, digits and dashes)")
@@ -439,6 +442,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         key_unused_days=unused_days,
         account_concurrency=account_concurrency,
         iam_concurrency=iam_concurrency,
+        iam_max_calls_per_second=iam_max_calls_per_second,
         outbox_blob_service_uri=v.get(BLOB_SERVICE_URI_SETTING),
         outbox_container=v["OUTBOX_CONTAINER"],
         outbox_max_records=outbox_max_records,

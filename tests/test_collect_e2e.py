@@ -230,6 +230,28 @@ def test_no_extra_calls_compared_with_a_serial_walk(aws: AwsProxy, org: SeededOr
     assert [c.action for c in calls].count("ListUsers") == 1
 
 
+def test_the_call_rate_cap_spaces_each_accounts_iam_calls(
+    aws: AwsProxy, org: SeededOrganization, tmp_path: Path
+) -> None:
+    # Real botocore clients against moto: with a cap of 20 calls a second, an account's IAM calls (credential report
+    # included) are at least 1/20 s apart on average, even with 8 in flight; without it they are not.
+    def rates(**cap: str) -> dict[str, float]:
+        aws.calls.clear()
+        run, _ = collect(env_for(org, tmp_path / str(cap), AWS_ACCOUNTS="organization",
+                                 COLLECTOR_IAM_CONCURRENCY="8", **cap), org)
+        assert run.status == "Succeeded"
+        by_key: dict[str, list[float]] = {}
+        for call in aws.calls:
+            if "iam" in call.host or call.action in ("ListUsers", "ListAccessKeys", "GetAccessKeyLastUsed",
+                                                     "GetCredentialReport", "GenerateCredentialReport"):
+                by_key.setdefault(call.access_key_id, []).append(call.at)
+        return {key: (len(times) - 1) / (max(times) - min(times)) for key, times in by_key.items() if len(times) > 4}
+
+    capped = rates(COLLECTOR_IAM_MAX_CALLS_PER_SECOND="20")
+    assert capped and max(capped.values()) <= 20 * 1.05
+    assert max(rates().values()) > 20 * 1.05
+
+
 def throttle_every_other(actions: tuple[str, ...]) -> Callable[[Call], Fault | None]:
     """Throttle the first attempt of every other matching call (AWS's 400 Throttling)."""
     lock = threading.Lock()
