@@ -163,17 +163,6 @@ class AwsClientFactory:
             return self._sts_clients.setdefault(keys, made)
 
 
-def cap_calls(client: BaseClient, limiter: CallRateLimiter) -> None:
-    """Every HTTP request the client sends, retries included (each one counts against IAM's rate), first takes its
-    turn from ``limiter``. ``before-send`` is botocore's event for each attempt; the handler returns None, so the
-    request is sent as usual (a handler's answer would replace the request)."""
-
-    def take_turn(**_: Any) -> None:
-        limiter.acquire()
-
-    client.meta.events.register(f"before-send.{client.meta.service_model.service_id.hyphenize()}", take_turn)
-
-
 def _refreshing(fetch: Callable[[], dict[str, Any]], method: str, what: str) -> RefreshableCredentials:
     """Fetch now (so a sign-in error surfaces here, named) and let botocore refresh before expiry."""
 
@@ -372,14 +361,53 @@ def describe_iam_error(exc: BaseException, account_id: str) -> str:
     return text
 
 
+class _ServingCredentials(Credentials):  # type: ignore[misc]
+    """An IAM client's credentials: those of the account the client serves now. botocore's signer asks for the
+    frozen credentials on every request, so a client can serve one account after another without being remade."""
+
+    def __init__(self) -> None:
+        super().__init__("unset", "unset")
+        self.serving: Credentials | None = None
+
+    def get_frozen_credentials(self) -> Any:
+        serving = self.serving
+        if serving is None:  # a reader used after close(): a bug, never a request signed with nothing
+            raise AwsSignInError("an IAM client was used after its account was done (collector error)")
+        return serving.get_frozen_credentials()
+
+
+class _IamClientSlot:
+    """One reusable IAM client, its serving credentials and the call-rate cap of the account it serves now."""
+
+    def __init__(self, client: BaseClient, credentials: _ServingCredentials) -> None:
+        self.client = client
+        self.credentials = credentials
+        self.limiter: CallRateLimiter | None = None
+
+    def take_turn(self, **_: Any) -> None:
+        """botocore's ``before-send`` handler (every attempt, retries included); returns None so the request goes."""
+        limiter = self.limiter
+        if limiter is not None:
+            limiter.acquire()
+
+
 class BotocoreIamReader:
     """The ``IamReader`` port over one account's botocore IAM client: the SDK's paginators and adaptive retry, and
     botocore's exceptions turned into ``NoSuchEntityError`` / ``IamCallError`` with a complete message."""
 
-    def __init__(self, iam: BaseClient, account_id: str, concurrency: int) -> None:
+    def __init__(
+        self, iam: BaseClient, account_id: str, concurrency: int, on_close: Callable[[], None] | None = None
+    ) -> None:
         self._iam = iam
         self._account_id = account_id
         self.concurrency = concurrency
+        self._on_close = on_close
+
+    def close(self) -> None:
+        """The account is done: its client goes back to the source for the next account."""
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -440,6 +468,10 @@ class AwsSource:
         self._tokens = tokens
         self._home: Credentials | None = None
         self._run_id = ""
+        # IAM clients of accounts that are done, reused for the next accounts (creating a client is about a third of
+        # a small account's CPU); at most COLLECTOR_ACCOUNT_CONCURRENCY exist at once.
+        self._idle_iam: list[_IamClientSlot] = []
+        self._idle_lock = threading.Lock()
 
     def sign_in(self, run_id: str) -> None:
         s = self._settings
@@ -484,11 +516,29 @@ class AwsSource:
         else:
             arn = member_role_arn(s.aws_partition, account.id, s.aws_member_role_name)
             credentials = assume_member_role(self._factory, home, arn, self._run_id)
+        slot = self._iam_slot()
+        slot.credentials.serving = credentials
+        slot.limiter = CallRateLimiter(s.iam_max_calls_per_second) if s.iam_max_calls_per_second > 0 else None
+
+        def release() -> None:
+            slot.credentials.serving = None
+            slot.limiter = None
+            with self._idle_lock:
+                self._idle_iam.append(slot)
+
+        return BotocoreIamReader(slot.client, account.id, s.iam_concurrency, release)
+
+    def _iam_slot(self) -> _IamClientSlot:
+        with self._idle_lock:
+            if self._idle_iam:
+                return self._idle_iam.pop()
+        serving = _ServingCredentials()
         # one connection per parallel IAM call of the account, plus one for its credential report read alongside
-        iam = self._factory.client("iam", credentials, Config(max_pool_connections=s.iam_concurrency + 1))
-        if s.iam_max_calls_per_second > 0:
-            cap_calls(iam, CallRateLimiter(s.iam_max_calls_per_second))
-        return BotocoreIamReader(iam, account.id, s.iam_concurrency)
+        config = Config(max_pool_connections=self._settings.iam_concurrency + 1)
+        slot = _IamClientSlot(self._factory.client("iam", serving, config), serving)
+        # each request, retries included, first takes its turn under the account's cap (COLLECTOR_IAM_MAX_CALLS_...)
+        slot.client.meta.events.register("before-send.iam", slot.take_turn)
+        return slot
 
     def _home_credentials(self) -> Credentials:
         if self._home is None:

@@ -27,7 +27,7 @@ from shared.domain import Account, AccountFailure, RunContext, RunResult
 from shared.errors import DeliveryDeferredError, SinkError, describe_error
 from shared.inventory import describe_account_error, inventory_account, write_rows
 from shared.outbox import ReliableSink
-from shared.ports import AwsAccounts, Clock, Progress
+from shared.ports import AwsAccounts, Clock, IamReader, Progress
 from shared.records import KEYS_TABLE, RUNS_TABLE
 from shared.redaction import redact
 from shared.transform import root_key_records
@@ -213,14 +213,26 @@ class Collector:
                 "functionTimeout) before reaching this account; the next run, which takes the accounts in a new order, "
                 "tries again. For an organization this large, raise functionTimeout in host.json"
             ))
-        with (
-            tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side,
-        ):
+        with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool:
             try:
                 iam = self._source.iam_reader(account)
             except Exception as exc:
                 return AccountResult(0, describe_error(exc))
+            try:
+                read = self._read_account(iam, account, run, spool)
+            finally:
+                iam.close()  # its report's read has ended too: the reader may serve the next account
+            if read.error is not None:
+                return read
+            try:
+                self._deliver(spool)
+            except SinkError as exc:
+                return AccountResult(0, f"records not delivered: {redact(str(exc))}")
+            return read
+
+    def _read_account(self, iam: IamReader, account: Account, run: RunContext, spool: IO[str]) -> AccountResult:
+        """The account's keys and root keys into the spool, its credential report read alongside."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side:
             stop = threading.Event()
             report = side.submit(iam.credential_report, run.started_at, stop)
             try:
@@ -237,10 +249,6 @@ class Collector:
             else:
                 write_rows(root_records, spool)
                 count += len(root_records)
-            try:
-                self._deliver(spool)
-            except SinkError as exc:
-                return AccountResult(0, f"records not delivered: {redact(str(exc))}")
             return AccountResult(count, None, root_known)
 
     def _deliver(self, spool: IO[str]) -> None:

@@ -77,6 +77,14 @@ def test_a_clean_run_collects_every_key_and_says_so() -> None:
     assert (root["AccountId"], root["AgeDays"], root["RotationDue"]) == (B, 400, True)
 
 
+def test_every_reader_is_closed_once_its_account_is_done_failed_or_not() -> None:
+    failing = account_with_keys(B, 3, fail_with=IamCallError("IAM in account 222222222222: ListUsers: boom"))
+    fake = IamFake([account_with_keys(A, 2), failing, account_with_keys(C, 1, report_unavailable=True)])
+    result, _, _ = run(fake)
+    assert [f.account_id for f in result.failures] == [B]
+    assert set(fake.readers) == {A, B, C} and all(reader.closed for reader in fake.readers.values())
+
+
 def _last_use_calls(fake: IamFake, account_id: str) -> int:
     return fake.actions(account_id).count("GetAccessKeyLastUsed")
 

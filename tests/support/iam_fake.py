@@ -96,6 +96,7 @@ class FakeIamReader:
         self._account = account
         self.concurrency = fake.iam_concurrency
         self.report_stopped = False  # the collector told the report's wait to stop
+        self.closed = False  # the collector said the account is done with the reader
 
     def users(self) -> Iterator[Mapping[str, Any]]:
         acct = self._account
@@ -129,6 +130,9 @@ class FakeIamReader:
             return {"ServiceName": "N/A", "Region": "N/A"}
         return {"LastUsedDate": self._fake.clock.now() - timedelta(days=key.used_days_ago),
                 "ServiceName": "s3", "Region": "eu-west-1"}
+
+    def close(self) -> None:
+        self.closed = True
 
     def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
         self._fake.record(self._account.id, "GetCredentialReport", "")
