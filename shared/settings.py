@@ -230,8 +230,8 @@ DEFAULTS: dict[str, str] = {
     "FILE_SINK_DIR": "out",
     "KEY_ROTATION_DAYS": "90",
     "KEY_UNUSED_DAYS": "45",
-    "COLLECTOR_ACCOUNT_CONCURRENCY": "16",
-    "COLLECTOR_IAM_CONCURRENCY": "16",
+    "COLLECTOR_ACCOUNT_CONCURRENCY": "32",  # measured: benchmarks/README.md (many-small, W1)
+    "COLLECTOR_IAM_CONCURRENCY": "24",
     "COLLECTOR_IAM_MAX_CALLS_PER_SECOND": "0",
     "OUTBOX_CONTAINER": "collector-outbox",
     "OUTBOX_MAX_RECORDS": "500000",
