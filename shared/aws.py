@@ -476,6 +476,9 @@ class AwsSource:
     def sign_in(self, run_id: str) -> None:
         s = self._settings
         self._run_id = run_id
+        # The first IAM client loads IAM's service model and endpoint rules (tens of ms of CPU): made while sign-in
+        # waits for STS, it is ready, in the idle pool, when the first account starts.
+        threading.Thread(target=self._prepare_iam_client, name="iam-client-warmup", daemon=True).start()
         match s.aws_auth:
             case WebIdentityAuth():
                 if self._tokens is None:
@@ -527,6 +530,14 @@ class AwsSource:
                 self._idle_iam.append(slot)
 
         return BotocoreIamReader(slot.client, account.id, s.iam_concurrency, release)
+
+    def _prepare_iam_client(self) -> None:
+        try:
+            slot = self._iam_slot()
+        except Exception:  # only a head start: the first account makes its own client, and says what failed
+            return
+        with self._idle_lock:
+            self._idle_iam.append(slot)
 
     def _iam_slot(self) -> _IamClientSlot:
         with self._idle_lock:
