@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from shared.aws import AwsClientFactory, AwsSource
 from shared.collector import Collector, CollectorOptions
 from shared.errors import SecretError
+from shared.memory import limit_malloc_arenas
 from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
 from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
 from shared.settings import (
@@ -84,6 +85,7 @@ def compose(
     What each mode needs is declared by its settings type (shared/settings.py); here each type is matched once.
     """
     options = options or ClientOptions()
+    limit_malloc_arenas()  # a run's IAM threads would otherwise spread freed memory over many arenas (shared/memory.py)
     with ExitStack() as stack:
         credential = RunCredential(settings.azure_client_id, options, stack)
 
