@@ -34,6 +34,7 @@ from shared.transform import root_key_records
 
 log = logging.getLogger(__name__)
 
+IAM_CALLS_IN_FLIGHT = 32
 SEND_BATCH_ROWS = 5000  # rows per sink call; the Azure sinks chunk further to their own size limits
 
 
@@ -117,6 +118,10 @@ class Collector:
         self._clock = clock or SystemClock()
         self._shuffle = shuffle  # an order of work, not a secret: any generator will do
         self._sink_lock = threading.Lock()  # sinks are called from one thread at a time
+        # Per-user and per-key IAM calls in flight in the whole process, whatever the number of accounts: enough to
+        # hide 100 ms of latency at the CPU one process has (W2 and many-small peaked at 45), few enough that
+        # with no latency to hide a few hundred runnable threads do not fight over the GIL (benchmarks/README.md).
+        self._in_flight = threading.BoundedSemaphore(IAM_CALLS_IN_FLIGHT)
 
     def run(self) -> RunResult:
         """One run: every account in scope, then the run record. Returns what the run record says, typed."""
@@ -236,7 +241,7 @@ class Collector:
             stop = threading.Event()
             report = side.submit(iam.credential_report, run.started_at, stop)
             try:
-                count = inventory_account(iam, account, run, spool, report, self._clock.now)
+                count = inventory_account(iam, account, run, spool, report, self._clock.now, self._in_flight)
             except Exception as exc:
                 stop.set()  # the account failed: stop waiting for its report
                 return AccountResult(0, describe_account_error(exc, account))

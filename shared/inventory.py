@@ -97,13 +97,16 @@ def inventory_account(
     out: IO[str],
     report: Future[CredentialReport] | None = None,
     now: Callable[[], datetime] | None = None,
+    in_flight: threading.Semaphore | None = None,
 ) -> int:
     """Every access key of every IAM user of one account, as JSON Lines rows written to ``out``; returns how many.
 
     ``report`` is the account's credential report being read (None: last use from the API for every key); ``now``
     stamps an API answer's ``LastUsedAsOf``. A user or key deleted while the account is walked has no record; any
-    other error fails the account (raised)."""
+    other error fails the account (raised). ``in_flight``, shared by every account of the run, bounds the per-user and
+    per-key calls in flight in the whole process."""
     clock = now or (lambda: run.started_at)
+    gate = in_flight or _NO_GATE
     slots = ReportSlots(report)
     calls = LastUseCalls()
     count = 0
@@ -128,12 +131,12 @@ def inventory_account(
                 count += len(records)
             if waiting and slots.ready():  # the report is here: finish the users that waited for it
                 for held in waiting:
-                    pending.add(pool.submit(_finish_user, iam, held.user, held.keys, slots, clock, calls))
+                    pending.add(pool.submit(_finish_user, iam, held.user, held.keys, slots, clock, calls, gate))
                 waiting.clear()
 
         try:
             for user in iam.users():
-                pending.add(pool.submit(_read_user, iam, user, slots, clock, calls))
+                pending.add(pool.submit(_read_user, iam, user, slots, clock, calls, gate))
                 if len(pending) >= window:
                     done, rest = wait(pending, return_when=FIRST_COMPLETED)
                     pending.clear()
@@ -156,21 +159,38 @@ def inventory_account(
     return count
 
 
+class _NoGate:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_NO_GATE: Any = _NoGate()
+
+
 def _read_user(
-    iam: IamReader, user: Mapping[str, Any], slots: ReportSlots, now: Callable[[], datetime], calls: LastUseCalls
+    iam: IamReader,
+    user: Mapping[str, Any],
+    slots: ReportSlots,
+    now: Callable[[], datetime],
+    calls: LastUseCalls,
+    gate: Any,
 ) -> _UserKeys | None:
     name = user.get("UserName") if isinstance(user, Mapping) else None
     if not isinstance(name, str) or not name:
         raise MalformedResponseError("IAM ListUsers: field UserName is missing")
     try:
-        keys = list(iam.access_keys(name))
+        with gate:
+            keys = list(iam.access_keys(name))
     except NoSuchEntityError:
         return None  # the user was deleted while we listed: it has no keys any more
     for key in keys:
         parse_key_metadata(name, key)  # a malformed key fails the account before any further call
     if keys and not slots.ready():
         return _UserKeys(user, keys, None)  # finished once the credential report is here
-    return _finish_user(iam, user, keys, slots, now, calls)
+    return _finish_user(iam, user, keys, slots, now, calls, gate)
 
 
 def _finish_user(
@@ -180,6 +200,7 @@ def _finish_user(
     slots: ReportSlots,
     now: Callable[[], datetime],
     calls: LastUseCalls,
+    gate: Any,
 ) -> _UserKeys:
     name = str(user["UserName"])
     report = slots.get() if keys else None
@@ -193,7 +214,8 @@ def _finish_user(
             calls.add(from_report=True)
         else:
             try:
-                answer = iam.key_last_used(key_id)
+                with gate:
+                    answer = iam.key_last_used(key_id)
             except NoSuchEntityError:
                 continue  # the key was deleted while we listed
             last_used[key_id] = last_use_from_api(answer, now(), name, key_id)
