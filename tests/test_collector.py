@@ -85,6 +85,29 @@ def test_every_reader_is_closed_once_its_account_is_done_failed_or_not() -> None
     assert set(fake.readers) == {A, B, C} and all(reader.closed for reader in fake.readers.values())
 
 
+def test_calls_in_flight_are_bounded_across_all_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector_module, "IAM_CALLS_IN_FLIGHT", 3)
+    lock = threading.Lock()
+    inside = [0]
+    most = [0]
+    crowd = threading.Event()
+
+    def listing() -> None:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            if inside[0] >= 3:
+                crowd.set()
+        crowd.wait(timeout=0.5)  # give the others every chance to crowd in: only 3 ever may
+        with lock:
+            inside[0] -= 1
+
+    accounts = [account_with_keys(a, 6, while_listing_keys=listing) for a in (A, B, C, D)]
+    result, _, _ = run(IamFake(accounts, iam_concurrency=4), account_concurrency=4)
+    assert result.status == "Succeeded" and result.keys_collected == 24
+    assert most[0] == 3  # 4 accounts x 4 IAM threads could have made 16
+
+
 def _last_use_calls(fake: IamFake, account_id: str) -> int:
     return fake.actions(account_id).count("GetAccessKeyLastUsed")
 

@@ -71,6 +71,7 @@ class FakeAccount:
     report_lists_users: bool = False  # the report has a row per user, consistent with the other answers, as IAM's
     report_after_listing: bool = False  # the report answers only once every user is listed (a slow report)
     report_slot_values: str | None = None  # every user slot's last-use cells say this (e.g. moto's not_supported)
+    while_listing_keys: Any = None  # called inside each ListAccessKeys (to observe the calls in flight)
     wait_for: threading.Event | None = None  # ListUsers waits for this first (to make accounts finish out of order)
     finished: threading.Event = field(default_factory=threading.Event)  # set once its last user is listed
 
@@ -117,6 +118,8 @@ class FakeIamReader:
         self._fake.record(self._account.id, "ListAccessKeys", user_name)
         if user_name in self._account.deleted_after_listing:
             raise NoSuchEntityError(f"IAM in account {self._account.id}: ListAccessKeys: NoSuchEntity: gone")
+        if self._account.while_listing_keys is not None:
+            self._account.while_listing_keys()
         user = next(u for u in self._account.users if u.name == user_name)
         return [{"UserName": user_name, "AccessKeyId": k.key_id, "Status": k.status,
                  "CreateDate": self._fake.clock.now() - timedelta(days=k.age_days)} for k in user.keys]
