@@ -10,9 +10,18 @@ Which account a call is for: STS issues session keys ``ASIA<12-digit account><4 
 are attributed to the account found in the SigV4 ``Authorization: ... Credential=<AKID>/...`` header.
 
 Served (query protocol, XML): STS AssumeRole, AssumeRoleWithWebIdentity; IAM ListUsers (Marker/MaxItems,
-default 100 per page like IAM), ListAccessKeys, GetAccessKeyLastUsed, ListUserTags, GetCredentialReport (fresh, root
-row only), GenerateCredentialReport. JSON protocol: Organizations ListAccounts. Control (no latency, not counted):
-``GET /__stats`` (calls by action), ``POST /__reset``.
+default 100 per page like IAM), ListAccessKeys, GetAccessKeyLastUsed, ListUserTags, GenerateCredentialReport and
+GetCredentialReport. JSON protocol: Organizations ListAccounts (20 per page at most, like Organizations). Control (no
+latency, not counted): ``GET /__stats`` (calls by action), ``POST /__reset``.
+
+The credential report agrees with the other answers, as IAM's does: one row per user (``user_creation_time`` = the
+user's ``CreateDate``), key slot N holding the user's N-th key (``access_key_N_active`` from its status,
+``access_key_N_last_rotated`` = its ``CreateDate`` to the second, ``_last_used_date``/``_region``/``_service`` = what
+GetAccessKeyLastUsed answers, ``N/A`` for a key never used), and the root row without keys. Its flow is IAM's
+(``--report``): ``fresh`` (the default) has a report generated 30 minutes ago in every account, so GetCredentialReport
+answers at once and GenerateCredentialReport says ``COMPLETE``; ``absent`` has none until GenerateCredentialReport
+(``STARTED``), after which GetCredentialReport says ``ReportInProgress`` for ``--report-delay`` seconds, then serves a
+report generated at that moment; before any GenerateCredentialReport it says ``ReportNotPresent``.
 
 Run alone: ``python benchmarks/aws_responder.py --workload W1 --latency 0.1`` prints ``READY <port>``.
 """
@@ -74,7 +83,12 @@ WORKLOADS = {
     "W3": Workload(
         "W3", "10 accounts x 5,000 users x 2 keys = 100,000 keys, no latency", 10, 5000, 10_000, "organization", 0.0
     ),
+    "many-small": Workload(
+        "many-small", "150 accounts x 2 users (3 keys each), 100 ms per call", 150, 2, 3, "organization", 0.1
+    ),
 }
+REPORT_MAX_AGE = timedelta(hours=4)  # IAM makes a new report at most every 4 hours: a younger one is COMPLETE
+REPORT_AGE_WHEN_FRESH = timedelta(minutes=30)
 
 
 def account_id(index: int) -> str:
@@ -119,6 +133,54 @@ class Generated:
     def days(self, *parts: object, low: int, high: int) -> int:
         return low + _digest(self.w.seed, *parts) % (high - low + 1)
 
+    # Every fact about a user or key is derived here, once, so ListUsers, ListAccessKeys, GetAccessKeyLastUsed and
+    # the credential report can never disagree.
+
+    def user_created(self, account: int, user: int) -> datetime:
+        return self.now - timedelta(days=self.days(account, user, "user", low=400, high=1500))
+
+    def key_status(self, account: int, user: int, slot: int) -> str:
+        return "Inactive" if self.days(account, user, slot, "status", low=0, high=9) == 0 else "Active"
+
+    def key_created(self, account: int, user: int, slot: int) -> datetime:
+        return self.now - timedelta(days=self.days(account, user, slot, "age", low=1, high=700))
+
+    def key_last_used(self, account: int, user: int, slot: int) -> tuple[datetime, str, str] | None:
+        """(when, region, service) of the key's last use; None: never used."""
+        ago = self.days(account, user, slot, "used", low=-1, high=200)  # -1: never used
+        if ago < 0:
+            return None
+        service = ("s3", "ec2", "sts", "dynamodb", "ecr")[self.days(account, user, slot, "svc", low=0, high=4)]
+        return self.now - timedelta(days=ago, hours=3), "eu-west-1", service
+
+    def report_csv(self, account: int) -> str:
+        """The account's credential report, as IAM writes it (dates as ``+00:00``, ``N/A`` where nothing applies)."""
+
+        def stamp(moment: datetime) -> str:
+            return moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+        acct_id = self.account_ids[account]
+        lines = [
+            REPORT_HEADER,
+            f"<root_account>,arn:aws:iam::{acct_id}:root,{stamp(self.now - timedelta(days=2000))},not_supported,N/A,"
+            "not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
+        ]
+        for user in range(self.w.users_per_account):
+            name = self.user_name(user)
+            cells = [name, f"arn:aws:iam::{acct_id}:user/{name}", stamp(self.user_created(account, user)),
+                     "false", "N/A", "N/A", "N/A", "false"]
+            for slot in range(2):
+                if slot >= self.key_count(user):
+                    cells += ["false", "N/A", "N/A", "N/A", "N/A"]
+                    continue
+                used = self.key_last_used(account, user, slot)
+                active = "true" if self.key_status(account, user, slot) == "Active" else "false"
+                cells += [active, stamp(self.key_created(account, user, slot))]
+                cells += ["N/A", "N/A", "N/A"] if used is None else [stamp(used[0]), used[1], used[2]]
+            cells += ["false", "N/A", "false", "N/A"]
+            lines.append(",".join(cells))
+        return "\n".join(lines) + "\n"
+
     def iso(self, moment: datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -140,10 +202,17 @@ def _xml_error(code: str, message: str, status: int = 400) -> tuple[int, str, by
 
 
 class Responder:
-    def __init__(self, workload: Workload, latency: float | None = None) -> None:
+    def __init__(
+        self, workload: Workload, latency: float | None = None, report: str = "fresh", report_delay: float = 1.0
+    ) -> None:
         self.workload = workload
         self.latency = workload.latency if latency is None else latency
         self.gen = Generated(workload, datetime.now(UTC))
+        self.report_mode = report
+        self.report_delay = report_delay
+        # per account: (GeneratedTime, monotonic time from which GetCredentialReport serves it)
+        self._reports: dict[int, tuple[datetime, float]] = {}
+        self._reset_reports()
         self.calls: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._issued = 0
@@ -160,6 +229,15 @@ class Responder:
         with self._lock:
             self.calls.clear()
             self.peak_in_flight = self.in_flight
+            self._reset_reports()
+
+    def _reset_reports(self) -> None:
+        """Every measured run starts from the same state: reports fresh in every account, or none anywhere."""
+        self._reports.clear()
+        if self.report_mode == "fresh":
+            generated = (datetime.now(UTC) - REPORT_AGE_WHEN_FRESH).replace(microsecond=0)
+            for account in range(self.workload.accounts):
+                self._reports[account] = (generated, 0.0)
 
     def stats(self) -> dict[str, object]:
         with self._lock:
@@ -263,7 +341,7 @@ class Responder:
         members = []
         for user in range(start, end):
             name = gen.user_name(user)
-            created = gen.iso(gen.now - timedelta(days=gen.days(account, user, "user", low=400, high=1500)))
+            created = gen.iso(gen.user_created(account, user))
             members.append(
                 f"<member><Path>/</Path><UserName>{name}</UserName><UserId>AIDA{account:03d}{user:09d}BENCH</UserId>"
                 f"<Arn>arn:aws:iam::{acct_id}:user/{name}</Arn><CreateDate>{created}</CreateDate></member>"
@@ -287,8 +365,8 @@ class Responder:
         gen = self.gen
         members = []
         for slot in range(gen.key_count(user)):
-            status = "Inactive" if gen.days(account, user, slot, "status", low=0, high=9) == 0 else "Active"
-            created = gen.iso(gen.now - timedelta(days=gen.days(account, user, slot, "age", low=1, high=700)))
+            status = gen.key_status(account, user, slot)
+            created = gen.iso(gen.key_created(account, user, slot))
             members.append(
                 f"<member><UserName>{name}</UserName><AccessKeyId>{gen.key_id(account, user, slot)}</AccessKeyId>"
                 f"<Status>{status}</Status><CreateDate>{created}</CreateDate></member>"
@@ -305,13 +383,13 @@ class Responder:
             return _xml_error("NoSuchEntity", "The Access Key with id cannot be found", 404)
         gen = self.gen
         _, user, slot = parsed
-        ago = gen.days(account, user, slot, "used", low=-1, high=200)  # -1: never used
-        if ago < 0:
+        last = gen.key_last_used(account, user, slot)
+        if last is None:
             used = "<Region>N/A</Region><ServiceName>N/A</ServiceName>"
         else:
-            when = gen.iso(gen.now - timedelta(days=ago, hours=3))
-            service = ("s3", "ec2", "sts", "dynamodb", "ecr")[gen.days(account, user, slot, "svc", low=0, high=4)]
-            used = f"<LastUsedDate>{when}</LastUsedDate><Region>eu-west-1</Region><ServiceName>{service}</ServiceName>"
+            when, region, service = last
+            used = (f"<LastUsedDate>{gen.iso(when)}</LastUsedDate><Region>{region}</Region>"
+                    f"<ServiceName>{service}</ServiceName>")
         result = f"<UserName>{gen.user_name(user)}</UserName><AccessKeyLastUsed>{used}</AccessKeyLastUsed>"
         return 200, "text/xml", _xml("GetAccessKeyLastUsed", IAM_NS, result)
 
@@ -329,30 +407,45 @@ class Responder:
     ) -> tuple[int, str, bytes]:
         if account is None:
             return _xml_error("InvalidClientTokenId", "unknown session", 403)
-        gen = self.gen
-        created = gen.iso(gen.now - timedelta(days=2000))
-        root = (
-            f"<root_account>,arn:aws:iam::{gen.account_ids[account]}:root,{created},not_supported,N/A,not_supported,"
-            "not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A"
-        )
-        content = base64.b64encode(f"{REPORT_HEADER}\n{root}\n".encode()).decode()
-        generated = gen.iso(datetime.now(UTC) - timedelta(minutes=30))  # fresh: no GenerateCredentialReport needed
+        with self._lock:
+            state = self._reports.get(account)
+        if state is None:
+            return _xml_error("ReportNotPresent", "Credential report not present", 410)
+        generated, ready_at = state
+        if time.monotonic() < ready_at:
+            return _xml_error("ReportInProgress", "Credential report is being generated", 404)
+        content = base64.b64encode(self.gen.report_csv(account).encode()).decode()
         result = (
             f"<Content>{content}</Content><ReportFormat>text/csv</ReportFormat>"
-            f"<GeneratedTime>{generated}</GeneratedTime>"
+            f"<GeneratedTime>{self.gen.iso(generated)}</GeneratedTime>"
         )
         return 200, "text/xml", _xml("GetCredentialReport", IAM_NS, result)
 
     def q_GenerateCredentialReport(  # noqa: N802
         self, params: dict[str, str], account: int | None
     ) -> tuple[int, str, bytes]:
-        return 200, "text/xml", _xml("GenerateCredentialReport", IAM_NS, "<State>COMPLETE</State>")
+        if account is None:
+            return _xml_error("InvalidClientTokenId", "unknown session", 403)
+        now = datetime.now(UTC)
+        with self._lock:
+            state = self._reports.get(account)
+            if state is not None and time.monotonic() < state[1]:
+                answer = "INPROGRESS"
+            elif state is not None and now - state[0] < REPORT_MAX_AGE:
+                answer = "COMPLETE"  # IAM does not make a new report within four hours of the last one
+            else:
+                self._reports[account] = (now.replace(microsecond=0), time.monotonic() + self.report_delay)
+                answer = "STARTED"
+        result = f"<State>{answer}</State>"
+        if answer == "STARTED":
+            result += "<Description>No report exists. Starting a new report generation task</Description>"
+        return 200, "text/xml", _xml("GenerateCredentialReport", IAM_NS, result)
 
     # --- Organizations (JSON protocol) ---
 
     def list_accounts(self, request: dict[str, object]) -> tuple[int, str, bytes]:
         start = int(str(request.get("NextToken") or 0))
-        size = int(str(request.get("MaxResults") or 20))
+        size = max(1, min(20, int(str(request.get("MaxResults") or 20))))
         ids = self.gen.account_ids
         joined = (self.gen.now - timedelta(days=900)).timestamp()
         accounts = [
@@ -423,9 +516,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workload", choices=sorted(WORKLOADS), default="W1")
     parser.add_argument("--latency", type=float, default=None, help="seconds per call (default: the workload's)")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--report", choices=["fresh", "absent"], default="fresh",
+                        help="credential reports at the start of each run: fresh in every account, or none yet")
+    parser.add_argument("--report-delay", type=float, default=1.0,
+                        help="seconds IAM takes to generate a report (with --report absent)")
     args = parser.parse_args(argv)
     sys.setswitchinterval(0.001)  # hand the GIL over quickly: many handler threads each do a little work
-    responder = Responder(WORKLOADS[args.workload], args.latency)
+    responder = Responder(WORKLOADS[args.workload], args.latency, args.report, args.report_delay)
     server = serve(responder, args.port)
     print(f"READY {server.server_address[1]}", flush=True)
     try:

@@ -142,12 +142,17 @@ param keyUnusedDays int = 45
 @minValue(1)
 @maxValue(64)
 @description('COLLECTOR_ACCOUNT_CONCURRENCY: accounts collected at the same time.')
-param accountConcurrency int = 16
+param accountConcurrency int = 32
 
 @minValue(1)
 @maxValue(32)
 @description('COLLECTOR_IAM_CONCURRENCY: IAM calls at the same time within one account.')
-param iamConcurrency int = 16
+param iamConcurrency int = 24
+
+@minValue(0)
+@maxValue(1000)
+@description('COLLECTOR_IAM_MAX_CALLS_PER_SECOND: cap of IAM calls per second per account (retries included); 0: no cap.')
+param iamMaxCallsPerSecond int = 0
 
 @description('OUTBOX_CONTAINER: blob container (in the app\'s own storage account) for records a sink could not deliver.')
 param outboxContainer string = 'collector-outbox'
@@ -286,6 +291,7 @@ var keyColumns = [
   { name: 'LastUsedAt', type: 'datetime' }
   { name: 'LastUsedRegion', type: 'string' }
   { name: 'LastUsedService', type: 'string' }
+  { name: 'LastUsedAsOf', type: 'datetime' }
   { name: 'AgeDays', type: 'int' }
   { name: 'DaysSinceLastUse', type: 'int' }
   { name: 'NeverUsed', type: 'boolean' }
@@ -528,6 +534,7 @@ var collectorSettings = {
   KEY_UNUSED_DAYS: string(keyUnusedDays)
   COLLECTOR_ACCOUNT_CONCURRENCY: string(accountConcurrency)
   COLLECTOR_IAM_CONCURRENCY: string(iamConcurrency)
+  COLLECTOR_IAM_MAX_CALLS_PER_SECOND: string(iamMaxCallsPerSecond)
   OUTBOX_CONTAINER: outboxContainer
   OUTBOX_MAX_RECORDS: string(outboxMaxRecords)
   OUTBOX_MAX_AGE_HOURS: string(outboxMaxAgeHours)

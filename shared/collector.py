@@ -30,7 +30,7 @@ from shared.errors import DeliveryDeferredError, SinkError, describe_error
 from shared.inventory import describe_account_error, inventory_account, write_rows
 from shared.outbox import ReliableSink
 from shared.owners import DEFAULT_OWNER_TAG_KEYS
-from shared.ports import AwsAccounts, Clock, Progress
+from shared.ports import AwsAccounts, Clock, IamReader, Progress
 from shared.records import KEYS_TABLE, RUNS_TABLE
 from shared.redaction import redact
 from shared.risk_exceptions import EMPTY, ExceptionSet
@@ -38,6 +38,7 @@ from shared.transform import root_key_records
 
 log = logging.getLogger(__name__)
 
+IAM_CALLS_IN_FLIGHT = 32
 SEND_BATCH_ROWS = 5000  # rows per sink call; the Azure sinks chunk further to their own size limits
 
 
@@ -127,6 +128,10 @@ class Collector:
         self._shuffle = shuffle  # an order of work, not a secret: any generator will do
         self._sink_lock = threading.Lock()  # sinks are called from one thread at a time
         self._stopping = threading.Event()  # set at the run's deadline: accounts still working send nothing more
+        # Per-user and per-key IAM calls in flight in the whole process, whatever the number of accounts: enough to
+        # hide 100 ms of latency at the CPU one process has (W2 and many-small peaked at 45), few enough that
+        # with no latency to hide a few hundred runnable threads do not fight over the GIL (benchmarks/README.md).
+        self._in_flight = threading.BoundedSemaphore(IAM_CALLS_IN_FLIGHT)
 
     def run(self) -> RunResult:
         """One run: every account in scope, then the run record. Returns what the run record says, typed."""
@@ -293,8 +298,9 @@ class Collector:
     def _collect_account(self, account: Account, run: RunContext, deadline: float | None) -> AccountResult:
         """Inventory one account into a spool, then deliver it.
 
-        The credential report (root keys) is read alongside the inventory, on one more connection of the account's
-        IAM client: when AWS has to generate it, its polling waits seconds that would otherwise add to the account."""
+        The credential report is read alongside the inventory from the account's start, on one more connection of
+        the account's IAM client: the inventory takes keys' last use from it (``shared.inventory``), and the root
+        keys come from it; when AWS has to generate it, its polling overlaps the users' listing."""
         if deadline is not None and self._clock.monotonic() > deadline:
             budget = self._options.time_budget
             return AccountResult(0, (
@@ -302,18 +308,30 @@ class Collector:
                 "functionTimeout) before reaching this account; the next run, which takes the accounts in a new order, "
                 "tries again. For an organization this large, raise functionTimeout in host.json"
             ))
-        with (
-            tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side,
-        ):
+        with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool:
             try:
                 iam = self._source.iam_reader(account)
             except Exception as exc:
                 return AccountResult(0, describe_error(exc))
+            try:
+                read = self._read_account(iam, account, run, spool)
+            finally:
+                iam.close()  # its report's read has ended too: the reader may serve the next account
+            if read.error is not None:
+                return read
+            try:
+                self._deliver(spool)
+            except SinkError as exc:
+                return AccountResult(0, f"records not delivered: {redact(str(exc))}")
+            return read
+
+    def _read_account(self, iam: IamReader, account: Account, run: RunContext, spool: IO[str]) -> AccountResult:
+        """The account's keys and root keys into the spool, its credential report read alongside."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side:
             stop = threading.Event()
             report = side.submit(iam.credential_report, run.started_at, stop)
             try:
-                count = inventory_account(iam, account, run, spool)
+                count = inventory_account(iam, account, run, spool, report, self._clock.now, self._in_flight)
             except Exception as exc:
                 stop.set()  # the account failed: stop waiting for its report
                 return AccountResult(0, describe_account_error(exc, account))
@@ -326,10 +344,6 @@ class Collector:
             else:
                 write_rows(root_records, spool)
                 count += len(root_records)
-            try:
-                self._deliver(spool)
-            except SinkError as exc:
-                return AccountResult(0, f"records not delivered: {redact(str(exc))}")
             return AccountResult(count, None, root_known)
 
     def _deliver(self, spool: IO[str]) -> None:

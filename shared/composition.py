@@ -20,6 +20,7 @@ from shared.aws import AwsClientFactory, AwsSource
 from shared.collector import Collector, CollectorOptions
 from shared.deadline import Deadline
 from shared.errors import SecretError, SinkError, describe_error
+from shared.memory import limit_malloc_arenas
 from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
 from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
 from shared.records import Table
@@ -89,6 +90,7 @@ def compose(
     What each mode needs is declared by its settings type (shared/settings.py); here each type is matched once.
     """
     options = options or ClientOptions()
+    limit_malloc_arenas()  # a run's IAM threads would otherwise spread freed memory over many arenas (shared/memory.py)
     with ExitStack() as stack:
         credential = RunCredential(settings.azure_client_id, options, stack)
 
@@ -137,6 +139,7 @@ def compose(
                 max_attempts=options.aws_max_attempts,
                 read_timeout=options.aws_read_timeout,
                 deadline=deadline,
+                sts_connections=settings.account_concurrency,  # member roles are assumed by parallel accounts
             ),
             secrets=secrets,
             tokens=tokens,

@@ -67,6 +67,10 @@ class IamReader(Protocol):
     def key_last_used(self, key_id: str) -> Mapping[str, Any]: ...  # GetAccessKeyLastUsed AccessKeyLastUsed
 
     def user_tags(self, user_name: str) -> Sequence[Mapping[str, Any]]: ...  # ListUserTags Tags (every page)
+    def close(self) -> None:
+        """The account is done with the reader (and the report's read has ended): its resources may serve another
+        account."""
+        ...
 
     def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
         """The account's credential report, no older than AWS allows at ``now`` (generated when missing or stale).

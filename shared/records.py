@@ -32,6 +32,8 @@ class KeyRecord:
     LastUsedAt: datetime | None
     LastUsedRegion: str | None
     LastUsedService: str | None
+    # When the LastUsed* fields were true: the credential report's GeneratedTime, or GetAccessKeyLastUsed's answer
+    LastUsedAsOf: datetime
     AgeDays: int
     DaysSinceLastUse: int | None
     NeverUsed: bool
@@ -107,12 +109,20 @@ def columns(record_type: type) -> list[tuple[str, str]]:
 
 def iso_utc(value: datetime) -> str:
     """ISO 8601 in UTC with a Z, to the second, as Log Analytics parses it."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat is C and several times faster than strftime; its first 19 characters are "YYYY-MM-DDTHH:MM:SS"
+    return value.astimezone(UTC).isoformat()[:19] + "Z"
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 def _to_row(record: Any) -> dict[str, Any]:
+    """The record as a JSON-ready dict, in field order (one per key: its cost counts, 100,000 times in a large run)."""
+    names = _FIELD_NAMES.get(type(record))
+    if names is None:
+        names = _FIELD_NAMES[type(record)] = tuple(field.name for field in dataclasses.fields(record))
     row: dict[str, Any] = {}
-    for field in dataclasses.fields(record):
-        value = getattr(record, field.name)
-        row[field.name] = iso_utc(value) if isinstance(value, datetime) else value
+    for name in names:
+        value = getattr(record, name)
+        row[name] = iso_utc(value) if isinstance(value, datetime) else value
     return row

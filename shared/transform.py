@@ -15,6 +15,7 @@ from typing import Any
 from shared.domain import Account, CredentialReport, RunContext
 from shared.errors import MalformedResponseError
 from shared.findings import KeyFacts, Thresholds, record_flags
+from shared.last_use import LastUse
 from shared.owners import owner_from_tags
 from shared.records import ROOT_USER_NAME, KeyRecord
 from shared.redaction import mask_access_key_id
@@ -67,10 +68,26 @@ def parse_key_metadata(user_name: str, key: Mapping[str, Any]) -> tuple[str, str
     return key_id, status, _field(key, "CreateDate", datetime, where)
 
 
+def last_use_from_api(answer: Mapping[str, Any], answered_at: datetime, user_name: str, key_id: str) -> LastUse:
+    """A key's last use from GetAccessKeyLastUsed's ``AccessKeyLastUsed`` object, true as of ``answered_at``."""
+    where = f"IAM GetAccessKeyLastUsed (user {user_name}, key {mask_access_key_id(key_id)})"
+    if not isinstance(answer, Mapping):
+        raise MalformedResponseError(f"{where}: AccessKeyLastUsed is missing")
+    used_at = answer.get("LastUsedDate")
+    if used_at is not None and (not isinstance(used_at, datetime) or used_at.tzinfo is None):
+        raise MalformedResponseError(f"{where}: field LastUsedDate is not a date")
+    return LastUse(
+        used_at=used_at,
+        region=_optional_text(answer.get("Region"), "Region", where),
+        service=_optional_text(answer.get("ServiceName"), "ServiceName", where),
+        as_of=answered_at,
+    )
+
+
 def key_records_for_user(
     user: Mapping[str, Any],
     keys: Sequence[Mapping[str, Any]],
-    last_used: Mapping[str, Mapping[str, Any]],
+    last_used: Mapping[str, LastUse],
     account: Account,
     run: RunContext,
     tags: Sequence[Mapping[str, Any]] = (),
@@ -78,8 +95,8 @@ def key_records_for_user(
     """One record per access key of one IAM user.
 
     ``user`` is a ListUsers item, ``keys`` the user's ListAccessKeys metadata, ``last_used`` maps each key id to its
-    GetAccessKeyLastUsed ``AccessKeyLastUsed`` object, ``tags`` the user's ListUserTags tags (its owner). Keys
-    missing from ``last_used`` are an error.
+    last use (from the credential report or GetAccessKeyLastUsed), ``tags`` the user's ListUserTags tags (its
+    owner). Keys missing from ``last_used`` are an error.
     """
     user_name = _field(user, "UserName", str, "IAM ListUsers")
     user_arn = _field(user, "Arn", str, f"IAM ListUsers (user {user_name})")
@@ -89,13 +106,12 @@ def key_records_for_user(
     active_count = sum(1 for _, status, _ in parsed if status == "Active")
     records = []
     for key_id, status, created in parsed:
-        where_used = f"IAM GetAccessKeyLastUsed (user {user_name}, key {mask_access_key_id(key_id)})"
         used = last_used.get(key_id)
-        if not isinstance(used, Mapping):
-            raise MalformedResponseError(f"{where_used}: AccessKeyLastUsed is missing")
-        used_at = used.get("LastUsedDate")
-        if used_at is not None and (not isinstance(used_at, datetime) or used_at.tzinfo is None):
-            raise MalformedResponseError(f"{where_used}: field LastUsedDate is not a date")
+        if not isinstance(used, LastUse):
+            raise MalformedResponseError(
+                f"IAM GetAccessKeyLastUsed (user {user_name}, key {mask_access_key_id(key_id)}): "
+                "AccessKeyLastUsed is missing"
+            )
         records.append(
             _key_record(
                 run=run,
@@ -106,9 +122,7 @@ def key_records_for_user(
                 key_fingerprint=fingerprint(key_id),
                 status=status,
                 created=created,
-                used_at=used_at,
-                region=_optional_text(used.get("Region"), "Region", where_used),
-                service=_optional_text(used.get("ServiceName"), "ServiceName", where_used),
+                used=used,
                 active_count=active_count,
                 is_root=False,
                 owner=owner,
@@ -127,15 +141,14 @@ def _key_record(
     key_fingerprint: str,
     status: str,
     created: datetime,
-    used_at: datetime | None,
-    region: str | None,
-    service: str | None,
+    used: LastUse,
     active_count: int,
     is_root: bool,
     owner: str = "",
 ) -> KeyRecord:
     """Derives the contract's computed fields, the same way for IAM users' keys and root keys; then whether the
     reviewed exceptions accept every finding the key has."""
+    used_at = used.used_at
     age = whole_days(created, run.started_at)
     since_use = None if used_at is None else whole_days(used_at, run.started_at)
     # The findings' flags (RotationDue, Unused) come from their rules in the findings catalogue.
@@ -155,8 +168,9 @@ def _key_record(
         Status=status,
         CreatedAt=created.astimezone(UTC),
         LastUsedAt=None if used_at is None else used_at.astimezone(UTC),
-        LastUsedRegion=region,
-        LastUsedService=service,
+        LastUsedRegion=used.region,
+        LastUsedService=used.service,
+        LastUsedAsOf=used.as_of.astimezone(UTC),
         AgeDays=age,
         DaysSinceLastUse=since_use,
         NeverUsed=used_at is None,  # the contract's fact, inactive keys included; the finding is in the catalogue
@@ -206,9 +220,12 @@ def root_key_records(report: CredentialReport, account: Account, run: RunContext
             ],
             status=status,
             created=created,
-            used_at=used_at,
-            region=_optional_text(root.get(f"access_key_{slot}_last_used_region"), "region", where),
-            service=_optional_text(root.get(f"access_key_{slot}_last_used_service"), "service", where),
+            used=LastUse(
+                used_at=used_at,
+                region=_optional_text(root.get(f"access_key_{slot}_last_used_region"), "region", where),
+                service=_optional_text(root.get(f"access_key_{slot}_last_used_service"), "service", where),
+                as_of=report.generated_at,
+            ),
             active_count=active_count,
             is_root=True,
         )

@@ -78,6 +78,107 @@ def test_a_clean_run_collects_every_key_and_says_so() -> None:
     assert (root["AccountId"], root["AgeDays"], root["RotationDue"]) == (B, 400, True)
 
 
+def test_every_reader_is_closed_once_its_account_is_done_failed_or_not() -> None:
+    failing = account_with_keys(B, 3, fail_with=IamCallError("IAM in account 222222222222: ListUsers: boom"))
+    fake = IamFake([account_with_keys(A, 2), failing, account_with_keys(C, 1, report_unavailable=True)])
+    result, _, _ = run(fake)
+    assert [f.account_id for f in result.failures] == [B]
+    assert set(fake.readers) == {A, B, C} and all(reader.closed for reader in fake.readers.values())
+
+
+def test_calls_in_flight_are_bounded_across_all_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(collector_module, "IAM_CALLS_IN_FLIGHT", 3)
+    lock = threading.Lock()
+    inside = [0]
+    most = [0]
+    crowd = threading.Event()
+
+    def listing() -> None:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            if inside[0] >= 3:
+                crowd.set()
+        crowd.wait(timeout=0.5)  # give the others every chance to crowd in: only 3 ever may
+        with lock:
+            inside[0] -= 1
+
+    accounts = [account_with_keys(a, 6, while_listing_keys=listing) for a in (A, B, C, D)]
+    result, _, _ = run(IamFake(accounts, iam_concurrency=4), account_concurrency=4)
+    assert result.status == "Succeeded" and result.keys_collected == 24
+    assert most[0] == 3  # 4 accounts x 4 IAM threads could have made 16
+
+
+def _last_use_calls(fake: IamFake, account_id: str) -> int:
+    return fake.actions(account_id).count("GetAccessKeyLastUsed")
+
+
+def test_the_credential_report_vouches_for_last_use_so_no_key_needs_its_own_call() -> None:
+    users = [FakeUser("alice", [FakeKey(key_id(1), age_days=30, used_days_ago=2),
+                                FakeKey(key_id(2), age_days=400, used_days_ago=None)]),
+             FakeUser("bob", [FakeKey(key_id(3), status="Inactive", age_days=900, used_days_ago=120)])]
+    with_report = IamFake([FakeAccount(A, users=users, report_lists_users=True)])
+    from_api = IamFake([FakeAccount(B, users=users)])  # same keys, no user rows in the report
+    _, report_sink, _ = run(with_report)
+    _, api_sink, _ = run(from_api)
+    assert _last_use_calls(with_report, A) == 0
+    assert with_report.actions(A).count("ListAccessKeys") == 2 and with_report.actions(A).count("ListUsers") == 1
+    assert _last_use_calls(from_api, B) == 3
+
+    def facts(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        return sorted((r["UserName"], r["AccessKeyId"], r["LastUsedAt"], r["LastUsedRegion"], r["LastUsedService"],
+                       r["DaysSinceLastUse"], r["NeverUsed"], r["RotationDue"], r["Unused"], r["LastUsedAsOf"])
+                      for r in rows)
+
+    # the same facts and findings, whichever source the last use came from (the fake's report is generated when
+    # the run starts, and its API answers at that moment too)
+    assert facts(report_sink.rows(KEYS_TABLE)) == facts(api_sink.rows(KEYS_TABLE))
+    assert {r["LastUsedAsOf"] for r in report_sink.rows(KEYS_TABLE)} == {"2026-11-28T12:00:00Z"}
+
+
+def test_keys_the_report_cannot_vouch_for_get_their_own_call() -> None:
+    users = [FakeUser("alice", [FakeKey(key_id(1), age_days=30), FakeKey(key_id(2), age_days=0)]),  # 2: just made
+             FakeUser("bob", [FakeKey(key_id(3), age_days=10)])]
+    fake = IamFake([FakeAccount(A, users=users, report_lists_users=True)])
+    result, _, _ = run(fake)
+    assert result.keys_collected == 3
+    assert [arg for acct, action, arg in fake.calls if action == "GetAccessKeyLastUsed"] == [key_id(2)]
+
+
+def two_key_users(count: int) -> list[FakeUser]:
+    """Users with two keys made ten days apart (the report tells their slots apart by creation time)."""
+    return [FakeUser(f"user{u}", [FakeKey(key_id(u * 10), age_days=10), FakeKey(key_id(u * 10 + 1), age_days=20)])
+            for u in range(count)]
+
+
+def test_two_keys_made_in_the_same_second_are_ambiguous_and_get_their_own_calls() -> None:
+    fake = IamFake([account_with_keys(A, 3, 2, report_lists_users=True)])  # each user's two keys: the same second
+    _, sink, _ = run(fake)
+    assert _last_use_calls(fake, A) == 6 and len(sink.rows(KEYS_TABLE)) == 6
+
+
+def test_moto_style_not_supported_region_and_service_keep_the_api_call() -> None:
+    fake = IamFake([FakeAccount(A, users=two_key_users(3), report_lists_users=True,
+                                report_slot_values="not_supported")])
+    _, sink, _ = run(fake)
+    assert _last_use_calls(fake, A) == 6
+    assert {r["LastUsedRegion"] for r in sink.rows(KEYS_TABLE)} == {"eu-west-1"}
+
+
+def test_users_listed_before_the_report_is_ready_are_finished_from_it() -> None:
+    fake = IamFake([FakeAccount(A, users=two_key_users(12), report_lists_users=True, report_after_listing=True)])
+    result, sink, _ = run(fake)
+    assert result.status == "Succeeded" and result.keys_collected == len(sink.rows(KEYS_TABLE)) == 24
+    assert _last_use_calls(fake, A) == 0
+
+
+def test_without_a_report_every_key_gets_its_own_call_and_root_keys_are_unknown() -> None:
+    fake = IamFake([account_with_keys(A, 4, 2, report_lists_users=True, report_unavailable=True)])
+    result, sink, _ = run(fake)
+    assert result.status == "Succeeded" and result.root_keys_unknown == (A,)
+    assert _last_use_calls(fake, A) == 8 and len(sink.rows(KEYS_TABLE)) == 8
+
+
 def test_accounts_not_started_within_the_time_budget_are_named_and_the_run_still_reports() -> None:
     """The first account outlasts the budget (fake time); it completes, the others are named and make no IAM call."""
     fake = IamFake([account_with_keys(A, 2, takes_seconds=BUDGET.total_seconds() + 1),

@@ -41,7 +41,8 @@ def key_record() -> KeyRecord:
     return KeyRecord(
         TimeGenerated=NOW, RunId="run-1", AccountId="123456789012", AccountName="Prod", UserName="alice",
         UserArn="arn:aws:iam::123456789012:user/alice", AccessKeyId="AKIA...WXYZ", AccessKeyFingerprint="f" * 16,
-        Status="Active", CreatedAt=NOW, LastUsedAt=None, LastUsedRegion=None, LastUsedService=None, AgeDays=3,
+        Status="Active", CreatedAt=NOW, LastUsedAt=None, LastUsedRegion=None, LastUsedService=None,
+        LastUsedAsOf=NOW, AgeDays=3,
         DaysSinceLastUse=None, NeverUsed=True, RotationDue=False, Unused=False, UserActiveKeyCount=1, IsRootKey=False,
     )
 

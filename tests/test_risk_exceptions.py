@@ -228,7 +228,8 @@ def record(**fields: object) -> KeyRecord:
     base = dict(  # noqa: C408 - the record's own field names, as keywords
         TimeGenerated=NOW, RunId="r", AccountId="123456789012", AccountName="", UserName="ci-deploy", UserArn=CI_ARN,
         AccessKeyId="AKIA...WXYZ", AccessKeyFingerprint="f" * 16, Status="Active", CreatedAt=NOW, LastUsedAt=NOW,
-        LastUsedRegion=None, LastUsedService=None, AgeDays=100, DaysSinceLastUse=0, NeverUsed=False,
+        LastUsedRegion=None, LastUsedService=None, LastUsedAsOf=NOW,
+        AgeDays=100, DaysSinceLastUse=0, NeverUsed=False,
         RotationDue=True, Unused=False, UserActiveKeyCount=1, IsRootKey=False)
     base.update(fields)
     return KeyRecord(**base)  # type: ignore[arg-type]

@@ -127,6 +127,8 @@ def test_partition_follows_the_role_arn() -> None:
         ("KEY_UNUSED_DAYS", "99999", "from 1 to 3650"),
         ("COLLECTOR_ACCOUNT_CONCURRENCY", "0", "from 1 to 64"),
         ("COLLECTOR_IAM_CONCURRENCY", "100", "from 1 to 32"),
+        ("COLLECTOR_IAM_MAX_CALLS_PER_SECOND", "-1", "from 0 to 1000"),
+        ("COLLECTOR_IAM_MAX_CALLS_PER_SECOND", "2.5", "from 0 to 1000"),
         ("AWS_WEB_IDENTITY_AUDIENCE", "api://x/.default", "application ID URI"),
     ],
 )

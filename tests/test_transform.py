@@ -12,8 +12,9 @@ import pytest
 from shared.aws import active_accounts
 from shared.domain import Account, AccountFailure, RunContext, RunResult
 from shared.errors import MalformedResponseError
+from shared.last_use import LastUse
 from shared.records import KeyRecord, columns
-from shared.transform import fingerprint, key_records_for_user, whole_days
+from shared.transform import fingerprint, key_records_for_user, last_use_from_api, whole_days
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 RUN = RunContext(run_id="8f7e6d5c-0000-4000-8000-000000000001", started_at=NOW, rotation_days=90, unused_days=45)
@@ -32,8 +33,13 @@ def used(days_ago: float, service: str = "s3", region: str = "eu-west-1") -> dic
     return {"LastUsedDate": NOW - timedelta(days=days_ago), "ServiceName": service, "Region": region}
 
 
+def api(answer: dict[str, Any], key_id: str = KEY_ID, at: datetime = NOW) -> LastUse:
+    """GetAccessKeyLastUsed's answer, as the inventory turns it into a key's last use."""
+    return last_use_from_api(answer, at, "alice", key_id)
+
+
 def one(k: dict[str, Any], last: dict[str, Any]) -> KeyRecord:
-    (record,) = key_records_for_user(USER, [k], {k["AccessKeyId"]: last}, ACCOUNT, RUN)
+    (record,) = key_records_for_user(USER, [k], {k["AccessKeyId"]: api(last, k["AccessKeyId"])}, ACCOUNT, RUN)
     return record
 
 
@@ -94,13 +100,14 @@ def test_use_after_run_start_counts_as_zero_days() -> None:
 
 def test_thresholds_come_from_the_run() -> None:
     strict = RunContext(RUN.run_id, NOW, rotation_days=30, unused_days=7)
-    (r,) = key_records_for_user(USER, [key(age=31)], {KEY_ID: used(8)}, ACCOUNT, strict)
+    (r,) = key_records_for_user(USER, [key(age=31)], {KEY_ID: api(used(8))}, ACCOUNT, strict)
     assert r.RotationDue and r.Unused
 
 
 def test_user_active_key_count_counts_only_active_keys() -> None:
     keys = [key("AKIAAAAAAAAAAAAAAAA1"), key("AKIAAAAAAAAAAAAAAAA2"), key("AKIAAAAAAAAAAAAAAAA3", status="Inactive")]
-    records = key_records_for_user(USER, keys, {k["AccessKeyId"]: NEVER_USED for k in keys}, ACCOUNT, RUN)
+    records = key_records_for_user(USER, keys, {k["AccessKeyId"]: api(NEVER_USED, k["AccessKeyId"]) for k in keys},
+                                   ACCOUNT, RUN)
     assert [r.UserActiveKeyCount for r in records] == [2, 2, 2]
     assert len({r.AccessKeyFingerprint for r in records}) == 3
 
@@ -143,8 +150,19 @@ def test_malformed_responses_fail_clearly_with_no_record(mutate: Any, message: s
     user, k, last = dict(USER), key(), dict(used(1))
     mutate(user, k, last)
     with pytest.raises(MalformedResponseError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
-        key_records_for_user(user, [k], {KEY_ID: last}, ACCOUNT, RUN)
+        key_records_for_user(user, [k], {KEY_ID: api(last)}, ACCOUNT, RUN)
     assert KEY_ID not in str(info.value)
+
+
+def test_last_used_as_of_is_when_the_answer_was_true() -> None:
+    answered = NOW + timedelta(minutes=2, seconds=7, microseconds=5)
+    (r,) = key_records_for_user(USER, [key()], {KEY_ID: api(used(3), at=answered)}, ACCOUNT, RUN)
+    assert r.to_row()["LastUsedAsOf"] == "2026-11-28T12:02:07Z"
+    report_time = datetime(2026, 11, 28, 8, 0, tzinfo=timezone(timedelta(hours=-2)))
+    from_report = LastUse(NOW - timedelta(days=3), "eu-west-1", "s3", report_time)
+    (r,) = key_records_for_user(USER, [key()], {KEY_ID: from_report}, ACCOUNT, RUN)
+    assert r.to_row()["LastUsedAsOf"] == "2026-11-28T10:00:00Z"
+    assert (r.DaysSinceLastUse, r.LastUsedService) == (3, "s3")
 
 
 def test_missing_last_used_answer_is_an_error_that_masks_the_key() -> None:

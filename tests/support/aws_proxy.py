@@ -25,6 +25,7 @@ class Call:
     params: dict[str, Any]
     access_key_id: str  # the key id that signed the request ("" if unsigned)
     host: str
+    at: float = field(default_factory=time.monotonic)  # when the proxy received it
 
 
 @dataclass

@@ -69,6 +69,10 @@ class FakeAccount:
     root_key_age_days: int | None = None  # a root access key in the credential report
     report_unavailable: bool = False  # AWS did not produce the report within the reader's polls
     report_pending: bool = False  # AWS is still generating it: the reader waits until the collector says stop
+    report_lists_users: bool = False  # the report has a row per user, consistent with the other answers, as IAM's
+    report_after_listing: bool = False  # the report answers only once every user is listed (a slow report)
+    report_slot_values: str | None = None  # every user slot's last-use cells say this (e.g. moto's not_supported)
+    while_listing_keys: Any = None  # called inside each ListAccessKeys (to observe the calls in flight)
     wait_for: threading.Event | None = None  # ListUsers waits for this first (to make accounts finish out of order)
     finished: threading.Event = field(default_factory=threading.Event)  # set once its last user is listed
 
@@ -94,6 +98,7 @@ class FakeIamReader:
         self._account = account
         self.concurrency = fake.iam_concurrency
         self.report_stopped = False  # the collector told the report's wait to stop
+        self.closed = False  # the collector said the account is done with the reader
 
     def users(self) -> Iterator[Mapping[str, Any]]:
         acct = self._account
@@ -114,6 +119,8 @@ class FakeIamReader:
         self._fake.record(self._account.id, "ListAccessKeys", user_name)
         if user_name in self._account.deleted_after_listing:
             raise NoSuchEntityError(f"IAM in account {self._account.id}: ListAccessKeys: NoSuchEntity: gone")
+        if self._account.while_listing_keys is not None:
+            self._account.while_listing_keys()
         user = next(u for u in self._account.users if u.name == user_name)
         return [{"UserName": user_name, "AccessKeyId": k.key_id, "Status": k.status,
                  "CreateDate": self._fake.clock.now() - timedelta(days=k.age_days)} for k in user.keys]
@@ -135,6 +142,9 @@ class FakeIamReader:
         user = next(u for u in self._account.users if u.name == user_name)
         return [{"Key": k, "Value": v} for k, v in user.tags.items()]
 
+    def close(self) -> None:
+        self.closed = True
+
     def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
         self._fake.record(self._account.id, "GetCredentialReport", "")
         if self._account.report_pending and stop.wait(timeout=5):
@@ -142,7 +152,11 @@ class FakeIamReader:
             raise CredentialReportUnavailableError("the account failed; its credential report is no longer read")
         if self._account.report_unavailable or self._account.report_pending:
             raise CredentialReportUnavailableError("IAM credential report still being generated")
+        if self._account.report_after_listing and not self._account.finished.wait(timeout=5):
+            raise AssertionError(f"account {self._account.id}: its users were never all listed")
         rows: list[dict[str, str]] = []
+        if self._account.report_lists_users:
+            rows.extend(self._user_row(user, now) for user in self._account.users)
         age = self._account.root_key_age_days
         if age is not None:
             rotated = (now - timedelta(days=age)).isoformat()
@@ -152,6 +166,26 @@ class FakeIamReader:
                          "access_key_1_last_used_service": "N/A", "access_key_2_active": "false",
                          "access_key_2_last_rotated": "N/A"})
         return CredentialReport(tuple(rows), now)
+
+    def _user_row(self, user: FakeUser, now: datetime) -> dict[str, str]:
+        """The user's report row, as ListAccessKeys and GetAccessKeyLastUsed answer (slot N: the N-th key)."""
+        row = {"user": user.name, "arn": f"arn:aws:iam::{self._account.id}:user/{user.name}"}
+        for slot in (1, 2):
+            key = user.keys[slot - 1] if len(user.keys) >= slot else None
+            prefix = f"access_key_{slot}_"
+            if key is None:
+                row.update({prefix + "active": "false", prefix + "last_rotated": "N/A"})
+                row.update({prefix + f"last_used_{cell}": "N/A" for cell in ("date", "region", "service")})
+                continue
+            used = "N/A" if key.used_days_ago is None else (now - timedelta(days=key.used_days_ago)).isoformat()
+            region, service = ("N/A", "N/A") if key.used_days_ago is None else ("eu-west-1", "s3")
+            if self._account.report_slot_values is not None:
+                region = service = self._account.report_slot_values
+            row.update({prefix + "active": "true" if key.status == "Active" else "false",
+                        prefix + "last_rotated": (now - timedelta(days=key.age_days)).isoformat(),
+                        prefix + "last_used_date": used, prefix + "last_used_region": region,
+                        prefix + "last_used_service": service})
+        return row
 
 
 class IamFake:
