@@ -86,7 +86,8 @@ def test_every_reader_is_closed_once_its_account_is_done_failed_or_not() -> None
     assert set(fake.readers) == {A, B, C} and all(reader.closed for reader in fake.readers.values())
 
 
-def test_calls_in_flight_are_bounded_across_all_accounts(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("hook", ["while_listing_keys", "while_reading_tags"])  # ListAccessKeys, ListUserTags
+def test_calls_in_flight_are_bounded_across_all_accounts(monkeypatch: pytest.MonkeyPatch, hook: str) -> None:
     monkeypatch.setattr(collector_module, "IAM_CALLS_IN_FLIGHT", 3)
     lock = threading.Lock()
     inside = [0]
@@ -100,10 +101,11 @@ def test_calls_in_flight_are_bounded_across_all_accounts(monkeypatch: pytest.Mon
             if inside[0] >= 3:
                 crowd.set()
         crowd.wait(timeout=0.5)  # give the others every chance to crowd in: only 3 ever may
+        time.sleep(0.01)  # and stay a moment once they have, so that an unbounded call would overlap them
         with lock:
             inside[0] -= 1
 
-    accounts = [account_with_keys(a, 6, while_listing_keys=listing) for a in (A, B, C, D)]
+    accounts = [account_with_keys(a, 6, **{hook: listing}) for a in (A, B, C, D)]
     result, _, _ = run(IamFake(accounts, iam_concurrency=4), account_concurrency=4)
     assert result.status == "Succeeded" and result.keys_collected == 24
     assert most[0] == 3  # 4 accounts x 4 IAM threads could have made 16

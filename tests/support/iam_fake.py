@@ -73,6 +73,7 @@ class FakeAccount:
     report_after_listing: bool = False  # the report answers only once every user is listed (a slow report)
     report_slot_values: str | None = None  # every user slot's last-use cells say this (e.g. moto's not_supported)
     while_listing_keys: Any = None  # called inside each ListAccessKeys (to observe the calls in flight)
+    while_reading_tags: Any = None  # called inside each ListUserTags (likewise)
     wait_for: threading.Event | None = None  # ListUsers waits for this first (to make accounts finish out of order)
     finished: threading.Event = field(default_factory=threading.Event)  # set once its last user is listed
 
@@ -139,6 +140,8 @@ class FakeIamReader:
         self._fake.record(self._account.id, "ListUserTags", user_name)
         if user_name in self._account.deleted_after_listing:
             raise NoSuchEntityError(f"IAM in account {self._account.id}: ListUserTags: NoSuchEntity: gone")
+        if self._account.while_reading_tags is not None:
+            self._account.while_reading_tags()
         user = next(u for u in self._account.users if u.name == user_name)
         return [{"Key": k, "Value": v} for k, v in user.tags.items()]
 
