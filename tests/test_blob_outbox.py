@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import trustme
 from azure.storage.blob import BlobLeaseClient
 
 from shared.blob_outbox import BlobOutbox
@@ -17,21 +16,15 @@ from shared.composition import ClientOptions
 from shared.errors import SinkError
 from shared.outbox import DEAD_LETTER, ReliableSink, item_name
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
-from tests.support.azurite import StorageTokenCredential, azurite_blob
+from tests.support.azurite import StorageTokenCredential, azurite_blob_with_own_ca
 from tests.support.sinks import FlakySink, rows
 
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(blob service URL, CA bundle path)."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    folder = tmp_path_factory.mktemp("azurite")
-    cert.private_key_pem.write_to_path(str(folder / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    with azurite_blob(folder / "cert.pem", folder / "key.pem", folder / "data") as url:
-        yield url, str(folder / "ca.pem")
+    with azurite_blob_with_own_ca(tmp_path_factory.mktemp("azurite")) as served:
+        yield served
 
 
 def outbox(azurite: tuple[str, str], container: str, credential: StorageTokenCredential | None = None) -> BlobOutbox:

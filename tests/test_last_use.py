@@ -15,14 +15,8 @@ from shared.last_use import (
     key_slots_from_csv,
     last_use_from_report,
 )
+from tests.support.credential_report import HEADER
 
-HEADER = (
-    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,"
-    "mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,"
-    "access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,"
-    "access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
-    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
-)
 GENERATED = datetime(2026, 11, 29, 6, 0, 0, tzinfo=UTC)
 ALICE_KEY_1 = datetime(2025, 3, 1, 10, 0, 5, tzinfo=UTC)
 ALICE_KEY_2 = datetime(2026, 10, 1, 8, 30, 0, tzinfo=UTC)

@@ -17,13 +17,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import trustme
 
 from shared.blob_outbox import BlobOutbox
 from shared.composition import ClientOptions
 from shared.outbox import FileOutbox, Outbox, ReliableSink
 from shared.records import KEYS_TABLE
-from tests.support.azurite import StorageTokenCredential, azurite_blob
+from tests.support.azurite import StorageTokenCredential, azurite_blob_with_own_ca
 from tests.support.sinks import FlakySink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,14 +31,8 @@ LEASE = 15  # the shortest blob lease: the killed run's claim lapses this long a
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    folder = tmp_path_factory.mktemp("azurite-kill")
-    cert.private_key_pem.write_to_path(str(folder / "key.pem"))
-    cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    with azurite_blob(folder / "cert.pem", folder / "key.pem", folder / "data") as url:
-        yield url, str(folder / "ca.pem")
+    with azurite_blob_with_own_ca(tmp_path_factory.mktemp("azurite-kill")) as served:
+        yield served
 
 
 def rows(item: int) -> list[dict[str, str]]:

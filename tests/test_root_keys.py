@@ -16,17 +16,11 @@ from shared.errors import CredentialReportUnavailableError, MalformedResponseErr
 from shared.transform import root_key_records
 from tests.support.aws_proxy import AwsProxy, Fault, aws_error
 from tests.support.collect import collect, env_for
+from tests.support.credential_report import HEADER
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 RUN = RunContext("run-1", NOW, rotation_days=90, unused_days=45)
 ACCOUNT = Account("111122223333", "Prod")
-HEADER = (
-    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,"
-    "mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,"
-    "access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,"
-    "access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
-    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
-)
 ROOT_PREFIX = (
     "<root_account>,arn:aws:iam::111122223333:root,2019-01-01T00:00:00+00:00,not_supported,2026-11-01T00:00:00+00:00,"
     "not_supported,not_supported,true"

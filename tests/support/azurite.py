@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import trustme
 from azure.core.credentials import AccessToken
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,3 +85,16 @@ class StorageTokenCredential:
 
     def close(self) -> None:
         pass
+
+
+@contextmanager
+def azurite_blob_with_own_ca(folder: Path) -> Iterator[tuple[str, str]]:
+    """Azurite over HTTPS with a certificate from a CA of its own (trustme) kept in ``folder``; yields
+    (blob service URL, CA bundle path) for the clients' test-only CA option."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(folder / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(folder / "cert.pem"))
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    with azurite_blob(folder / "cert.pem", folder / "key.pem", folder / "data") as url:
+        yield url, str(folder / "ca.pem")
