@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import tempfile
 import threading
 import time
@@ -24,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from shared import __version__
-from shared.deadline import Deadline
+from shared.deadline import Deadline, parse_function_timeout
 from shared.domain import Account, AccountFailure, RunContext, RunResult
 from shared.errors import DeliveryDeferredError, SinkError, describe_error
 from shared.inventory import describe_account_error, inventory_account, write_rows
@@ -101,13 +100,9 @@ class CollectorOptions:
 
 
 def time_budget_of(function_timeout: str) -> timedelta:
-    """Three quarters of host.json's ``functionTimeout`` ("hh:mm:ss"): the rest is for the accounts still in flight
-    and the run record."""
-    match = re.fullmatch(r"(\d+):([0-5]\d):([0-5]\d)", function_timeout.strip())
-    if match is None:
-        raise ValueError(f"host.json functionTimeout: expected hh:mm:ss, got {function_timeout!r}")
-    hours, minutes, seconds = (int(part) for part in match.groups())
-    return timedelta(hours=hours, minutes=minutes, seconds=seconds) * 0.75
+    """Three quarters of host.json's ``functionTimeout``: the rest is for the accounts still in flight and the run
+    record. Read by the same parser as the run's deadline (shared/deadline.py)."""
+    return parse_function_timeout(function_timeout) * 0.75
 
 
 class Collector:

@@ -67,9 +67,9 @@ class Deadline:
 
 def parse_function_timeout(value: str) -> timedelta:
     """host.json's ``functionTimeout`` (``hh:mm:ss``, or ``d.hh:mm:ss``) as a duration."""
-    match = re.fullmatch(r"(?:([0-9]+)\.)?([0-9]{1,2}):([0-9]{2}):([0-9]{2})", value.strip(), re.ASCII)
+    match = re.fullmatch(r"(?:([0-9]+)\.)?([0-9]{1,2}):([0-5][0-9]):([0-5][0-9])", value.strip(), re.ASCII)
     if not match:
-        raise ValueError(f"functionTimeout {value!r} is not hh:mm:ss")
+        raise ValueError(f"host.json functionTimeout: expected hh:mm:ss (or d.hh:mm:ss), got {value!r}")
     days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
     return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
 

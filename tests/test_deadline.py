@@ -22,7 +22,7 @@ def test_function_timeout_is_parsed(text: str, seconds: int) -> None:
     assert parse_function_timeout(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["30", "-1", "00:30", "", "unlimited"])
+@pytest.mark.parametrize("text", ["30", "-1", "00:30", "", "unlimited", "00:60:00", "00:00:75"])
 def test_a_function_timeout_that_is_not_hh_mm_ss_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="functionTimeout"):
         parse_function_timeout(text)
