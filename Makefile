@@ -5,7 +5,7 @@ CHECKOV_VENV ?= .venv-checkov
 PY := $(VENV)/bin/python
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: setup demo test lint typecheck unit infra-checks bench clean
+.PHONY: setup demo test test-fast lint typecheck unit infra-checks bench clean
 
 setup: $(VENV)/.installed
 
@@ -46,6 +46,11 @@ CHROMIUM := /usr/bin/chromium
 $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium
+
+# The quick loop after each edit: the unit tier (no network, no subprocess, no node; tests/unit/conftest.py refuses
+# both) and the layer rules. `make test` runs everything.
+test-fast: setup
+	$(PY) -m pytest -q tests/unit tests/test_architecture.py
 
 unit: setup node_modules/.installed $(CHECKOV_VENV)/.installed $(CHROMIUM)
 	$(PY) -m pytest

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import azure.functions as func
 
-from shared.collector import LogProgress, time_budget_of
+from shared.collection.collector import LogProgress, time_budget_of
 from shared.composition import ClientOptions, compose
+from shared.config.settings import load_settings
 from shared.deadline import parse_function_timeout, run_deadline
 from shared.domain import RUN_FAILED, AccountFailure
 from shared.errors import CollectionFailedError
 from shared.redaction import install_log_safety
-from shared.settings import load_settings
 
 app = func.FunctionApp()
 

@@ -88,10 +88,10 @@ class ChildProgress:
 
 
 def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, endpoint: str | None) -> None:
-    from shared.cli import InMemorySecrets
     from shared.composition import ClientOptions, compose
-    from shared.endpoints import EndpointPolicy
-    from shared.settings import load_settings
+    from shared.config.endpoints import EndpointPolicy
+    from shared.config.settings import load_settings
+    from shared.tools.cli import InMemorySecrets
 
     env = {
         "AWS_ROLE_ARN": f"arn:aws:iam::{HOME_ACCOUNT_ID}:role/{HOME_ROLE_NAME}",

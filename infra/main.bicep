@@ -1,6 +1,6 @@
 // AWS IAM access-key collector: the whole Azure side, provisioned by `azd up`.
 // Names: abbreviations.json + a resourceToken; every resource tagged azd-env-name, the Function App azd-service-name.
-// App settings, tables and streams follow shared/contract.md; tests/test_infra.py checks this file against the code.
+// App settings, tables and streams follow shared/contract.md; tests/contract/test_infra.py checks this file against the code.
 
 targetScope = 'subscription'
 
@@ -11,7 +11,7 @@ param environmentName string
 
 // The regions that offer the Flex Consumption plan (`az functionapp list-flexconsumption-locations`; the list of
 // Microsoft's Functions azd quickstarts, Azure-Samples/functions-quickstart-python-http-azd, without the canary
-// region eastus2euap). tests/test_service_rules.py keeps this list and the documented one equal.
+// region eastus2euap). tests/contract/test_service_rules.py keeps this list and the documented one equal.
 @allowed([
   'australiaeast'
   'australiasoutheast'
@@ -272,7 +272,7 @@ var checkedTags = guardWebIdentityAudience && guardLegacySink && guardVnetKeyVau
 var effectiveExternalId = webIdentity ? '' : (!empty(awsExternalId) ? awsExternalId : guid(subscription().id, environmentName, 'aws-external-id'))
 
 // The contract's tables and streams (shared/contract.md). The columns are declared once, here, for both the tables
-// and the data collection rule; tests/test_infra.py checks them against shared/records.py (KeyRecord, RunRecord).
+// and the data collection rule; tests/contract/test_infra.py checks them against shared/records.py (KeyRecord, RunRecord).
 var keysTableName = 'AwsIamAccessKeys_CL'
 var runsTableName = 'AwsIamKeyCollectorRuns_CL'
 var keysStreamName = 'Custom-AwsIamAccessKeys'
@@ -508,7 +508,7 @@ module roleAssignments 'modules/role-assignments.bicep' = {
   }
 }
 
-// Every setting the collector reads (shared/settings.py), with the contract's defaults.
+// Every setting the collector reads (shared/config/settings.py), with the contract's defaults.
 var collectorSettings = {
   COLLECTOR_SCHEDULE: collectorSchedule
   AZURE_CLIENT_ID: identity.outputs.clientId

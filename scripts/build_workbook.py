@@ -2,7 +2,7 @@
 
 Every query of the workbook is the text of one ``queries/*.kql`` file, unchanged; drill-down tables get one line
 appended, the account filter. Run ``python scripts/build_workbook.py`` after changing a query; ``--check`` exits 1 when
-the committed JSON is not the generated one (tests/test_queries.py checks the same).
+the committed JSON is not the generated one (tests/contract/test_queries.py checks the same).
 
 The Bicep (infra/modules/workbook.bicep) loads the JSON with loadTextContent and replaces WORKSPACE_PLACEHOLDER with
 the workspace's resource id, so the workbook opens on that workspace from the gallery too.
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python scripts/build_workbook.py`: the app's package is beside scripts/
     sys.path.insert(0, str(ROOT))
 
-from shared.findings import FINDINGS  # noqa: E402 - needs the path above
+from shared.findings.catalogue import FINDINGS  # noqa: E402 - needs the path above
 
 QUERIES = ROOT / "queries"
 WORKBOOK = ROOT / "infra" / "workbook" / "aws-iam-keys.workbook.json"

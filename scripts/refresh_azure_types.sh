@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-copy Azure's published resource type data (the files the Bicep compiler uses) into tests/data/azure-types/,
 # from a local checkout of https://github.com/Azure/bicep-types-az. The Bicep type check
-# (tests/test_bicep_types.py) reads only these copies, so a clone of this project passes its tests offline.
+# (tests/contract/test_bicep_types.py) reads only these copies, so a clone of this project passes its tests offline.
 #
 #   scripts/refresh_azure_types.sh /path/to/bicep-types-az [commit]
 #
@@ -34,5 +34,5 @@ cat >"$target/SOURCE.md" <<NOTE
 
 Copied unchanged by scripts/refresh_azure_types.sh from https://github.com/Azure/bicep-types-az at commit
 \`$resolved\`: \`generated/<folder>/<namespace>/<api-version>/types.json\`, each saved as
-\`<folder>__<namespace>__<api-version>.json\`. Read by tests/test_bicep_types.py.
+\`<folder>__<namespace>__<api-version>.json\`. Read by tests/contract/test_bicep_types.py.
 NOTE

@@ -3,7 +3,7 @@
 ``function_app.py`` and the command line both call ``compose``. Data flows one way:
 settings -> credentials (Azure, then AWS) -> sources -> records -> sinks.
 
-``ClientOptions`` (shared/transport.py) carries the only test-only knobs (a CA bundle for local HTTPS fakes, Key
+``ClientOptions`` (shared/config/transport.py) carries the only test-only knobs (a CA bundle for local HTTPS fakes, Key
 Vault's challenge-resource check for a vault on localhost, shorter waits). Tests pass them here, and only here; they
 are never read from a setting: production passes the defaults, which keep TLS verification and the challenge check on.
 """
@@ -16,24 +16,26 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.aws import AwsClientFactory, AwsSource
-from shared.collector import Collector, CollectorOptions
-from shared.deadline import Deadline
-from shared.errors import SecretError, SinkError, describe_error
-from shared.memory import limit_malloc_arenas
-from shared.outbox import FileOutbox, NoOutbox, Outbox, ReliableSink
-from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
-from shared.records import Table
-from shared.settings import (
+from shared.aws.clients import AwsClientFactory
+from shared.aws.source import AwsSource
+from shared.collection.collector import Collector, CollectorOptions
+from shared.config.modes import (
     DataCollectorSettings,
     FileSinkSettings,
     LogsIngestionSettings,
-    Settings,
     SinkSettings,
     WebIdentityAuth,
 )
-from shared.sinks.file_sink import FileSink
-from shared.transport import ClientOptions as ClientOptions  # re-exported: tests pass options through this root
+from shared.config.settings import Settings
+from shared.config.transport import ClientOptions as ClientOptions  # re-exported: tests pass options through this root
+from shared.deadline import Deadline
+from shared.delivery.file_sink import FileSink
+from shared.delivery.outbox import FileOutbox, NoOutbox, Outbox
+from shared.delivery.reliable_sink import ReliableSink
+from shared.errors import SecretError, SinkError, describe_error
+from shared.memory import limit_malloc_arenas
+from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
+from shared.records import Table
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -53,7 +55,7 @@ class RunCredential:
 
     def __call__(self) -> TokenCredential:
         if self._credential is None:
-            from shared.azure import build_credential
+            from shared.azure.identity import build_credential
 
             self._credential = build_credential(self._client_id, self._options)
             close = getattr(self._credential, "close", None)  # azure-identity credentials hold HTTP sessions
@@ -87,7 +89,7 @@ def compose(
     ``deadline``: the run's one deadline (the Function's, from functionTimeout): the sinks' waits, AWS calls, the
     replay and the run record are bounded by it.
 
-    What each mode needs is declared by its settings type (shared/settings.py); here each type is matched once.
+    What each mode needs is declared by its settings type (shared/config/settings.py); here each type is matched once.
     """
     options = options or ClientOptions()
     limit_malloc_arenas()  # a run's IAM threads would otherwise spread freed memory over many arenas (shared/memory.py)
@@ -96,7 +98,7 @@ def compose(
 
         if secrets is None:
             if settings.key_vault is not None:
-                from shared.azure import KeyVaultSecretProvider
+                from shared.azure.keyvault import KeyVaultSecretProvider
 
                 vault = KeyVaultSecretProvider(settings.key_vault.url, credential(), options)
                 stack.callback(vault.close)
@@ -105,7 +107,7 @@ def compose(
                 secrets = NoKeyVault()
 
         if tokens is None and isinstance(settings.aws_auth, WebIdentityAuth):
-            from shared.azure import ManagedIdentityTokenProvider
+            from shared.azure.identity import ManagedIdentityTokenProvider
 
             tokens = ManagedIdentityTokenProvider(credential(), settings.aws_auth.audience)
 
@@ -171,7 +173,7 @@ def build_outbox(
 ) -> Outbox:
     """The Function's own storage account when it has one (identity-based), else a folder beside the file sink."""
     if blob_service_uri:
-        from shared.blob_outbox import BlobOutbox
+        from shared.delivery.blob_outbox import BlobOutbox
 
         return BlobOutbox(blob_service_uri, container, credential(), options)
     return FileOutbox(file_sink_dir / "outbox")
@@ -214,7 +216,7 @@ def build_sink(
         case FileSinkSettings():
             return FileSink(settings.directory)
         case LogsIngestionSettings():
-            from shared.sinks.logs_ingestion_sink import LogsIngestionSink
+            from shared.delivery.logs_ingestion_sink import LogsIngestionSink
 
             return LogsIngestionSink(
                 endpoint=settings.endpoint,
@@ -226,7 +228,7 @@ def build_sink(
                 deadline=deadline,
             )
         case DataCollectorSettings():
-            from shared.sinks.data_collector_sink import DataCollectorSink
+            from shared.delivery.data_collector_sink import DataCollectorSink
 
             collector_settings = settings
             return FirstUseSink("data_collector", lambda: DataCollectorSink(

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from shared.owners import DEFAULT_OWNER_TAG_KEYS
+from shared.findings.exceptions import EMPTY, ExceptionSet
+from shared.findings.owners import DEFAULT_OWNER_TAG_KEYS
 from shared.records import RunRecord
-from shared.risk_exceptions import EMPTY, ExceptionSet
 
 
 @dataclass(frozen=True)

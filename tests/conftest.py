@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.demo import moto_server, reset_moto
+from shared.tools.demo import moto_server, reset_moto
 from tests.support.aws_proxy import AwsProxy
 
 

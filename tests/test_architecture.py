@@ -1,6 +1,7 @@
-"""The shape of shared/: no import circle (type-checking imports and imports inside functions count too), no
-azure.functions (only function_app.py wires the Function), and a transport module that imports nothing from the
-project. Read from the source with ast, so the check sees every import, whether or not it runs."""
+"""The shape of shared/: layers that only import downwards (LAYERS below), adapter families that do not import each
+other, no import circle (type-checking imports and imports inside functions count too), no azure.functions (only
+function_app.py wires the Function), and a transport module that imports nothing from the project. Read from the
+source with ast, so the check sees every import, whether or not it runs."""
 
 from __future__ import annotations
 
@@ -13,18 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "shared"
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
 
 
-def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+def modules(root: Path = ROOT) -> dict[str, Path]:
+    return {module_name(p, root): p for p in sorted((root / "shared").rglob("*.py"))}
 
 
-def imported_names(path: Path) -> set[str]:
+def imported_names(path: Path, root: Path = ROOT) -> set[str]:
     """Every module name an import statement anywhere in the file names: top level, under TYPE_CHECKING, inside a
     function. ``from a import b`` names a and, when b is a module, a.b."""
     found: set[str] = set()
@@ -34,7 +35,7 @@ def imported_names(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: from . import x, from .a import b
-                name = module_name(path)
+                name = module_name(path, root)
                 package = name if path.name == "__init__.py" else name.rpartition(".")[0]
                 anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
@@ -43,10 +44,63 @@ def imported_names(path: Path) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """shared module -> the shared modules it imports (packages' __init__ left out unless imported by name)."""
-    known = modules()
-    return {name: {m for m in imported_names(path) if m in known and m != name} for name, path in known.items()}
+    known = modules(root)
+    return {name: {m for m in imported_names(path, root) if m in known and m != name} for name, path in known.items()}
+
+
+# The layers, lowest first: a module imports only from its own layer or a lower one. The folders are the map
+# (docs/architecture.md): what every part uses at the bottom, the findings catalogue above it, the settings, domain
+# and ports above that, then the adapters (AWS, Azure, delivery), the run and the readers, the composition root, and
+# the tools that drive it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("shared.identifiers", "shared.redaction", "shared.errors", "shared.records", "shared.deadline", "shared.jsonl",
+     "shared.memory", "shared.config.transport", "shared.__init__"),
+    ("shared.findings",),
+    ("shared.domain", "shared.ports", "shared.config"),
+    ("shared.aws", "shared.azure", "shared.delivery"),
+    ("shared.collection", "shared.insight"),
+    ("shared.composition",),
+    ("shared.tools", "shared.__main__"),
+)
+# Adapter families stand side by side: none imports another (the composition root puts them together).
+INDEPENDENT = ("shared.aws", "shared.azure", "shared.delivery")
+# The run and the readers know ports, not adapters: the run is tested in memory, the readers read records only.
+MAY_NOT_IMPORT = {
+    "shared.collection": ("shared.aws", "shared.azure"),
+    "shared.insight": ("shared.aws", "shared.azure", "shared.delivery", "shared.collection"),
+}
+
+
+def unit_of(module: str, units: tuple[str, ...]) -> str | None:
+    """The longest entry of ``units`` that is ``module`` or a package holding it."""
+    matches = [u for u in units if module == u or module.startswith(u + ".")]
+    if module == "shared" and "shared.__init__" in units:
+        matches.append("shared.__init__")
+    return max(matches, key=len) if matches else None
+
+
+def layer_of(module: str) -> int:
+    units = tuple(u for layer in LAYERS for u in layer)
+    unit = unit_of(module, units)
+    assert unit is not None, f"{module} is in no layer: add its folder to LAYERS (and docs/architecture.md)"
+    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, imported in sorted(graph.items()):
+        for target in sorted(imported):
+            if layer_of(target) > layer_of(module):
+                found.append(f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})")
+            here, there = unit_of(module, INDEPENDENT), unit_of(target, INDEPENDENT)
+            if here and there and here != there:
+                found.append(f"{module} imports {target}: adapter families do not import each other")
+            for unit, forbidden in MAY_NOT_IMPORT.items():
+                if unit_of(module, (unit,)) and unit_of(target, forbidden):
+                    found.append(f"{module} imports {target}: {unit} knows ports, not {unit_of(target, forbidden)}")
+    return found
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -88,6 +142,40 @@ def test_no_import_circle_in_shared() -> None:
     assert cycles(import_graph()) == []
 
 
+def test_every_module_imports_only_its_own_or_a_lower_layer() -> None:
+    assert layer_violations(import_graph()) == []
+
+
+def _copy_of_shared(tmp_path: Path) -> Path:
+    for path in PACKAGE.rglob("*.py"):
+        target = tmp_path / path.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "expected"),
+    [
+        ("shared/collection/collector.py", "from shared.aws.iam import BotocoreIamReader", "imports shared.aws.iam"),
+        ("shared/findings/catalogue.py", "from shared.insight.snapshot import Row", "imports shared.insight.snapshot"),
+        ("shared/records.py", "import shared.composition", "imports shared.composition"),
+        ("shared/delivery/file_sink.py", "from shared.azure.keyvault import SECRET_SETTINGS", "adapter families"),
+    ],
+)
+def test_the_layer_check_fails_on_a_broken_copy(tmp_path: Path, module: str, line: str, expected: str) -> None:
+    root = _copy_of_shared(tmp_path)
+    path = root / module
+    path.write_text(path.read_text(encoding="utf-8") + f"\n\ndef _planted() -> None:\n    {line}\n", encoding="utf-8")
+    found = layer_violations(import_graph(root))
+    assert any(expected in v and module.removesuffix(".py").replace("/", ".") in v for v in found), found
+
+
+def test_a_new_folder_must_be_placed_in_a_layer() -> None:
+    with pytest.raises(AssertionError, match="in no layer"):
+        layer_of("shared.newfolder.thing")
+
+
 def test_the_circle_check_finds_a_circle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
@@ -112,7 +200,7 @@ def test_shared_never_imports_azure_functions(name: str) -> None:
 
 
 def test_transport_imports_nothing_from_the_project() -> None:
-    imported = imported_names(modules()["shared.transport"])
+    imported = imported_names(modules()["shared.config.transport"])
     assert not {m for m in imported if m == "shared" or m.startswith("shared.")}
 
 
@@ -137,7 +225,7 @@ def transitive_imports(name: str) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("name", ["shared.collector", "shared.inventory"])
+@pytest.mark.parametrize("name", ["shared.collection.collector", "shared.collection.inventory"])
 def test_collector_and_inventory_know_only_the_ports(name: str) -> None:
     """The run's own logic (budget, partial failure, spooling, ordering) is testable in memory: neither it nor
     anything it imports pulls in botocore or an Azure SDK; the real adapters are chosen in the composition root."""

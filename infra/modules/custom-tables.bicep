@@ -1,6 +1,6 @@
 // The collector's two custom tables (shared/contract.md). Deployed in the workspace's resource group, which may be
 // another one than the app's when an existing workspace is used. The columns come from main.bicep, where they are
-// declared once for both the tables and the data collection rule; tests/test_infra.py checks them against
+// declared once for both the tables and the data collection rule; tests/contract/test_infra.py checks them against
 // shared/records.py, the code's single source of truth.
 
 param workspaceName string

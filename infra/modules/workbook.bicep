@@ -1,6 +1,6 @@
 // The Azure Monitor workbook of the AWS IAM access keys: tiles of the finding counts, the key-creation trend, findings
 // by account, drill-down tables and the collector's health. Its JSON is generated from queries/*.kql by
-// scripts/build_workbook.py (tests/test_queries.py checks it is up to date); the workspace's resource id replaces the
+// scripts/build_workbook.py (tests/contract/test_queries.py checks it is up to date); the workspace's resource id replaces the
 // placeholder so that the workbook opens on that workspace from the gallery too.
 
 param location string

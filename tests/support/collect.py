@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.cli import InMemorySecrets
 from shared.composition import compose
-from shared.demo import SeededOrganization
+from shared.config.settings import load_settings
+from shared.delivery.file_sink import FileSink
 from shared.domain import RunResult
 from shared.records import KEYS_TABLE, RUNS_TABLE
-from shared.settings import load_settings
-from shared.sinks.file_sink import FileSink
+from shared.tools.cli import InMemorySecrets
+from shared.tools.demo import SeededOrganization
 
 WEB_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvYmplY3QtaWQifQ.c2lnbmF0dXJlLXZhbHVlLWZvci10ZXN0cw"
 

@@ -7,7 +7,7 @@ import azure.functions as func
 from azure.functions.timer import TimerRequest  # the concrete request the worker decodes
 
 import function_app
-from shared.settings import DEFAULTS
+from shared.config.defaults import DEFAULTS
 
 RULE_ID = "dcr-00112233445566778899aabbccddeeff"
 AUDIENCE = "api://AzureADTokenExchange"

@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.outbox import FileOutbox, Outbox, ReliableSink
+from shared.delivery.outbox import FileOutbox, Outbox
+from shared.delivery.reliable_sink import ReliableSink
 from shared.records import Table
 
 
@@ -48,8 +49,8 @@ def main(argv: list[str]) -> None:
     if kind == "file":
         outbox = FileOutbox(argv[4])
     else:
-        from shared.blob_outbox import BlobOutbox
         from shared.composition import ClientOptions
+        from shared.delivery.blob_outbox import BlobOutbox
         from tests.support.azurite import StorageTokenCredential
 
         outbox = BlobOutbox(argv[4], argv[5], StorageTokenCredential(), ClientOptions(ca_bundle=argv[6]),

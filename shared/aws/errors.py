@@ -1,0 +1,45 @@
+"""What an AWS error means: no such entity, a one-line secret-free description, the account-level message."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
+from shared.errors import (
+    shorten,
+)
+from shared.redaction import redact
+
+
+def is_no_such_entity(exc: Exception) -> bool:
+    """The user or key was deleted between listing and reading: it no longer exists, so it has no record."""
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "NoSuchEntity"
+
+
+def describe_aws_error(exc: BaseException) -> str:
+    """A short, secret-free description of an AWS error, with the API's code when there is one."""
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        operation = getattr(exc, "operation_name", "") or "request"
+        text = f"{operation}: {error.get('Code', 'Error')}: {error.get('Message', '')}".rstrip(": ")
+    else:  # the first line only: a ResponseParserError appends the raw (possibly cut, secret-bearing) body
+        lines = str(exc).strip().splitlines()
+        text = f"{type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return shorten(redact(text))
+
+
+IAM_READ_ACTIONS = "iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed, iam:ListUserTags"
+
+
+def describe_iam_error(exc: BaseException, account_id: str) -> str:
+    """An IAM call of an account failed: which dependency (IAM), which account, what failed and what to check."""
+    text = f"IAM in account {account_id}: {describe_aws_error(exc)}"
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        return f"{text} (the account's collector role needs {IAM_READ_ACTIONS})"
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0
+    if isinstance(exc, ResponseParserError):  # botocore does not retry an answer it cannot parse
+        return f"{text} (IAM's answer was cut off or garbled; the next run retries the account)"
+    if isinstance(exc, BotoCoreError) or status >= 500 or status == 429 or "Throttl" in code:
+        return f"{text} (still failing after botocore's retries: check the network path to IAM; the next run retries)"
+    return text

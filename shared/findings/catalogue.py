@@ -1,0 +1,209 @@
+"""The catalogue of findings: each finding defined once, read by every place that shows or computes findings.
+
+A finding has a name, labels, a severity and a colour, a rule over one key row (``matches``), the KQL text of the same
+rule (``kql``; tests/contract/test_queries.py checks that the queries select what the rule selects), and, when the finding is a
+record field the transform sets, that field and how it is computed from the key's facts (``sets``).
+
+Readers (the CLI summary, the HTML report, the workbook builder, the KQL tests) iterate over ``FINDINGS``; none of
+them re-checks ``Status`` or re-derives a rule. The contract's ``NeverUsed`` field is true for inactive keys too, so
+the finding "never used" is Active-and-NeverUsed, here and only here; "two active keys on one user" is never stored
+and is defined here once (root keys are their own finding).
+
+Adding a finding: an entry here, its record field in shared/records.py when it sets one (and the Bicep column), the
+queries that show it (findings-summary, findings-by-account, its drill-down), and tests.
+
+Pure: imports nothing from the project.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Row = Mapping[str, Any]  # a key record as a row: KeyRecord.to_row(), a JSON line of the file sink, a query result
+
+
+class Severity(enum.IntEnum):
+    """Higher is worse."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+
+@dataclass(frozen=True)
+class KeyFacts:
+    """What the transform knows of one key when it sets the findings' record fields."""
+
+    active: bool
+    age_days: int
+    days_since_last_use: int | None  # None: never used
+
+    @property
+    def never_used(self) -> bool:
+        return self.days_since_last_use is None
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """KEY_ROTATION_DAYS and KEY_UNUSED_DAYS."""
+
+    rotation_days: int
+    unused_days: int
+
+
+@dataclass(frozen=True)
+class Finding:
+    name: str  # stable id, e.g. "rotation_due"
+    column: str  # the count's column in the queries and the report (findings-by-account.kql), e.g. "RotationDueKeys"
+    label: str  # the tile's label and the Finding value in the queries, e.g. "Due for rotation"
+    chart_label: str  # the bar chart's legend (the bar chart counts keys; a tile may count users)
+    cli_column: str  # the CLI summary's column header
+    cli_tag: str  # the CLI summary's tag on one key
+    severity: Severity
+    colour: str  # CSS colour of the tile and the bar chart's series
+    query: str  # the drill-down query (queries/<query>.kql) that lists the rows of this finding
+    kql: str  # the rule as a KQL predicate over AwsIamAccessKeys_CL
+    matches: Callable[[Row], bool]  # the rule as a Python predicate over one key row
+    record_field: str | None = None  # the KeyRecord field the transform sets from ``sets``, if any
+    sets: Callable[[KeyFacts, Thresholds], bool] | None = None  # how the transform computes record_field
+    distinct_by: str | None = None  # the tile counts distinct values of this column (users) instead of keys
+
+
+def is_active(row: Row) -> bool:
+    return row.get("Status") == "Active"
+
+
+def _rotation_due(facts: KeyFacts, limits: Thresholds) -> bool:
+    return facts.active and facts.age_days > limits.rotation_days
+
+
+def _unused(facts: KeyFacts, limits: Thresholds) -> bool:
+    # Unused too long, or never used and older than the unused limit (a young unused key is only "never used").
+    idle = facts.days_since_last_use
+    return facts.active and (
+        (idle is not None and idle > limits.unused_days) or (idle is None and facts.age_days > limits.unused_days)
+    )
+
+
+ROOT_KEY = Finding(
+    name="root_key",
+    column="RootKeys",
+    label="Root account keys",
+    chart_label="Root account keys",
+    cli_column="Root keys",
+    cli_tag="ROOT ACCOUNT KEY",
+    severity=Severity.HIGH,
+    colour="#b42318",
+    query="root-keys",
+    kql="IsRootKey",
+    matches=lambda row: bool(row.get("IsRootKey")),
+)
+ROTATION_DUE = Finding(
+    name="rotation_due",
+    column="RotationDueKeys",
+    label="Due for rotation",
+    chart_label="Due for rotation",
+    cli_column="Rotation due",
+    cli_tag="rotation due",
+    severity=Severity.MEDIUM,
+    colour="#dc6803",
+    query="rotation-due",
+    kql="RotationDue",
+    matches=lambda row: bool(row.get("RotationDue")),
+    record_field="RotationDue",
+    sets=_rotation_due,
+)
+UNUSED = Finding(
+    name="unused",
+    column="UnusedKeys",
+    label="Unused",
+    chart_label="Unused",
+    cli_column="Unused",
+    cli_tag="unused",
+    severity=Severity.MEDIUM,
+    colour="#ca8a04",
+    query="unused-keys",
+    kql="Unused",
+    matches=lambda row: bool(row.get("Unused")),
+    record_field="Unused",
+    sets=_unused,
+)
+NEVER_USED = Finding(
+    name="never_used",
+    column="NeverUsedKeys",
+    label="Never used",
+    chart_label="Never used",
+    cli_column="Never used",
+    cli_tag="never used",
+    severity=Severity.LOW,
+    colour="#7a5af8",
+    query="unused-keys",
+    kql='Status == "Active" and NeverUsed',
+    matches=lambda row: is_active(row) and bool(row.get("NeverUsed")),
+)
+TWO_ACTIVE_KEYS = Finding(
+    name="two_active_keys",
+    column="TwoActiveKeys",
+    label="Users with two active keys",
+    chart_label="Keys of users with two active keys",
+    cli_column="2 active/user",
+    cli_tag="2 active keys",
+    severity=Severity.LOW,
+    colour="#1570ef",
+    query="two-active-keys",
+    kql='Status == "Active" and UserActiveKeyCount > 1 and not(IsRootKey)',
+    matches=lambda row: is_active(row) and int(row.get("UserActiveKeyCount") or 0) > 1 and not row.get("IsRootKey"),
+    distinct_by="UserArn",
+)
+
+UNOWNED_ACTIVE_KEY = Finding(
+    name="unowned_active_key",
+    column="UnownedKeys",
+    label="Active keys without an owner",
+    chart_label="Unowned active keys",
+    cli_column="No owner",
+    cli_tag="no owner",
+    severity=Severity.LOW,
+    colour="#667085",
+    query="unowned-keys",
+    # Owner is empty when no OWNER_TAG_KEYS tag names anyone; root keys have no IAM user (their own finding).
+    kql='Status == "Active" and not(IsRootKey) and Owner == ""',
+    matches=lambda row: is_active(row) and not row.get("IsRootKey") and not row.get("Owner"),
+)
+
+# In the order of the tiles, the bar chart's series and queries/findings-summary.kql.
+FINDINGS: tuple[Finding, ...] = (ROOT_KEY, ROTATION_DUE, UNUSED, NEVER_USED, TWO_ACTIVE_KEYS, UNOWNED_ACTIVE_KEY)
+
+# A key whose every finding an exception in force accepts (docs/exceptions.md) is left out of every count and listed
+# in a table of its own. In KQL ``Excepted != true``, not ``not(Excepted)``: rows written before the column existed
+# have it null, and ``null != true`` is true, so they still count.
+NOT_EXCEPTED_KQL = "Excepted != true"
+
+
+def is_excepted(row: Row) -> bool:
+    return row.get("Excepted") is True
+
+
+def findings_of(row: Row) -> list[Finding]:
+    """The findings one key row has, in catalogue order (excepted or not)."""
+    return [finding for finding in FINDINGS if finding.matches(row)]
+
+
+def open_findings_of(row: Row) -> list[Finding]:
+    """The findings one key row has that count: none when the key is excepted."""
+    return [] if is_excepted(row) else findings_of(row)
+
+
+def counts(finding: Finding, row: Row) -> bool:
+    """The row counts under this finding: it has it and is not excepted."""
+    return finding.matches(row) and not is_excepted(row)
+
+
+def record_flags(facts: KeyFacts, limits: Thresholds) -> dict[str, bool]:
+    """The record fields the findings set, by field name: what the transform puts in each KeyRecord."""
+    return {
+        f.record_field: f.sets(facts, limits) for f in FINDINGS if f.record_field is not None and f.sets is not None
+    }

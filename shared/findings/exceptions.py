@@ -1,0 +1,207 @@
+"""Accepted risk as reviewed data: the exceptions file, its validation, and matching a key to its exception.
+
+An exception says "this finding on these keys is accepted, for this reason, approved by this person, until this
+date". The file lives in the repository next to the app (``EXCEPTIONS_FILE``), so that every exception goes through
+the same review as code. The format (documented in docs/exceptions.md)::
+
+    {
+      "version": 1,
+      "exceptions": [
+        {"fingerprint": "0123456789abcdef", "finding": "rotation_due",
+         "reason": "vendor appliance, key rotation scheduled with the vendor",
+         "approvedBy": "alice@example.com", "expires": "2027-03-01"}
+      ]
+    }
+
+Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerprint``), ``userArn`` (an
+fnmatch-style glob over ``UserArn``: ``*``, ``?``, ``[...]``; case-sensitive) or ``accountId`` (every key of one
+account). ``finding`` names one finding, or ``*`` for every finding of the selected keys except a root account key,
+which is never accepted by a wildcard: it must be named (``root_key``). ``expires`` is a date (``YYYY-MM-DD``: the
+exception stops applying at 00:00 UTC that day) or an ISO 8601 time with a zone, at most ``EXCEPTIONS_MAX_DAYS``
+ahead of today. An exception past its date is not an error (the app must not stop the day one lapses): it stops
+applying and is reported as expired.
+
+Pure: parsing takes the text and the current time; nothing here reads the clock or the environment, except
+``load_exceptions`` which reads the one file it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from fnmatch import fnmatchcase
+
+from shared.findings.catalogue import FINDINGS, ROOT_KEY, findings_of
+from shared.records import KeyRecord
+
+WILDCARD = "*"
+ROOT_KEY_FINDING = ROOT_KEY.name
+# The findings a key record can carry, by the names an exception uses: the findings catalogue's ids.
+KNOWN_FINDINGS: tuple[str, ...] = tuple(f.name for f in FINDINGS)
+
+SELECTORS = ("fingerprint", "userArn", "accountId")
+
+
+@dataclass(frozen=True, slots=True)
+class RiskException:
+    """One accepted finding. ``entry`` is its 1-based position in the file (how errors and reports name it)."""
+
+    entry: int
+    selector: str  # one of SELECTORS
+    pattern: str  # the selector's value
+    finding: str  # a finding id, or WILDCARD
+    reason: str
+    approved_by: str
+    expires: datetime  # UTC; the exception applies strictly before this instant
+
+    @property
+    def label(self) -> str:
+        """``entry 3 (userArn arn:aws:iam::*:user/ci-*)``: how a person finds it in the file."""
+        return f"entry {self.entry} ({self.selector} {self.pattern})"
+
+    def is_expired(self, now: datetime) -> bool:
+        return now >= self.expires
+
+    def selects(self, *, account_id: str, user_arn: str, fingerprint: str) -> bool:
+        if self.selector == "fingerprint":
+            return fingerprint == self.pattern
+        if self.selector == "accountId":
+            return account_id == self.pattern
+        return fnmatchcase(user_arn, self.pattern)
+
+    def covers(self, finding: str) -> bool:
+        return self.finding == finding or (self.finding == WILDCARD and finding != ROOT_KEY_FINDING)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the exceptions say about one key with the findings it has.
+
+    ``excepted``: the key has at least one finding and every one is covered by an exception in force, so the key is
+    left out of the finding counts. A key with one finding covered and another not stays counted (an exception never
+    hides a finding it does not name); ``partial`` lists what is covered then. ``reason`` joins the reasons of the
+    exceptions used; ``expires`` is the earliest of their expiries (when the key comes back). ``expired`` are
+    exceptions that would have covered one of the key's findings but are past their date.
+    """
+
+    excepted: bool
+    reason: str | None = None
+    expires: datetime | None = None
+    applied: tuple[RiskException, ...] = ()
+    partial: tuple[str, ...] = ()
+    expired: tuple[RiskException, ...] = ()
+
+
+NOT_EXCEPTED = Decision(excepted=False)
+
+
+@dataclass(frozen=True)
+class ExceptionSet:
+    """A validated exceptions file, indexed for matching (fingerprint and account exact, ARN globs in order)."""
+
+    source: str
+    exceptions: tuple[RiskException, ...] = ()
+    _by_fingerprint: dict[str, list[RiskException]] = field(default_factory=dict, repr=False, compare=False)
+    _by_account: dict[str, list[RiskException]] = field(default_factory=dict, repr=False, compare=False)
+    _by_arn: list[RiskException] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for exc in self.exceptions:
+            if exc.selector == "fingerprint":
+                self._by_fingerprint.setdefault(exc.pattern, []).append(exc)
+            elif exc.selector == "accountId":
+                self._by_account.setdefault(exc.pattern, []).append(exc)
+            else:
+                self._by_arn.append(exc)
+
+    def __len__(self) -> int:
+        return len(self.exceptions)
+
+    def in_force(self, now: datetime) -> list[RiskException]:
+        return [e for e in self.exceptions if not e.is_expired(now)]
+
+    def expired(self, now: datetime) -> list[RiskException]:
+        return [e for e in self.exceptions if e.is_expired(now)]
+
+    def candidates(self, *, account_id: str, user_arn: str, fingerprint: str) -> list[RiskException]:
+        """Every exception (in force or not) selecting this key, in file order."""
+        found = [*self._by_fingerprint.get(fingerprint, ()), *self._by_account.get(account_id, ())]
+        found += [e for e in self._by_arn if fnmatchcase(user_arn, e.pattern)]
+        return sorted(found, key=lambda e: e.entry)
+
+    def decide(
+        self, *, account_id: str, user_arn: str, fingerprint: str, findings: Collection[str], now: datetime
+    ) -> Decision:
+        """Whether this key's findings are all accepted at ``now``; see ``Decision``."""
+        if not findings or not self.exceptions:
+            return NOT_EXCEPTED
+        candidates = self.candidates(account_id=account_id, user_arn=user_arn, fingerprint=fingerprint)
+        if not candidates:
+            return NOT_EXCEPTED
+        live = [e for e in candidates if not e.is_expired(now)]
+        expired = tuple(e for e in candidates if e.is_expired(now) and any(e.covers(f) for f in findings))
+        applied: list[RiskException] = []
+        covered: list[str] = []
+        for finding in sorted(findings):
+            exc = next((e for e in live if e.covers(finding)), None)
+            if exc is not None:
+                covered.append(finding)
+                if exc not in applied:
+                    applied.append(exc)
+        if len(covered) < len(findings):
+            return Decision(excepted=False, partial=tuple(covered), expired=expired)
+        applied.sort(key=lambda e: e.entry)
+        return Decision(
+            excepted=True,
+            reason="; ".join(dict.fromkeys(e.reason for e in applied)),
+            expires=min(e.expires for e in applied),
+            applied=tuple(applied),
+            expired=expired,
+        )
+
+
+EMPTY = ExceptionSet(source="(none)")
+
+
+def key_findings(record: KeyRecord) -> set[str]:
+    """The findings one key record has, by the names exceptions use (the catalogue's rules)."""
+    return {finding.name for finding in findings_of(record.to_row())}
+
+
+def annotate(record: KeyRecord, *, exceptions: ExceptionSet, now: datetime) -> tuple[KeyRecord, Decision]:
+    """The record (its ``Owner`` already set) with ``Excepted``/``ExceptionReason``/``ExceptionExpires`` from the
+    findings it has. ``now`` is the run's start, so every key of a run is judged at the same instant."""
+    if not exceptions.exceptions:
+        return record, NOT_EXCEPTED
+    decision = exceptions.decide(account_id=record.AccountId, user_arn=record.UserArn,
+                                 fingerprint=record.AccessKeyFingerprint, findings=key_findings(record), now=now)
+    if not decision.excepted:
+        return record, decision
+    return replace(record, Excepted=True, ExceptionReason=decision.reason, ExceptionExpires=decision.expires), decision
+
+
+def describe(exceptions: ExceptionSet, now: datetime) -> list[str]:
+    """Readable lines: one per exception, in force or expired, for the CLI and logs."""
+    lines = []
+    for exc in exceptions.exceptions:
+        state = "EXPIRED" if exc.is_expired(now) else "in force"
+        lines.append(f"{exc.label}: {exc.finding} - {state} until {_when(exc.expires)}; approved by "
+                     f"{exc.approved_by}: {exc.reason}")
+    return lines
+
+
+def describe_expired(expired: Iterable[RiskException]) -> list[str]:
+    """One line per expired exception: which entry, what it accepted, since when, and who approved it."""
+    return [f"{e.label}: {e.finding} - expired {_when(e.expires)}; approved by {e.approved_by}: {e.reason}"
+            for e in expired]
+
+
+def _when(value: datetime) -> str:
+    return value.date().isoformat() if value.time() == datetime.min.time() else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def mapping_of(exc: RiskException) -> Mapping[str, str]:
+    """The entry as written in the file (for reports listing the exceptions)."""
+    return {exc.selector: exc.pattern, "finding": exc.finding, "reason": exc.reason, "approvedBy": exc.approved_by,
+            "expires": _when(exc.expires)}

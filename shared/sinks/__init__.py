@@ -1,1 +1,0 @@
-"""Sinks: where records go. Each implements ``shared.ports.Sink``; the composition root picks one."""
