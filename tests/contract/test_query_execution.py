@@ -29,7 +29,7 @@ import pytest
 
 duckdb_kql = pytest.importorskip("duckdb_kql", reason="duckdb-kql is a test dependency (requirements-dev.txt)")
 
-from shared.insight import report  # noqa: E402
+from shared.insight import snapshot as readers  # noqa: E402
 from shared.records import KEYS_TABLE, RUNS_TABLE  # noqa: E402
 from tests.support.kql_engine import Row, Workspace  # noqa: E402
 
@@ -63,8 +63,8 @@ class DataSet:
     runs: list[Row]
     cli_summary: str  # what `python -m shared demo` printed
 
-    def snapshot(self) -> report.Snapshot:
-        return report.latest_snapshot(self.keys, self.runs)
+    def snapshot(self) -> readers.Snapshot:
+        return readers.latest_snapshot(self.keys, self.runs)
 
 
 def iso(value: datetime) -> str:
@@ -72,7 +72,7 @@ def iso(value: datetime) -> str:
 
 
 def shifted(row: Row, delta: timedelta, **changes: Any) -> Row:
-    return {**row, "TimeGenerated": iso(report.parse_time(row["TimeGenerated"]) + delta), **changes}
+    return {**row, "TimeGenerated": iso(readers.parse_time(row["TimeGenerated"]) + delta), **changes}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DataSet:
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    return DataSet("demo", report.read_jsonl(out / KEYS_TABLE.file_name), report.read_jsonl(out / RUNS_TABLE.file_name),
+    return DataSet("demo", readers.read_jsonl(out / KEYS_TABLE.file_name), readers.read_jsonl(out / RUNS_TABLE.file_name),
                    completed.stdout)
 
 
@@ -91,7 +91,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DataSet:
 def two_runs(demo: DataSet) -> DataSet:
     """The demo's runs moved two hours back, then a further run now: the Sandbox account failed, one Management key
     became due for rotation; its row, the failed account's root key row and the new run record arrived twice."""
-    first_run = report.newest(demo.runs)
+    first_run = readers.newest(demo.runs)
     assert first_run is not None
     failed_account = next(k["AccountId"] for k in demo.keys if k["AccountName"] == "Sandbox")
     earlier = timedelta(hours=-2)
@@ -136,7 +136,7 @@ def t(value: Any) -> datetime | None:
     """A datetime from the engine or an ISO string from the records, to compare."""
     if value is None:
         return None
-    return value if isinstance(value, datetime) else report.parse_time(str(value))
+    return value if isinstance(value, datetime) else readers.parse_time(str(value))
 
 
 def pick(rows: list[Row], *fields: str) -> list[tuple[Any, ...]]:
@@ -159,7 +159,7 @@ def latest_snapshot(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
 
 
 def findings_summary(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
-    return pick(rows, "Finding", "Count"), [(label, n) for _, label, n in report.findings_summary(data.snapshot().keys)]
+    return pick(rows, "Finding", "Count"), [(label, n) for _, label, n in readers.findings_summary(data.snapshot().keys)]
 
 
 BY_ACCOUNT = ("Account", "AccountId", "AccountName", "Keys", "ActiveKeys", "RootKeys", "RotationDueKeys", "UnusedKeys",
@@ -169,38 +169,38 @@ BY_OWNER = ("Owner", "Accounts", "ActiveKeys", "RotationDueKeys", "UnusedKeys", 
 
 
 def findings_by_account(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
-    return pick(rows, *BY_ACCOUNT), pick(report.findings_by_account(data.snapshot().keys), *BY_ACCOUNT)
+    return pick(rows, *BY_ACCOUNT), pick(readers.findings_by_account(data.snapshot().keys), *BY_ACCOUNT)
 
 
 def findings_by_owner(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
-    return pick(rows, *BY_OWNER), pick(report.findings_by_owner(data.snapshot().keys), *BY_OWNER)
+    return pick(rows, *BY_OWNER), pick(readers.findings_by_owner(data.snapshot().keys), *BY_OWNER)
 
 
 def unowned_keys(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     fields = ("AccountId", "UserName", "UserArn", "AccessKeyId", "AgeDays", "Stale")
-    return pick(rows, *fields), pick(report.unowned_keys(data.snapshot().keys), *fields)
+    return pick(rows, *fields), pick(readers.unowned_keys(data.snapshot().keys), *fields)
 
 
 def excepted_keys(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     fields = ("AccountId", "UserName", "Owner", "AccessKeyId", "ExceptionReason", "Stale")
-    return (sorted(pick(rows, *fields), key=str), sorted(pick(report.excepted_keys(data.snapshot().keys), *fields),
+    return (sorted(pick(rows, *fields), key=str), sorted(pick(readers.excepted_keys(data.snapshot().keys), *fields),
                                                           key=str))
 
 
 def rotation_due(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     fields = ("AccountId", "UserName", "AccessKeyId", "IsRootKey", "AgeDays", "Stale")
-    return pick(rows, *fields), pick(report.rotation_due(data.snapshot().keys), *fields)
+    return pick(rows, *fields), pick(readers.rotation_due(data.snapshot().keys), *fields)
 
 
 def unused_keys(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     fields = ("AccountId", "UserName", "AccessKeyId", "Finding", "AgeDays", "Stale")
-    return pick(rows, *fields), pick(report.unused_keys(data.snapshot().keys), *fields)
+    return pick(rows, *fields), pick(readers.unused_keys(data.snapshot().keys), *fields)
 
 
 def root_keys(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     snapshot = data.snapshot()
     fields = ("AccountId", "Status", "AgeDays", "CreatedAt")
-    return pick(rows, *fields), pick(report.root_keys(snapshot.keys, snapshot.newest_run), *fields)
+    return pick(rows, *fields), pick(readers.root_keys(snapshot.keys, snapshot.newest_run), *fields)
 
 
 def collector_runs(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
@@ -209,13 +209,13 @@ def collector_runs(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
 
 
 def collector_runs_by_status(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
-    return pick(rows, "Status", "Runs", "LastSeen"), pick(report.runs_by_status(data.snapshot().runs), "Status",
+    return pick(rows, "Status", "Runs", "LastSeen"), pick(readers.runs_by_status(data.snapshot().runs), "Status",
                                                           "Runs", "LastSeen")
 
 
 def failing_accounts(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     fields = ("AccountId", "FailingNow", "Failures", "FirstFailure", "LastFailure", "LastError")
-    return pick(rows, *fields), pick(report.failing_accounts(data.snapshot().runs), *fields)
+    return pick(rows, *fields), pick(readers.failing_accounts(data.snapshot().runs), *fields)
 
 
 def collector_last_run(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
@@ -245,7 +245,7 @@ def accounts(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
 
 def alert_root_key(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     snapshot = data.snapshot()
-    root = [r for r in report.root_keys(snapshot.keys, snapshot.newest_run) if r.get("IsRootKey")]
+    root = [r for r in readers.root_keys(snapshot.keys, snapshot.newest_run) if r.get("IsRootKey")]
     fields = ("AccountId", "Status", "AgeDays", "CreatedAt")
     return sorted(pick(rows, *fields)), sorted(pick(root, *fields))
 
@@ -255,22 +255,22 @@ def alert_rotation_due_new(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     one) and not due in its collection before that."""
     snapshot = data.snapshot()
     newest = {(k["AccountId"], k["RunId"]) for k in snapshot.keys}
-    earlier = [k for k in report.once(data.keys, "RunId", "AccessKeyFingerprint")
+    earlier = [k for k in readers.once(data.keys, "RunId", "AccessKeyFingerprint")
                if (k["AccountId"], k["RunId"]) not in newest]
     due_before = set()
     for account in {k["AccountId"] for k in earlier}:
-        previous = report.newest(k for k in earlier if k["AccountId"] == account)
+        previous = readers.newest(k for k in earlier if k["AccountId"] == account)
         assert previous is not None
         due_before |= {k["AccessKeyFingerprint"] for k in earlier
                        if k["RunId"] == previous["RunId"] and k["AccountId"] == account and k["RotationDue"]}
-    expected = [k for k in report.rotation_due(snapshot.keys) if k["AccessKeyFingerprint"] not in due_before]
+    expected = [k for k in readers.rotation_due(snapshot.keys) if k["AccessKeyFingerprint"] not in due_before]
     fields = ("AccountId", "UserName", "AccessKeyId", "AgeDays")
     return sorted(pick(rows, *fields)), sorted(pick(expected, *fields))
 
 
 def runs_within(data: DataSet, hours: int, statuses: tuple[str, ...] | None = None) -> list[str]:
     now = datetime.now(UTC)
-    return sorted({r["RunId"] for r in data.runs if report.parse_time(r["TimeGenerated"]) > now - timedelta(hours=hours)
+    return sorted({r["RunId"] for r in data.runs if readers.parse_time(r["TimeGenerated"]) > now - timedelta(hours=hours)
                    and (statuses is None or r["Status"] in statuses)})
 
 
@@ -333,9 +333,9 @@ def test_unsupported_query_is_refused_for_the_listed_construct(name: str, demo: 
 def test_the_two_runs_data_exercises_what_one_run_cannot(two_runs: DataSet) -> None:
     snapshot = two_runs.snapshot()
     assert any(k["Stale"] for k in snapshot.keys) and not all(k["Stale"] for k in snapshot.keys)
-    assert report.failing_accounts(snapshot.runs)
+    assert readers.failing_accounts(snapshot.runs)
     _, expected_new = alert_rotation_due_new([], two_runs)
-    assert 0 < len(expected_new) < len(report.rotation_due(snapshot.keys))
+    assert 0 < len(expected_new) < len(readers.rotation_due(snapshot.keys))
 
 
 def test_cli_summary_agrees_with_findings_by_account(demo: DataSet) -> None:
