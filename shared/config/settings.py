@@ -1,6 +1,6 @@
 """The collector's settings: read from the environment in exactly one place (``load_settings``).
 
-Every name and default here is fixed by the contract (``../shared/contract.md``) and documented in the README.
+Every name and default here is fixed by the contract (``docs/contract.md``) and documented in docs/settings.md.
 Validation happens before any network call; every problem is reported at once in one ``SettingsError`` that
 names each bad setting and what is expected.
 """
@@ -67,7 +67,7 @@ class Settings:
     # Findings
     key_rotation_days: int
     key_unused_days: int
-    # Speed (not in the contract's first version: added by the organization-scale issue, documented in the README)
+    # Speed (not in the contract's first version: added by the organization-scale issue, documented in docs/settings.md)
     account_concurrency: int
     iam_concurrency: int
     iam_max_calls_per_second: int = 0  # per account, retries included; 0: no cap (issue 14)
@@ -234,7 +234,7 @@ def load_settings(
     r.required_because = required_because(auth_type, sink_type)
 
     # Every setting is validated whatever the modes (a bad value is reported even where it is not used yet), in
-    # this order, so that the problems read in the README's order.
+    # this order, so that the problems always read in the same order.
     r.read("AWS_ROLE_ARN", _m(_ROLE_ARN), "an IAM role ARN like arn:aws:iam::123456789012:role/AwsIamKeyCollector")
     r.read("AWS_EXTERNAL_ID", _m(_EXTERNAL_ID), "2 to 1224 characters of letters, digits and +=,.@:/-")
     secret_check = _m(_KV_SECRET_NAME)

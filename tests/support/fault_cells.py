@@ -1,6 +1,6 @@
 """The fault matrix's cells: every dependency x every fault, and what each asserts (the run's status, the accounts
 named in FailedAccounts, the messages, where the records went, the retry bound). ``tests/integration/test_fault_matrix.py`` runs
-them; ``tests/contract/test_readme.py`` checks that the README's failure table says the same."""
+them; ``tests/contract/test_readme.py`` checks that the failure table of docs/failure-behaviour.md says the same."""
 
 from __future__ import annotations
 
@@ -168,7 +168,7 @@ CELLS = [
 @dataclass(frozen=True)
 class OutboxCell:
     fault: str
-    outcome: str  # the README's word for it
+    outcome: str  # the failure table's word for it (docs/failure-behaviour.md)
     attempts: int  # requests to the storage account that the fault met
 
     @property
