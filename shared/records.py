@@ -41,7 +41,8 @@ class KeyRecord:
     Unused: bool
     UserActiveKeyCount: int
     IsRootKey: bool
-    # Added by the owners-and-exceptions issue (shared/findings/owners.py, shared/findings/exceptions.py, docs/exceptions.md).
+    # Added by the owners-and-exceptions issue (shared/findings/owners.py, shared/findings/exceptions.py,
+    # docs/exceptions.md).
     Owner: str = ""  # the first of OWNER_TAG_KEYS on the user's tags; empty when none (root keys: empty)
     Excepted: bool = False  # every finding of the key is covered by an exception in force
     ExceptionReason: str | None = None  # the reasons of the exceptions used (null when not excepted)

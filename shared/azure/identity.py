@@ -3,7 +3,8 @@ sign-in locally), the secrets the chosen modes need, and the managed identity's 
 
 Endpoints come only from the SDKs' own conventions: azure-identity reads the managed-identity environment
 (``IDENTITY_ENDPOINT``/``IDENTITY_HEADER`` on App Service and Functions), Key Vault is ``KEY_VAULT_URL``.
-``ClientOptions`` (test-only, shared/config/transport.py) may add a CA bundle and relax Key Vault's challenge-resource check
+``ClientOptions`` (test-only, shared/config/transport.py) may add a CA bundle and relax Key Vault's challenge-resource
+check
 for a vault on localhost; production passes the defaults.
 """
 

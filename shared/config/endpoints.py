@@ -39,7 +39,8 @@ AWS_ENDPOINT_SETTING = re.compile(r"^AWS_ENDPOINT_URL(_[A-Z0-9_]+)?$", re.ASCII)
 _LABELS = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.ASCII)
 
 
-# The clouds' own domains only. EndpointPolicy itself lives in shared/config/transport.py, with ClientOptions that carries it.
+# The clouds' own domains only. EndpointPolicy itself lives in shared/config/transport.py, with ClientOptions that
+# carries it.
 PRODUCTION = EndpointPolicy()
 
 

@@ -1,7 +1,8 @@
 """The catalogue of findings: each finding defined once, read by every place that shows or computes findings.
 
 A finding has a name, labels, a severity and a colour, a rule over one key row (``matches``), the KQL text of the same
-rule (``kql``; tests/contract/test_queries.py checks that the queries select what the rule selects), and, when the finding is a
+rule (``kql``; tests/contract/test_queries.py checks that the queries select what the rule selects), and, when the
+finding is a
 record field the transform sets, that field and how it is computed from the key's facts (``sets``).
 
 Readers (the CLI summary, the HTML report, the workbook builder, the KQL tests) iterate over ``FINDINGS``; none of

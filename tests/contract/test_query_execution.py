@@ -9,7 +9,8 @@ twice. The second exercises the stale fallback, the
 failing-accounts history, the "newly due" alert and the at-least-once de-duplication.
 
 A query the engine cannot run is listed in UNSUPPORTED with the construct that stops it; it stays covered by the
-Kusto language-service check (tests/contract/test_kql_language_service.py). A query with no Python counterpart to compare with
+Kusto language-service check (tests/contract/test_kql_language_service.py). A query with no Python counterpart to
+compare with
 is listed in NOT_COMPARED with the reason. Any other new query fails test_every_query_is_compared_or_listed.
 """
 
@@ -83,7 +84,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DataSet:
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    return DataSet("demo", readers.read_jsonl(out / KEYS_TABLE.file_name), readers.read_jsonl(out / RUNS_TABLE.file_name),
+    return DataSet("demo", readers.read_jsonl(out / KEYS_TABLE.file_name),
+                   readers.read_jsonl(out / RUNS_TABLE.file_name),
                    completed.stdout)
 
 
@@ -159,7 +161,8 @@ def latest_snapshot(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
 
 
 def findings_summary(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
-    return pick(rows, "Finding", "Count"), [(label, n) for _, label, n in readers.findings_summary(data.snapshot().keys)]
+    summary = readers.findings_summary(data.snapshot().keys)
+    return pick(rows, "Finding", "Count"), [(label, n) for _, label, n in summary]
 
 
 BY_ACCOUNT = ("Account", "AccountId", "AccountName", "Keys", "ActiveKeys", "RootKeys", "RotationDueKeys", "UnusedKeys",
@@ -270,7 +273,8 @@ def alert_rotation_due_new(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
 
 def runs_within(data: DataSet, hours: int, statuses: tuple[str, ...] | None = None) -> list[str]:
     now = datetime.now(UTC)
-    return sorted({r["RunId"] for r in data.runs if readers.parse_time(r["TimeGenerated"]) > now - timedelta(hours=hours)
+    since = now - timedelta(hours=hours)
+    return sorted({r["RunId"] for r in data.runs if readers.parse_time(r["TimeGenerated"]) > since
                    and (statuses is None or r["Status"] in statuses)})
 
 

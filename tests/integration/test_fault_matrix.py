@@ -2,7 +2,8 @@
 
 Dependencies: the managed-identity endpoint, Key Vault, STS AssumeRole (home and member), STS
 AssumeRoleWithWebIdentity, IAM, Organizations, the logs_ingestion and data_collector sinks (local HTTPS fakes in
-tests/support/azure_fakes.py; AWS is moto behind the fault-injecting proxy in tests/support/aws_proxy.py), plus the file sink
+tests/support/azure_fakes.py; AWS is moto behind the fault-injecting proxy in tests/support/aws_proxy.py), plus the
+file sink
 and the outbox. Faults:
 
 - ``timeout``: the server answers nothing for longer than the client's read timeout (every attempt);

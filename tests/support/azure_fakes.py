@@ -14,7 +14,8 @@ through ``ClientOptions.ca_bundle`` (test-only) and nothing else changes: TLS ve
 - ``DataCollectorFake``: ``POST /api/logs``: recomputes the SharedKey signature from the raw body bytes and the
   headers, 200; scripted faults.
 
-Test modules use the fixtures by importing them: ``from tests.support.azure_fakes import azure_fixture, fake_tls_fixture``.
+Test modules use the fixtures by importing them: ``from tests.support.azure_fakes import azure_fixture,
+fake_tls_fixture``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The data collection rule declared in infra/, read from the Bicep: its streams, each with its declared columns and
-their types, and the table each flows into. The Logs Ingestion fake (tests/support/azure_fakes.py) accepts exactly these.
+their types, and the table each flows into. The Logs Ingestion fake (tests/support/azure_fakes.py) accepts exactly
+these.
 
 The rule is in infra/modules/monitoring.bicep; its stream names and columns are parameters that main.bicep passes
 from its variables (declared once there, for the tables and the rule alike); both are resolved here.

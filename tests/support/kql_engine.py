@@ -1,7 +1,8 @@
 """Run the product's KQL locally: the records (JSON Lines rows, as the file sink writes them) loaded into DuckDB
 tables typed from shared/records.py, and a query executed by duckdb-kql (a KQL-to-DuckDB translator that refuses
 loudly, with KqlUnsupportedError, what it does not support). Results come back as rows of Python values with
-datetimes in UTC, ready to compare with what shared/insight/report.py and shared/tools/cli.py compute from the same rows.
+datetimes in UTC, ready to compare with what shared/insight/report.py and shared/tools/cli.py compute from the same
+rows.
 """
 
 from __future__ import annotations
