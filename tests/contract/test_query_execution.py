@@ -9,8 +9,9 @@ twice. The second exercises the stale fallback, the
 failing-accounts history, the "newly due" alert and the at-least-once de-duplication.
 
 A query the engine cannot run is listed in UNSUPPORTED with the construct that stops it; it stays covered by the
-Kusto language-service check (tests/contract/test_kql_language_service.py). A query with no Python counterpart to compare with
-is listed in NOT_COMPARED with the reason. Any other new query fails test_every_query_is_compared_or_listed.
+Kusto language-service check (tests/contract/test_kql_language_service.py). A query with no Python counterpart to
+compare with is listed in NOT_COMPARED with the reason. Any other new query fails
+test_every_query_is_compared_or_listed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ duckdb_kql = pytest.importorskip("duckdb_kql", reason="duckdb-kql is a test depe
 
 from shared.domain import RunContext, RunResult  # noqa: E402
 from shared.findings.catalogue import FINDINGS, ROOT_KEY, Finding, is_active  # noqa: E402
-# The HTML report's data: the same questions as the queries, answered in Python (shared/insight/report.py renders them).
-from shared.insight import snapshot as report  # noqa: E402
+from shared.insight import snapshot as report  # noqa: E402  # the HTML report's data (report.py renders it)
 from shared.insight import summary as summary_module  # noqa: E402
 from shared.insight.summary import summarize  # noqa: E402
 from shared.records import KEYS_TABLE, RUNS_TABLE  # noqa: E402
