@@ -50,9 +50,12 @@ class AccountFailure:
     error: str
 
 
+# A run's Status (RunResult.status), and the runs whose records make a snapshot: the readers' "good" runs (the
+# queries' ``Status in ("Succeeded", "PartiallySucceeded")``: tests/contract/test_queries.py checks they agree).
 RUN_SUCCEEDED = "Succeeded"
 RUN_PARTIALLY_SUCCEEDED = "PartiallySucceeded"
 RUN_FAILED = "Failed"
+GOOD_RUN_STATUSES = (RUN_SUCCEEDED, RUN_PARTIALLY_SUCCEEDED)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from shared.domain import GOOD_RUN_STATUSES
 from shared.findings.catalogue import FINDINGS, Finding, counts, is_excepted
 from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns
 
@@ -209,6 +210,8 @@ def test_every_query_on_the_snapshot_uses_the_same_snapshot() -> None:
 def test_snapshot_takes_good_runs_and_falls_back_per_failed_account() -> None:
     block = snapshot_block(read(QUERIES / "latest-snapshot.kql"))
     assert 'Status in ("Succeeded", "PartiallySucceeded")' in block
+    # the Python readers' good runs (shared/insight/snapshot.py, changes.py, report.py) are the same statuses
+    assert f"Status in ({', '.join(json.dumps(s) for s in GOOD_RUN_STATUSES)})" in block
     assert "FailedAccounts" in block and "Stale = true" in block and "Stale = false" in block
 
 
