@@ -34,7 +34,7 @@ from shared.errors import SettingsError
 from shared.findings.exceptions import EMPTY, ExceptionSet
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS, MAX_DAYS_RANGE, ExceptionsFileError, load_exceptions
 from shared.findings.owners import DEFAULT_OWNER_TAG_KEYS, parse_owner_tag_keys
-from shared.identifiers import is_account_id
+from shared.identifiers import ACCOUNT_ID, is_account_id
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,9 @@ BLOB_SERVICE_URI_SETTING = "AzureWebJobsStorage__blobServiceUri"
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # re.ASCII everywhere: \d and \w must not accept other scripts' digits and letters (AWS and Azure do not).
-_ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$", re.ASCII)
+_ROLE_ARN = re.compile(
+    rf"^arn:(aws|aws-us-gov|aws-cn):iam::({ACCOUNT_ID.pattern}):role/([\w+=,.@-]+/)*[\w+=,.@-]{{1,64}}$", re.ASCII
+)
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
 _KV_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
