@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.collection.last_use import LastUse
-from shared.domain import Account, CredentialReport, RunContext
+from shared.domain import Account, CredentialReport, RunContext, report_date
 from shared.errors import MalformedResponseError
 from shared.findings.catalogue import KeyFacts, Thresholds, record_flags
 from shared.findings.exceptions import annotate
@@ -233,10 +233,9 @@ def root_key_records(report: CredentialReport, account: Account, run: RunContext
 
 
 def _report_date(value: str | None, where: str) -> datetime | None:
-    if value in (None, "", "N/A", "no_information"):
-        return None
+    """The cell's date (``report_date``, the one reading of the report's dates); a root key has no other source, so
+    a cell that is not a date is an error (the account's root keys are unknown this run)."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return report_date(value)
     except ValueError:
         raise MalformedResponseError(f"{where} is not a date") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

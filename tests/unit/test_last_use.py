@@ -1,4 +1,5 @@
-"""Last use from the credential report (shared/collection/last_use.py), on canned report CSVs shaped as IAM and moto write them."""
+"""Last use from the credential report (shared/collection/last_use.py), on canned report CSVs shaped as IAM and moto
+write them."""
 
 from __future__ import annotations
 
