@@ -7,18 +7,13 @@ from datetime import UTC, datetime
 
 from shared.domain import RunContext, RunResult
 from shared.insight.summary import summarize
+from tests.support.rows import key
 
 NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
 
 def row(user: str, **fields: object) -> dict[str, object]:
-    base: dict[str, object] = {
-        "AccountId": "123456789012", "AccountName": "Prod", "UserName": user, "Owner": "o@example.com",
-        "AccessKeyId": f"AKIA...{user[:4].upper()}", "Status": "Active", "AgeDays": 10, "DaysSinceLastUse": 1,
-        "NeverUsed": False, "RotationDue": False, "Unused": False, "UserActiveKeyCount": 1, "IsRootKey": False,
-        "Excepted": False, "ExceptionReason": None, "ExceptionExpires": None,
-    }
-    return {**base, **fields}
+    return key("r-1", NOW, "123456789012", user, **{"AccountName": "Prod", "Owner": "o@example.com", **fields})
 
 
 def summary_of(*rows: dict[str, object]) -> list[str]:
