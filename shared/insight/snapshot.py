@@ -41,8 +41,8 @@ LOOKBACK = timedelta(days=7)
 CHANGES_LOOKBACK = timedelta(days=30)  # queries/key-changes.kql
 TREND_DAYS = 365
 
-# The tiles and the bar chart's series are the findings catalogue's (shared/findings.py), in its order. A key whose
-# every finding is accepted by an exception (Excepted) counts under none of them: it has a table of its own.
+# The tiles and the bar chart's series are the findings catalogue's (shared/findings/catalogue.py), in its order. A key
+# whose every finding is accepted by an exception (Excepted) counts under none of them: it has a table of its own.
 UNKNOWN_ROOT = "Unknown (no credential report)"
 NO_OWNER = "(no owner)"
 
