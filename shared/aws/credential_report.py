@@ -1,19 +1,17 @@
 """The IAM credential report: the only place AWS shows whether the root user has access keys, and the cheap
-source of every key's last use."""
+source of every key's last use. Read here (the calls, AWS's 4-hour rhythm); its format is read in shared/domain.py
+(``parse_credential_report``, ``report_date``)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 
-from shared.domain import CredentialReport
 from shared.errors import (
     CredentialReportUnavailableError,
     MalformedResponseError,
@@ -64,42 +62,6 @@ def read_report_content(
     raise CredentialReportUnavailableError(
         f"IAM credential report still being generated after {sum(waits):.0f} s; root keys are read next run"
     )
-
-
-class _ReportRow(Mapping[str, str]):
-    """One report row as a read-only mapping of column -> value, sharing the header's column index with every other
-    row (a dict per row cost about 2 KB: 11 MB for an account of 5,000 users, held while the account runs)."""
-
-    __slots__ = ("_columns", "_values")
-
-    def __init__(self, columns: dict[str, int], values: list[str]) -> None:
-        self._columns = columns
-        self._values = values
-
-    def __getitem__(self, column: str) -> str:
-        index = self._columns[column]
-        return self._values[index] if index < len(self._values) else ""
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._columns)
-
-    def __len__(self) -> int:
-        return len(self._columns)
-
-
-def parse_credential_report(content: str, generated_at: datetime) -> CredentialReport:
-    """The report's CSV as rows of column -> value. Repeated cells (``N/A``, ``true``, regions, services, dates
-    shared by many keys) are kept once."""
-    reader = csv.reader(io.StringIO(content))
-    header = next(reader, None)
-    if header is None:
-        return CredentialReport((), generated_at)
-    if "user" not in header:
-        raise MalformedResponseError("IAM GetCredentialReport: the report has no user column")
-    columns = {name: index for index, name in enumerate(header)}
-    seen: dict[str, str] = {}
-    rows = tuple(_ReportRow(columns, [seen.setdefault(cell, cell) for cell in line]) for line in reader if line)
-    return CredentialReport(rows, generated_at)
 
 
 def sleep_unless(stop: threading.Event) -> Callable[[float], None]:

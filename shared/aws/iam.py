@@ -14,10 +14,10 @@ from botocore.credentials import (
 )
 
 from shared.aws.clients import AWS_ERRORS
-from shared.aws.credential_report import REPORT_WAITS, parse_credential_report, read_report_content, sleep_unless
+from shared.aws.credential_report import REPORT_WAITS, read_report_content, sleep_unless
 from shared.aws.errors import describe_aws_error, describe_iam_error, is_no_such_entity
 from shared.aws.rate_limit import CallRateLimiter
-from shared.domain import CredentialReport
+from shared.domain import CredentialReport, parse_credential_report
 from shared.errors import (
     AwsSignInError,
     IamCallError,

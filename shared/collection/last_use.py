@@ -26,18 +26,14 @@ each record carries as ``LastUsedAsOf``.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.domain import NO_INFORMATION, NOT_APPLICABLE, NOT_SUPPORTED, parse_credential_report, report_date
 from shared.errors import CollectorError
 
-NOT_APPLICABLE = "N/A"
-NO_INFORMATION = "no_information"
-NOT_SUPPORTED = "not_supported"
 SLOTS = (1, 2)
 _SLOT_FIELDS = ("active", "last_rotated", "last_used_date", "last_used_region", "last_used_service")
 _REQUIRED_COLUMNS = ("user", *(f"access_key_{slot}_{field}" for slot in SLOTS for field in _SLOT_FIELDS))
@@ -94,10 +90,8 @@ class CannotVouch:
 
 
 def key_slots_from_csv(content: str, generated_at: datetime) -> ReportKeySlots:
-    """``key_slots`` of a credential report's CSV text."""
-    reader = csv.DictReader(io.StringIO(content))
-    _check_columns(reader.fieldnames or ())
-    return key_slots(reader, generated_at)
+    """``key_slots`` of a credential report's CSV text, read as the AWS adapter reads it."""
+    return key_slots(parse_credential_report(content, generated_at).rows, generated_at)
 
 
 def key_slots(rows: Iterable[Mapping[str, str | None]], generated_at: datetime) -> ReportKeySlots:
@@ -179,12 +173,9 @@ def _to_second(moment: datetime) -> datetime:
 
 
 def _date_or_none(cell: str | None) -> datetime | None:
-    """An ISO 8601 cell as an aware UTC datetime; None for N/A, no_information, not_supported, empty or garbage."""
-    text = (cell or "").strip()
-    if not text or text in (NOT_APPLICABLE, NO_INFORMATION, NOT_SUPPORTED):
-        return None
+    """The cell's date (``report_date``, the one reading of the report's dates); a cell that is not a date reads as
+    none here: the key then matches no slot, or its last use cannot be vouched for, and the API answers for it."""
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return report_date(cell)
     except ValueError:
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

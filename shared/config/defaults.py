@@ -6,6 +6,8 @@ Settings without an entry here have no default: they are required in the modes t
 
 from __future__ import annotations
 
+from shared.findings.exceptions_file import DEFAULT_MAX_DAYS
+
 DEFAULTS: dict[str, str] = {
     "AWS_AUTH_MODE": "access_key",
     "AWS_ACCESS_KEY_ID_SECRET": "aws-access-key-id",
@@ -28,5 +30,5 @@ DEFAULTS: dict[str, str] = {
     "OUTBOX_MAX_RECORDS": "500000",
     "OUTBOX_MAX_AGE_HOURS": "48",
     "OWNER_TAG_KEYS": "owner,Owner,email,contact",
-    "EXCEPTIONS_MAX_DAYS": "365",
+    "EXCEPTIONS_MAX_DAYS": str(DEFAULT_MAX_DAYS),  # with its range, defined with the exceptions file's format
 }

@@ -32,26 +32,24 @@ from shared.config.modes import (
 from shared.config.schedule import _NCRONTAB_EXPECTED, _is_ncrontab
 from shared.errors import SettingsError
 from shared.findings.exceptions import EMPTY, ExceptionSet
-from shared.findings.exceptions_file import ExceptionsFileError, load_exceptions
+from shared.findings.exceptions_file import DEFAULT_MAX_DAYS, MAX_DAYS_RANGE, ExceptionsFileError, load_exceptions
 from shared.findings.owners import DEFAULT_OWNER_TAG_KEYS, parse_owner_tag_keys
-from shared.identifiers import is_account_id
+from shared.identifiers import ACCOUNT_ID, is_account_id
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every setting's validated value, as the contract names it, and the typed modes built from them (``aws_auth``,
-    ``sink``, ``key_vault``), which adapters and the composition root read."""
+    ``sink``, ``key_vault``), which adapters and the composition root read. A setting a mode reads is only in the
+    mode (e.g. the secret names in ``aws_auth``, the streams in ``sink``), not repeated here."""
 
     # Azure
     azure_client_id: str | None
-    key_vault_url: str | None
-    key_vault: KeyVaultSettings | None  # when the modes need secrets
+    key_vault: KeyVaultSettings | None  # when the modes need secrets (KEY_VAULT_URL and the secrets' names)
     # AWS sign-in
     aws_auth: AwsAuth
     aws_role_arn: str
     aws_external_id: str | None
-    aws_access_key_id_secret: str
-    aws_secret_access_key_secret: str
     # AWS scope
     aws_accounts: AccountsScope
     aws_account_ids: tuple[str, ...]  # only for AccountsScope.LIST
@@ -59,10 +57,6 @@ class Settings:
     aws_region: str
     # Sinks
     sink: SinkSettings
-    logs_ingestion_keys_stream: str
-    logs_ingestion_runs_stream: str
-    log_analytics_workspace_key_secret: str
-    log_analytics_domain: str
     file_sink_dir: str  # the file sink's folder, and the local outbox's parent whatever the sink
     # Findings
     key_rotation_days: int
@@ -81,16 +75,8 @@ class Settings:
     # already read and validated (an invalid file is a settings problem, found before any network call).
     owner_tag_keys: tuple[str, ...] = DEFAULT_OWNER_TAG_KEYS
     exceptions_file: str | None = None  # as set (relative to the app's folder unless absolute); None: no exceptions
-    exceptions_max_days: int = 365
+    exceptions_max_days: int = DEFAULT_MAX_DAYS
     exceptions: ExceptionSet = EMPTY
-
-    @property
-    def aws_auth_mode(self) -> AuthMode:
-        return self.aws_auth.mode
-
-    @property
-    def log_sink(self) -> SinkKind:
-        return self.sink.kind
 
     @property
     def home_account_id(self) -> str:
@@ -114,7 +100,9 @@ BLOB_SERVICE_URI_SETTING = "AzureWebJobsStorage__blobServiceUri"
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # re.ASCII everywhere: \d and \w must not accept other scripts' digits and letters (AWS and Azure do not).
-_ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$", re.ASCII)
+_ROLE_ARN = re.compile(
+    rf"^arn:(aws|aws-us-gov|aws-cn):iam::({ACCOUNT_ID.pattern}):role/([\w+=,.@-]+/)*[\w+=,.@-]{{1,64}}$", re.ASCII
+)
 _EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
 _KV_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 _ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
@@ -144,13 +132,18 @@ class _Reader:
             return default
         return value.strip()
 
+    def present(self, name: str, expected: str) -> str | None:
+        """The setting's value (or default); None when absent, a problem when the modes chosen require it."""
+        value = self.raw(name)
+        why = self.required_because.get(name)
+        if value is None and why is not None:
+            self.problems.append(f"{name}: required {why}; expected {expected}")
+        return value
+
     def read(self, name: str, check: Callable[[str], bool], expected: str) -> str | None:
         """The setting's valid value, or None when it is absent (a problem when required) or invalid (a problem)."""
-        value = self.raw(name)
+        value = self.present(name, expected)
         if value is None:
-            why = self.required_because.get(name)
-            if why is not None:
-                self.problems.append(f"{name}: required {why}; expected {expected}")
             return None
         if not check(value):
             self.problems.append(f"{name}: expected {expected}, got {_show(value)}")
@@ -160,11 +153,8 @@ class _Reader:
 
     def url(self, name: str, problem: Callable[[str, str], str | None], expected: str) -> str | None:
         """A token-bearing URL (or domain): ``problem`` (shared.endpoints) names what is wrong with it, or None."""
-        value = self.raw(name)
+        value = self.present(name, expected)
         if value is None:
-            why = self.required_because.get(name)
-            if why is not None:
-                self.problems.append(f"{name}: required {why}; expected {expected}")
             return None
         found = problem(name, value)
         if found is not None:
@@ -313,22 +303,15 @@ def load_settings(
     secret_names = aws_auth.secret_names + sink.secret_names
     return Settings(
         azure_client_id=v.get("AZURE_CLIENT_ID"),
-        key_vault_url=v.get("KEY_VAULT_URL"),
         key_vault=KeyVaultSettings(v["KEY_VAULT_URL"], secret_names) if secret_names else None,
         aws_auth=aws_auth,
         aws_role_arn=v["AWS_ROLE_ARN"],
         aws_external_id=v.get("AWS_EXTERNAL_ID"),
-        aws_access_key_id_secret=v["AWS_ACCESS_KEY_ID_SECRET"],
-        aws_secret_access_key_secret=v["AWS_SECRET_ACCESS_KEY_SECRET"],
         aws_accounts=accounts,
         aws_account_ids=account_ids,
         aws_member_role_name=v["AWS_MEMBER_ROLE_NAME"],
         aws_region=v["AWS_REGION"],
         sink=sink,
-        logs_ingestion_keys_stream=v["LOGS_INGESTION_KEYS_STREAM"],
-        logs_ingestion_runs_stream=v["LOGS_INGESTION_RUNS_STREAM"],
-        log_analytics_workspace_key_secret=v["LOG_ANALYTICS_WORKSPACE_KEY_SECRET"],
-        log_analytics_domain=v["LOG_ANALYTICS_DOMAIN"],
         file_sink_dir=v["FILE_SINK_DIR"],
         key_rotation_days=rotation_days,
         key_unused_days=unused_days,
@@ -350,7 +333,7 @@ def load_settings(
 def exceptions_max_days(environ: Mapping[str, str]) -> int:
     """EXCEPTIONS_MAX_DAYS alone, for ``python -m shared exceptions check`` (which needs no other setting)."""
     r = _Reader(environ)
-    value = r.integer("EXCEPTIONS_MAX_DAYS", 1, 730)
+    value = r.integer("EXCEPTIONS_MAX_DAYS", *MAX_DAYS_RANGE)
     if r.problems:
         raise SettingsError(r.problems)
     return value
@@ -374,7 +357,7 @@ def _owners_and_exceptions(
     except ValueError as exc:
         r.problems.append(f"OWNER_TAG_KEYS: {exc}")
     before = len(r.problems)
-    max_days = r.integer("EXCEPTIONS_MAX_DAYS", 1, 730)
+    max_days = r.integer("EXCEPTIONS_MAX_DAYS", *MAX_DAYS_RANGE)
     exceptions_file = r.read("EXCEPTIONS_FILE", lambda v: "\x00" not in v,
                                  "a file path relative to the app's folder, e.g. exceptions.json")
     exceptions = EMPTY

@@ -2,13 +2,14 @@
 
 A finding has a name, labels, a severity and a colour, a rule over one key row (``matches``), the KQL text of the same
 rule (``kql``; tests/contract/test_queries.py checks that the queries select what the rule selects), and, when the
-finding is a
-record field the transform sets, that field and how it is computed from the key's facts (``sets``).
+finding is a record field the transform sets, that field and how it is computed from the key's facts (``sets``).
 
 Readers (the CLI summary, the HTML report, the workbook builder, the KQL tests) iterate over ``FINDINGS``; none of
-them re-checks ``Status`` or re-derives a rule. The contract's ``NeverUsed`` field is true for inactive keys too, so
-the finding "never used" is Active-and-NeverUsed, here and only here; "two active keys on one user" is never stored
-and is defined here once (root keys are their own finding).
+them re-checks ``Status`` or re-derives a rule (an inactive root key is a root key everywhere:
+tests/contract/test_query_execution.py checks that the CLI, the report and the KQL agree on every count). The
+contract's ``NeverUsed`` field is true for inactive keys too, so the finding "never used" is Active-and-NeverUsed,
+here and only here; "two active keys on one user" is never stored and is defined here once (root keys are their own
+finding).
 
 Adding a finding: an entry here, its record field in shared/records.py when it sets one (and the Bicep column), the
 queries that show it (findings-summary, findings-by-account, its drill-down), and tests.

@@ -21,6 +21,7 @@ from shared.findings.exceptions import (
 from shared.identifiers import is_account_id, is_fingerprint
 
 FORMAT_VERSION = 1
+# EXCEPTIONS_MAX_DAYS, defined here only: its default (shared/config/defaults.py shows it to the settings) and range.
 DEFAULT_MAX_DAYS = 365
 MAX_DAYS_RANGE = (1, 730)
 _FIELDS = frozenset((*SELECTORS, "finding", "reason", "approvedBy", "expires"))

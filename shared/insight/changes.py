@@ -18,18 +18,17 @@ split by each key's most severe finding of the catalogue (shared/findings/catalo
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from shared.domain import GOOD_RUN_STATUSES
 from shared.findings.catalogue import FINDINGS, is_active, is_excepted
+from shared.insight.snapshot import failed_accounts, once, parse_time
 
 Row = Mapping[str, Any]
-
-GOOD_STATUSES = ("Succeeded", "PartiallySucceeded")
 
 CREATED = "Created"
 DEACTIVATED = "Deactivated"
@@ -61,26 +60,6 @@ class KeyChange:
     Detail: str
 
 
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def _once(rows: Iterable[Row], *fields: str) -> list[Row]:
-    """Each row once by ``fields`` (the queries' ``summarize arg_max(TimeGenerated, *) by ...``)."""
-    return list({tuple(row.get(f) for f in fields): row for row in rows}.values())
-
-
-def failed_accounts(run: Row) -> set[str]:
-    """Account ids listed in a run record's FailedAccounts (a JSON array of {"AccountId", "Error"})."""
-    try:
-        value = json.loads(run.get("FailedAccounts") or "[]")
-    except (TypeError, json.JSONDecodeError):
-        return set()
-    if not isinstance(value, list):
-        return set()
-    return {str(f["AccountId"]) for f in value if isinstance(f, dict) and f.get("AccountId")}
-
-
 def key_changes(
     keys_rows: Sequence[Row], runs_rows: Sequence[Row], *, window: timedelta | None = None,
     end: datetime | None = None,
@@ -90,16 +69,16 @@ def key_changes(
     ``window`` (default: all runs) counts back from ``end`` (default: the newest run record), as the report's windows
     end at the newest run so that an old folder still renders.
     """
-    runs = [r for r in _once(runs_rows, "RunId") if r.get("Status") in GOOD_STATUSES and r.get("TimeGenerated")]
+    runs = [r for r in once(runs_rows, "RunId") if r.get("Status") in GOOD_RUN_STATUSES and r.get("TimeGenerated")]
     if not runs:
         return []
     if window is not None:
-        end = end or max(parse_time(r["TimeGenerated"]) for r in _once(runs_rows, "RunId") if r.get("TimeGenerated"))
+        end = end or max(parse_time(r["TimeGenerated"]) for r in once(runs_rows, "RunId") if r.get("TimeGenerated"))
         since = end - window
         runs = [r for r in runs if parse_time(r["TimeGenerated"]) > since]
     runs.sort(key=lambda r: (parse_time(r["TimeGenerated"]), str(r["RunId"])))
     run_ids = {r["RunId"] for r in runs}
-    keys = _once((k for k in keys_rows if k.get("RunId") in run_ids), "RunId", "AccessKeyFingerprint")
+    keys = once((k for k in keys_rows if k.get("RunId") in run_ids), "RunId", "AccessKeyFingerprint")
     by_run_account: dict[tuple[str, str], dict[str, Row]] = {}
     first_seen: dict[str, datetime] = {}
     for key in keys:

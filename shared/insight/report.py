@@ -19,13 +19,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from shared.domain import GOOD_RUN_STATUSES, RUN_PARTIALLY_SUCCEEDED, RUN_SUCCEEDED
 from shared.findings.catalogue import FINDINGS, ROOT_KEY
 from shared.findings.exceptions import ExceptionSet
 from shared.insight.changes import KeyChange, key_age_distribution, key_changes
 from shared.insight.charts import age_chart, bar_chart, line_chart, timeline_chart
 from shared.insight.snapshot import (
     CHANGES_LOOKBACK,
-    GOOD_STATUSES,
     TREND_DAYS,
     Row,
     Snapshot,
@@ -156,7 +156,7 @@ def health_html(snapshot: Snapshot, now: datetime) -> str:
         return '<section class="card"><h2>Collector health</h2><p class="note">No run record.</p></section>'
     hours = (now - parse_time(run["TimeGenerated"])).total_seconds() / 3600
     status = str(run.get("Status"))
-    status_cls = {"Succeeded": "good", "PartiallySucceeded": "warn"}.get(status, "bad")
+    status_cls = {RUN_SUCCEEDED: "good", RUN_PARTIALLY_SUCCEEDED: "warn"}.get(status, "bad")
     failing = [a for a in failing_accounts(snapshot.runs) if a["FailingNow"]]
     unknown = _json_list(run.get("RootKeysUnknownAccounts"))
     facts = [
@@ -179,7 +179,7 @@ def _change_row(change: KeyChange) -> Row:
 def changes_html(keys_rows: Sequence[Row], runs_rows: Sequence[Row]) -> str:
     """What changed between runs: the timeline (events per run, by type) and the events, newest first; a note instead
     while the folder holds fewer than two good runs."""
-    good_runs = {r.get("RunId") for r in runs_rows if r.get("Status") in GOOD_STATUSES}
+    good_runs = {r.get("RunId") for r in runs_rows if r.get("Status") in GOOD_RUN_STATUSES}
     head = '<section class="card"><h2>What changed between runs</h2>'
     if len(good_runs) < 2:
         return (head + '<p class="note" data-note="changes">One good run so far: the changes compare consecutive '

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from shared.domain import GOOD_RUN_STATUSES
 from shared.findings.catalogue import (
     FINDINGS,
     NEVER_USED,
@@ -34,14 +35,14 @@ from shared.findings.catalogue import (
 from shared.findings.exceptions import ExceptionSet, mapping_of
 
 Row = dict[str, Any]
+R = TypeVar("R", bound=Mapping[str, Any])
 
 LOOKBACK = timedelta(days=7)
 CHANGES_LOOKBACK = timedelta(days=30)  # queries/key-changes.kql
 TREND_DAYS = 365
-GOOD_STATUSES = ("Succeeded", "PartiallySucceeded")
 
-# The tiles and the bar chart's series are the findings catalogue's (shared/findings.py), in its order. A key whose
-# every finding is accepted by an exception (Excepted) counts under none of them: it has a table of its own.
+# The tiles and the bar chart's series are the findings catalogue's (shared/findings/catalogue.py), in its order. A key
+# whose every finding is accepted by an exception (Excepted) counts under none of them: it has a table of its own.
 UNKNOWN_ROOT = "Unknown (no credential report)"
 NO_OWNER = "(no owner)"
 
@@ -79,7 +80,7 @@ class Snapshot:
     latest_run: Row | None  # the newest run of any status
 
 
-def once(rows: Iterable[Row], *fields: str) -> list[Row]:
+def once(rows: Iterable[R], *fields: str) -> list[R]:
     """Each row once by ``fields``: a row delivered twice (a sink's retry after an ambiguous failure) counts once,
     as the queries' ``summarize arg_max(TimeGenerated, *) by ...`` does."""
     return list({tuple(row.get(f) for f in fields): row for row in rows}.values())
@@ -93,15 +94,14 @@ def latest_snapshot(keys_rows: Sequence[Row], runs_rows: Sequence[Row]) -> Snaps
     since = parse_time(latest_run["TimeGenerated"]) - LOOKBACK
     runs = sorted((r for r in runs_rows if parse_time(r["TimeGenerated"]) > since),
                   key=lambda r: parse_time(r["TimeGenerated"]), reverse=True)
-    ok_runs = [r for r in runs if r.get("Status") in GOOD_STATUSES]
+    ok_runs = [r for r in runs if r.get("Status") in GOOD_RUN_STATUSES]
     base = ok_runs[0] if ok_runs else None
     if base is None:
         return Snapshot([], None, runs, latest_run)
     ok_ids = {r["RunId"] for r in ok_runs}
     in_range = once((k for k in keys_rows if k.get("RunId") in ok_ids and parse_time(k["TimeGenerated"]) > since),
                     "RunId", "AccessKeyFingerprint")
-    failed_now = {str(f.get("AccountId")) for f in _json_list(base.get("FailedAccounts"))
-                  if isinstance(f, dict) and f.get("AccountId")}
+    failed_now = failed_accounts(base)
     keys = [{**k, "Stale": False} for k in in_range if k["RunId"] == base["RunId"]]
     for account in sorted(failed_now):
         rows = [k for k in in_range if k.get("AccountId") == account]
@@ -109,6 +109,12 @@ def latest_snapshot(keys_rows: Sequence[Row], runs_rows: Sequence[Row]) -> Snaps
         if fallback is not None:
             keys += [{**k, "Stale": True} for k in rows if k["RunId"] == fallback["RunId"]]
     return Snapshot(keys, base, runs, latest_run)
+
+
+def failed_accounts(run: Mapping[str, Any]) -> set[str]:
+    """Account ids listed in a run record's FailedAccounts (a JSON array of {"AccountId", "Error"})."""
+    failures = _json_list(run.get("FailedAccounts"))
+    return {str(f["AccountId"]) for f in failures if isinstance(f, dict) and f.get("AccountId")}
 
 
 def _json_list(text: Any) -> list[Any]:

@@ -1,104 +1,171 @@
 """The command line's end-of-run summary: run status, findings per account and by owner, the worst keys, the
-excepted keys and the expired exceptions, as plain-text tables."""
+excepted keys and the expired exceptions, as plain-text tables.
+
+What counts is the findings catalogue's answer (shared/findings/catalogue.py: ``open_findings_of``), as in the HTML
+report and queries/findings-by-account.kql: the summary never re-checks ``Status`` for a finding (an inactive root
+key is a root key). ``Active`` is a column of its own, and the by-owner table is about active keys of IAM users, as
+queries/findings-by-owner.kql is.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
-from shared.domain import RunResult
+from shared.domain import AccountFailure, RunResult
 from shared.findings.catalogue import FINDINGS, ROOT_KEY, Finding, findings_of, is_active, is_excepted, open_findings_of
 from shared.findings.exceptions import ExceptionSet, describe_expired
 
+Row = dict[str, Any]
+
 NO_OWNER = "(no owner)"
+OWNERS_SHOWN = 15
+WORST_SHOWN = 25
+OWNER_FINDINGS = tuple(f for f in FINDINGS if f is not ROOT_KEY)  # a root key has no owner: it is its own finding
 
 
-def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions: ExceptionSet | None = None) -> str:
+def summarize(result: RunResult, key_rows: Iterable[Row], exceptions: ExceptionSet | None = None) -> str:
     """A readable summary: run status, then findings per account (named as the records name them), findings by owner,
-    the worst keys, the excepted keys and the expired exceptions. The findings, their columns and tags come from the
-    catalogue (shared/findings.py); only active keys count, and excepted keys (every finding accepted) count under
-    none: they are listed on their own."""
-    run = result.to_record()
-    per_account: dict[str, Counter[str]] = {}
-    per_owner: dict[str, Counter[str]] = {}
-    names: dict[str, str] = {}
-    worst: list[tuple[dict[str, Any], list[Finding]]] = []
-    excepted: list[dict[str, Any]] = []
-    for row in key_rows:
-        names[row["AccountId"]] = row["AccountName"] or ""
-        counts = per_account.setdefault(row["AccountId"], Counter())
-        counts["Keys"] += 1
-        counts["Excepted"] += is_excepted(row)  # as findings-by-account.kql: every excepted key, active or not
-        if is_excepted(row):
-            excepted.append(row)
-        if not is_active(row):
-            continue
-        counts["Active"] += 1
-        found = open_findings_of(row)
-        counts.update(f.name for f in found)
-        if not row.get("IsRootKey"):
-            of_owner = per_owner.setdefault(row.get("Owner") or NO_OWNER, Counter())
-            of_owner["Active"] += 1
-            of_owner.update(f.name for f in found)
-            of_owner["Findings"] += len(found)
-            of_owner["Excepted"] += is_excepted(row)
-        if found:
-            worst.append((row, found))
+    the worst keys, the excepted keys, the expired exceptions and the failed accounts. Each part is empty when it has
+    nothing to show; excepted keys (every finding accepted) count under no finding: they are listed on their own."""
+    rows = list(key_rows)
+    return "\n".join([
+        *_run_line(result),
+        *_per_account_table(rows),
+        *_by_owner_table(rows),
+        *_worst_keys(rows),
+        *_excepted_keys(rows),
+        *_expired_exceptions(exceptions, result.run.started_at),
+        *_failed_accounts(result.failures),
+    ])
 
-    lines = [
+
+def _run_line(result: RunResult) -> list[str]:
+    run = result.to_record()
+    return [
         f"Run {run.RunId}: {run.Status} - {run.AccountsSucceeded} of {run.AccountsTotal} account(s), "
         f"{run.KeysCollected} key(s) in {run.DurationSeconds:.1f} s",
         "",
     ]
-    header = ["Account", "Name", "Keys", "Active", *(f.cli_column for f in FINDINGS), "Excepted"]
-    table = [header]
-    for account_id in sorted(per_account):
-        c = per_account[account_id]
-        table.append([account_id, names.get(account_id, ""), *(str(c[k]) for k in
-                      ("Keys", "Active", *(f.name for f in FINDINGS), "Excepted"))])
-    if len(table) > 1:
-        totals = ["Total", "", *(str(sum(int(r[i]) for r in table[1:])) for i in range(2, len(header)))]
-        table.append(totals)
-        lines += _format_table(table)
-    if per_owner:
-        lines += ["", "Findings by owner (active keys of IAM users):"]
-        owner_findings = [f for f in FINDINGS if f is not ROOT_KEY]
-        by_owner = [["Owner", "Active", *(f.cli_column for f in owner_findings), "Excepted"]]
-        ranked = sorted(per_owner.items(), key=lambda item: (-item[1]["Findings"], item[0]))
-        for owner, c in ranked[:15]:
-            by_owner.append([owner, str(c["Active"]), *(str(c[f.name]) for f in owner_findings), str(c["Excepted"])])
-        lines += _format_table(by_owner)
-        if len(ranked) > 15:
-            lines.append(f"... and {len(ranked) - 15} more owners")
-    if worst:
-        lines += ["", "Findings (active keys):"]
-        detail = [["Account", "User", "Owner", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
-        worst.sort(key=lambda w: (not w[0]["IsRootKey"], -w[0]["AgeDays"], w[0]["AccountId"], w[0]["UserName"]))
-        for r, found in worst[:25]:
-            tags = [f.cli_tag for f in found]
-            used = "never" if r["DaysSinceLastUse"] is None else str(r["DaysSinceLastUse"])
-            detail.append([r["AccountId"], r["UserName"], r.get("Owner") or "-", r["AccessKeyId"] or "(root)",
-                           str(r["AgeDays"]), used, ", ".join(tags)])
-        lines += _format_table(detail)
-        if len(worst) > 25:
-            lines.append(f"... and {len(worst) - 25} more")
-    if excepted:
-        lines += ["", "Excepted (accepted risk, left out of the counts above):"]
-        rows = [["Account", "User", "Owner", "Key", "Findings", "Until", "Reason"]]
-        for r in sorted(excepted, key=lambda r: (str(r.get("ExceptionExpires")), r["AccountId"], r["UserName"])):
-            rows.append([r["AccountId"], r["UserName"], r.get("Owner") or "-", r["AccessKeyId"] or "(root)",
-                         ", ".join(f.cli_tag for f in findings_of(r)), str(r.get("ExceptionExpires") or "")[:10],
-                         str(r.get("ExceptionReason") or "")])
-        lines += _format_table(rows)
-    expired = [] if exceptions is None else exceptions.expired(result.run.started_at)
-    if expired:
-        lines += ["", f"Expired exceptions in {exceptions.source if exceptions else ''} (no longer applied: their keys "
-                      "count again; renew them through review, or remove them):"]
-        lines += [f"  {line}" for line in describe_expired(expired)]
-    if result.failures:
-        lines += ["", "Failed accounts:"] + [f"  {f.account_id}: {f.error}" for f in result.failures]
-    return "\n".join(lines)
+
+
+# --- per account: keys, active keys, each finding, excepted keys; and a total row ----------------------------------
+
+
+def _per_account_table(rows: Sequence[Row]) -> list[str]:
+    counts, names = _account_counts(rows)
+    if not counts:
+        return []
+    columns = ("Keys", "Active", *(f.name for f in FINDINGS), "Excepted")
+    table = [["Account", "Name", "Keys", "Active", *(f.cli_column for f in FINDINGS), "Excepted"]]
+    table += [[account, names[account], *(str(counts[account][c]) for c in columns)] for account in sorted(counts)]
+    table.append(["Total", "", *(str(sum(counts[account][c] for account in counts)) for c in columns)])
+    return _format_table(table)
+
+
+def _account_counts(rows: Sequence[Row]) -> tuple[dict[str, Counter[str]], dict[str, str]]:
+    """Per account id: its keys, active keys, each open finding (by name) and excepted keys (active or not, as
+    findings-by-account.kql); and each account's name as the records give it."""
+    counts: dict[str, Counter[str]] = {}
+    names: dict[str, str] = {}
+    for row in rows:
+        names[row["AccountId"]] = row["AccountName"] or ""
+        c = counts.setdefault(row["AccountId"], Counter())
+        c["Keys"] += 1
+        c["Active"] += is_active(row)
+        c.update(f.name for f in open_findings_of(row))
+        c["Excepted"] += is_excepted(row)
+    return counts, names
+
+
+# --- by owner: the active keys of IAM users, the owners with most findings first -----------------------------------
+
+
+def _by_owner_table(rows: Sequence[Row]) -> list[str]:
+    ranked = sorted(_owner_counts(rows).items(), key=lambda item: (-item[1]["Findings"], item[0]))
+    if not ranked:
+        return []
+    table = [["Owner", "Active", *(f.cli_column for f in OWNER_FINDINGS), "Excepted"]]
+    table += [[owner, str(c["Active"]), *(str(c[f.name]) for f in OWNER_FINDINGS), str(c["Excepted"])]
+              for owner, c in ranked[:OWNERS_SHOWN]]
+    more = [f"... and {len(ranked) - OWNERS_SHOWN} more owners"] if len(ranked) > OWNERS_SHOWN else []
+    return ["", "Findings by owner (active keys of IAM users):", *_format_table(table), *more]
+
+
+def _owner_counts(rows: Sequence[Row]) -> dict[str, Counter[str]]:
+    counts: dict[str, Counter[str]] = {}
+    for row in rows:
+        if not is_active(row) or row.get("IsRootKey"):
+            continue  # the table is about active keys of IAM users (findings-by-owner.kql)
+        found = open_findings_of(row)
+        c = counts.setdefault(row.get("Owner") or NO_OWNER, Counter())
+        c["Active"] += 1
+        c.update(f.name for f in found)
+        c["Findings"] += len(found)
+        c["Excepted"] += is_excepted(row)
+    return counts
+
+
+# --- the worst keys: root keys first, then the oldest ----------------------------------------------------------------
+
+
+def _worst_keys(rows: Sequence[Row]) -> list[str]:
+    worst = [(row, found) for row in rows if (found := open_findings_of(row))]
+    if not worst:
+        return []
+    worst.sort(key=lambda w: (not w[0]["IsRootKey"], -w[0]["AgeDays"], w[0]["AccountId"], w[0]["UserName"]))
+    table = [["Account", "User", "Owner", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
+    table += [_worst_row(row, found) for row, found in worst[:WORST_SHOWN]]
+    more = [f"... and {len(worst) - WORST_SHOWN} more"] if len(worst) > WORST_SHOWN else []
+    # Every finding but a root key's needs an active key: an inactive key listed here is a root key (marked so).
+    title = ("Findings (active keys):" if all(is_active(row) for row, _ in worst)
+             else "Findings (active keys, and inactive keys that still count):")
+    return ["", title, *_format_table(table), *more]
+
+
+def _worst_row(row: Row, found: list[Finding]) -> list[str]:
+    used = "never" if row["DaysSinceLastUse"] is None else str(row["DaysSinceLastUse"])
+    return [row["AccountId"], row["UserName"], row.get("Owner") or "-", _key_label(row, mark_inactive=True),
+            str(row["AgeDays"]), used, ", ".join(f.cli_tag for f in found)]
+
+
+def _key_label(row: Row, *, mark_inactive: bool = False) -> str:
+    """The masked key id, or "(root)" for a root key (the report shows no id); "(root, inactive)" when marked."""
+    inactive = mark_inactive and not is_active(row)
+    if row["AccessKeyId"]:
+        return f"{row['AccessKeyId']} (inactive)" if inactive else str(row["AccessKeyId"])
+    return "(root, inactive)" if inactive else "(root)"
+
+
+# --- accepted risk: the excepted keys, and the exceptions that expired ----------------------------------------------
+
+
+def _excepted_keys(rows: Sequence[Row]) -> list[str]:
+    excepted = sorted((r for r in rows if is_excepted(r)),
+                      key=lambda r: (str(r.get("ExceptionExpires")), r["AccountId"], r["UserName"]))
+    if not excepted:
+        return []
+    table = [["Account", "User", "Owner", "Key", "Findings", "Until", "Reason"]]
+    table += [[r["AccountId"], r["UserName"], r.get("Owner") or "-", _key_label(r),
+               ", ".join(f.cli_tag for f in findings_of(r)), str(r.get("ExceptionExpires") or "")[:10],
+               str(r.get("ExceptionReason") or "")] for r in excepted]
+    return ["", "Excepted (accepted risk, left out of the counts above):", *_format_table(table)]
+
+
+def _expired_exceptions(exceptions: ExceptionSet | None, now: datetime) -> list[str]:
+    expired = [] if exceptions is None else exceptions.expired(now)
+    if not expired or exceptions is None:
+        return []
+    return ["", f"Expired exceptions in {exceptions.source} (no longer applied: their keys count again; renew them "
+                "through review, or remove them):", *(f"  {line}" for line in describe_expired(expired))]
+
+
+def _failed_accounts(failures: Sequence[AccountFailure]) -> list[str]:
+    if not failures:
+        return []
+    return ["", "Failed accounts:", *(f"  {f.account_id}: {f.error}" for f in failures)]
 
 
 def _format_table(rows: list[list[str]]) -> list[str]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from shared.domain import GOOD_RUN_STATUSES
 from shared.findings.catalogue import FINDINGS, Finding, counts, is_excepted
 from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns
 
@@ -209,6 +210,8 @@ def test_every_query_on_the_snapshot_uses_the_same_snapshot() -> None:
 def test_snapshot_takes_good_runs_and_falls_back_per_failed_account() -> None:
     block = snapshot_block(read(QUERIES / "latest-snapshot.kql"))
     assert 'Status in ("Succeeded", "PartiallySucceeded")' in block
+    # the Python readers' good runs (shared/insight/snapshot.py, changes.py, report.py) are the same statuses
+    assert f"Status in ({', '.join(json.dumps(s) for s in GOOD_RUN_STATUSES)})" in block
     assert "FailedAccounts" in block and "Stale = true" in block and "Stale = false" in block
 
 
@@ -450,8 +453,8 @@ def test_action_group_is_an_existing_one_and_or_a_new_email_one() -> None:
 
 # --------------------------------------------------------------------------------------------------------------------
 # The findings catalogue (shared/findings/catalogue.py) and the queries agree: each finding's KQL predicate selects
-# exactly the
-# rows its Python rule selects, and the queries that count or list a finding use a predicate that selects the same.
+# exactly the rows its Python rule selects, and the queries that count or list a finding use a predicate that selects
+# the same.
 
 KQL_PREDICATE_TOKEN = re.compile(
     r'\s*(?:(?P<string>"[^"]*")|(?P<number>\d+)|(?P<word>[A-Za-z_]\w*)|(?P<op>==|!=|>=|<=|[<>()]))'

@@ -9,9 +9,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from shared.aws.credential_report import parse_credential_report, read_credential_report
+from shared.aws.credential_report import read_credential_report
 from shared.collection.transform import root_key_records
-from shared.domain import Account, CredentialReport, RunContext
+from shared.domain import Account, CredentialReport, RunContext, parse_credential_report
 from shared.errors import CredentialReportUnavailableError, MalformedResponseError
 from shared.tools.demo import SeededOrganization, seed_organization
 from tests.support.aws_proxy import AwsProxy, Fault, aws_error

@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from shared.config.endpoints import EndpointPolicy
-from shared.config.modes import AccountsScope, AuthMode, LogsIngestionSettings, SinkKind
+from shared.config.modes import (
+    AccessKeyAuth,
+    AccountsScope,
+    AuthMode,
+    DataCollectorSettings,
+    LogsIngestionSettings,
+    SinkKind,
+)
 from shared.config.settings import load_settings
 from shared.errors import SettingsError
 from tests.support.settings_env import DCE, DCR, ROLE, VAULT, WORKSPACE, minimal
@@ -19,17 +26,20 @@ def problems(env: dict[str, str]) -> list[str]:
 
 def test_defaults_are_the_contracts() -> None:
     s = load_settings(minimal())
-    assert s.aws_auth_mode is AuthMode.ACCESS_KEY
-    assert s.aws_access_key_id_secret == "aws-access-key-id"
-    assert s.aws_secret_access_key_secret == "aws-secret-access-key"
+    assert isinstance(s.aws_auth, AccessKeyAuth) and isinstance(s.sink, LogsIngestionSettings)  # the typed modes
+    assert s.aws_auth.mode is AuthMode.ACCESS_KEY
+    assert s.aws_auth.access_key_id_secret == "aws-access-key-id"
+    assert s.aws_auth.secret_access_key_secret == "aws-secret-access-key"
     assert s.aws_accounts is AccountsScope.HOME and s.aws_account_ids == ()
     assert s.aws_member_role_name == "AwsIamKeyCollector"
     assert s.aws_region == "us-east-1"
-    assert s.log_sink is SinkKind.LOGS_INGESTION
-    assert s.logs_ingestion_keys_stream == "Custom-AwsIamAccessKeys"
-    assert s.logs_ingestion_runs_stream == "Custom-AwsIamKeyCollectorRuns"
-    assert s.log_analytics_workspace_key_secret == "log-analytics-workspace-key"
-    assert s.log_analytics_domain == "ods.opinsights.azure.com"
+    assert s.sink.kind is SinkKind.LOGS_INGESTION
+    assert s.sink.keys_stream == "Custom-AwsIamAccessKeys"
+    assert s.sink.runs_stream == "Custom-AwsIamKeyCollectorRuns"
+    collector = load_settings(minimal(LOG_SINK="data_collector", LOG_ANALYTICS_WORKSPACE_ID=WORKSPACE)).sink
+    assert isinstance(collector, DataCollectorSettings)
+    assert collector.workspace_key_secret == "log-analytics-workspace-key"
+    assert collector.domain == "ods.opinsights.azure.com"
     assert s.file_sink_dir == "out"
     assert (s.key_rotation_days, s.key_unused_days) == (90, 45)
     assert s.aws_external_id is None and s.azure_client_id is None
@@ -50,7 +60,7 @@ def test_web_identity_with_logs_ingestion_needs_no_vault_and_no_secret() -> None
     env = {"AWS_AUTH_MODE": "web_identity", "AWS_ROLE_ARN": ROLE, "AWS_WEB_IDENTITY_AUDIENCE": "api://AzureADTokenExchange",
            "LOGS_INGESTION_ENDPOINT": DCE, "LOGS_INGESTION_RULE_ID": DCR}
     s = load_settings(env)
-    assert s.key_vault_url is None
+    assert s.key_vault is None
     assert s.secret_names_needed() == ()
 
 

@@ -142,6 +142,8 @@ def test_dates_in_other_time_zones_are_normalised_to_utc() -> None:
         (lambda u, k, last: k.update(CreateDate=datetime(2026, 1, 1)), "field CreateDate has no time zone"),
         (lambda u, k, last: k.update(Status="Expired"), "field Status is 'Expired'"),
         (lambda u, k, last: k.update(AccessKeyId="not-a-key"), "field AccessKeyId is not an access key id"),
+        # the one key-id shape (shared/identifiers.py), matched whole: "$" alone would let a trailing newline in
+        (lambda u, k, last: k.update(AccessKeyId=KEY_ID + "\n"), "field AccessKeyId is not an access key id"),
         (lambda u, k, last: last.update(LastUsedDate="2026-01-01"), "field LastUsedDate is not a date"),
         (lambda u, k, last: last.update(ServiceName=42), "field ServiceName is not a string"),
     ],
