@@ -114,10 +114,10 @@ param awsRegion string = 'us-east-1'
   'logs_ingestion'
   'data_collector'
 ])
-@description('LOG_SINK: logs_ingestion (default) or data_collector (legacy; needs enableLegacyDataCollector).')
+@description('LOG_SINK: logs_ingestion (default) or data_collector: the HTTP Data Collector API, which Microsoft retired on 2026-09-14; refused unless enableLegacyDataCollector is true, for a workspace that still accepts it.')
 param logSink string = 'logs_ingestion'
 
-@description('Legacy Data Collector API sink: write the workspace shared key into Key Vault and set LOG_ANALYTICS_WORKSPACE_ID. Off by default: then no workspace key exists anywhere.')
+@description('The retired HTTP Data Collector API (retired by Microsoft on 2026-09-14), for a workspace that still accepts it: the explicit opt-in that logSink data_collector needs. Turns the workspace\'s shared keys back on (a new workspace), writes its shared key into Key Vault and sets LOG_ANALYTICS_WORKSPACE_ID. Off by default: then no workspace key exists anywhere.')
 param enableLegacyDataCollector bool = false
 
 @description('LOG_ANALYTICS_WORKSPACE_KEY_SECRET: Key Vault secret name of the workspace shared key (legacy sink).')
@@ -178,9 +178,9 @@ param exceptionsFile string = 'exceptions.json'
 @description('EXCEPTIONS_MAX_DAYS: furthest an exception may expire ahead of today.')
 param exceptionsMaxDays int = 365
 
-@minValue(1)
+@minValue(40)
 @maxValue(1000)
-@description('Maximum instance count of the Flex Consumption app.')
+@description('Maximum instance count of the Flex Consumption app: 40 (the lowest maximum Flex Consumption accepts) to 1000.')
 param maximumInstanceCount int = 40
 
 @description('Alerts: resource id of an existing action group to notify. Empty for none.')
@@ -201,9 +201,8 @@ param alertEmailAddress string = ''
   18
   24
   36
-  48
 ])
-@description('Alerts: the collector is silent when no run record arrived within this many hours (twice the schedule).')
+@description('Alerts: the collector is silent when no run record arrived within this many hours (twice the schedule); at most 36, inside the rule\'s two-day window.')
 param collectorSilentAfterHours int = 12
 
 @allowed([
@@ -232,7 +231,7 @@ param vnetEnabled bool = false
 @description('vnetEnabled only: comma-separated public IP addresses or CIDR ranges (e.g. your workstation\'s) that may still reach Key Vault, to put the AWS key there in access_key mode. Empty: none.')
 param keyVaultAllowedIpRanges string = ''
 
-@description('The workspace is a Microsoft Sentinel workspace (already onboarded): also deploy every alert as a Sentinel analytics rule, and hunting queries for the AWSCloudTrail usage join. Off by default: nothing Sentinel-specific is deployed.')
+@description('Microsoft Sentinel: also deploy every alert as a Sentinel analytics rule, and hunting queries for the AWSCloudTrail usage join. A new workspace is onboarded to Microsoft Sentinel (which starts its Sentinel billing); an existing workspace (existingLogAnalyticsWorkspaceId) must already be onboarded. Off by default: nothing Sentinel-specific is deployed.')
 param sentinelWorkspace bool = false
 
 var abbrs = loadJsonContent('./abbreviations.json')
@@ -261,8 +260,11 @@ var workspaceLocation = useExistingWorkspace ? existingWorkspace.location : loca
 var webIdentity = awsAuthMode == 'web_identity'
 var sharedTokenExchangeAudience = 'api://AzureADTokenExchange'
 var guardWebIdentityAudience = webIdentity && (empty(awsWebIdentityAudience) || toLower(awsWebIdentityAudience) == toLower(sharedTokenExchangeAudience)) ? fail('awsAuthMode web_identity needs awsWebIdentityAudience (AWS_WEB_IDENTITY_AUDIENCE) set to the Application ID URI of the collector\'s own Entra application, which the azd preprovision hook infra/hooks/entra-app.sh creates; ${sharedTokenExchangeAudience} is Entra\'s shared token-exchange audience, whose v2 tokens match no OIDC provider for https://sts.windows.net/<tenant>/ (docs/deploy.md).') : true
-var guardLegacySink = logSink == 'data_collector' && !enableLegacyDataCollector ? fail('logSink data_collector needs enableLegacyDataCollector true (ENABLE_LEGACY_DATA_COLLECTOR): without it no workspace key exists and every run fails. Or use logSink logs_ingestion.') : true
-var guardVnetKeyVault = vnetEnabled && !webIdentity && empty(keyVaultAllowedIpRanges) ? fail('vnetEnabled with awsAuthMode access_key closes Key Vault to the internet: set keyVaultAllowedIpRanges (KEY_VAULT_ALLOWED_IP_RANGES) to the address you put the AWS key from, or use web_identity.') : true
+var guardLegacySink = logSink == 'data_collector' && !enableLegacyDataCollector ? fail('logSink data_collector (LOG_SINK) is the HTTP Data Collector API, which Microsoft retired on 2026-09-14: use logSink logs_ingestion. Only for a workspace that still accepts it, set enableLegacyDataCollector true (ENABLE_LEGACY_DATA_COLLECTOR), which turns the workspace\'s shared keys back on and puts its key into Key Vault (docs/deploy.md).') : true
+// KEY_VAULT_ALLOWED_IP_RANGES as written by a person ("203.0.113.7/32, 198.51.100.0/24,"): each entry trimmed, empty
+// ones dropped, so that a space or a trailing comma neither reaches the vault's firewall nor counts as an address.
+var keyVaultAllowedIps = filter(map(split(keyVaultAllowedIpRanges, ','), entry => trim(entry)), entry => !empty(entry))
+var guardVnetKeyVault = vnetEnabled && !webIdentity && empty(keyVaultAllowedIps) ? fail('vnetEnabled with awsAuthMode access_key closes Key Vault to the internet: set keyVaultAllowedIpRanges (KEY_VAULT_ALLOWED_IP_RANGES) to the address you put the AWS key from, or use web_identity.') : true
 // The resource group, created first, carries these tags: reading the guards there refuses a combination that cannot
 // work before anything is created.
 var checkedTags = guardWebIdentityAudience && guardLegacySink && guardVnetKeyVault ? tags : tags
@@ -375,6 +377,8 @@ module monitoring 'modules/monitoring.bicep' = {
     tags: tags
     applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
     dataCollectionEndpointName: '${abbrs.dataCollectionEndpoints}${resourceToken}'
+    // Only private link needs a data collection endpoint; otherwise the rule's own Logs Ingestion endpoint is used.
+    createDataCollectionEndpoint: vnetEnabled
     dataCollectionRuleName: '${abbrs.dataCollectionRules}${resourceToken}'
     workspaceResourceId: workspaceResourceId
     keysStreamName: keysStreamName
@@ -428,6 +432,8 @@ module sentinel 'modules/sentinel.bicep' = if (sentinelWorkspace) {
   params: {
     sentinelWorkspace: sentinelWorkspace
     workspaceName: workspaceName
+    // A workspace this deployment creates is onboarded to Microsoft Sentinel; an existing one must already be.
+    onboardWorkspace: !useExistingWorkspace
     collectorSilentAfterHours: collectorSilentAfterHours
     runFailedWindowHours: runFailedWindowHours
   }
@@ -447,9 +453,9 @@ module keyVault 'modules/keyvault.bicep' = {
     enablePurgeProtection: enableKeyVaultPurgeProtection
     workspaceResourceId: workspaceResourceId
     // vnetEnabled: the private endpoint only, or with allowed ranges the public endpoint for them only.
-    publicNetworkAccess: vnetEnabled && empty(keyVaultAllowedIpRanges) ? 'Disabled' : 'Enabled'
+    publicNetworkAccess: vnetEnabled && empty(keyVaultAllowedIps) ? 'Disabled' : 'Enabled'
     networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
-    allowedIpRanges: vnetEnabled && !empty(keyVaultAllowedIpRanges) ? split(keyVaultAllowedIpRanges, ',') : []
+    allowedIpRanges: vnetEnabled ? keyVaultAllowedIps : []
   }
 }
 

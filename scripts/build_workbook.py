@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as `python scripts/build_workbook.py`: the app's package is beside scripts/
     sys.path.insert(0, str(ROOT))
 
-from shared.findings.catalogue import FINDINGS  # noqa: E402 - needs the path above
+from shared.findings.catalogue import FINDINGS, ROOT_KEY  # noqa: E402 - needs the path above
 
 QUERIES = ROOT / "queries"
 WORKBOOK = ROOT / "infra" / "workbook" / "aws-iam-keys.workbook.json"
@@ -247,7 +247,7 @@ def build_workbook() -> dict[str, Any]:
                 table_item("findings-by-owner", "Findings by owner (tell each owner what to fix)",
                            account_filter=False),
                 group_item("drill-down", "Findings", [
-                    table_item("root-keys", "Root-account access keys (CIS 1.4)"),
+                    table_item("root-keys", f"Root-account access keys ({ROOT_KEY.benchmark})"),
                     table_item("rotation-due", "Keys due for rotation"),
                     table_item("unused-keys", "Unused and never-used active keys"),
                     table_item("two-active-keys", "Users with two active keys"),

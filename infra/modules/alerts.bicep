@@ -17,6 +17,7 @@ param actionGroupId string = ''
 @description('Email address to notify through a new action group. Empty to create none.')
 param alertEmailAddress string = ''
 
+// At most 36: the rule must see the newest run record older than the lookback within its two-day window.
 @allowed([
   1
   2
@@ -29,7 +30,6 @@ param alertEmailAddress string = ''
   18
   24
   36
-  48
 ])
 @description('The collector is silent when no run record arrived within this many hours: twice the schedule (6-hourly: 12).')
 param collectorSilentAfterHours int = 12
@@ -56,8 +56,9 @@ param namePrefix string
 
 // A scheduled query rule's window (windowSize, the time range its query sees) can only be 5, 10, 15, 30 or 45 minutes,
 // 1 to 6 hours, 1 day or 2 days ("Supported granularities are: 5, 10, 15, 30, 45, 60, 120, 180, 240, 300, 360, 1440,
-// 2880"). A lookback of N hours gets the smallest window that holds it, and the query itself keeps only the last N
-// hours: its `let lookback = ...h;` line is replaced by the parameter's value.
+// 2880"). The "run failed" rule's lookback of N hours gets the smallest window that holds it, and the query itself
+// keeps only the last N hours: its `let lookback = ...h;` line is replaced by the parameter's value. The "collector
+// silent" rule looks at two days whatever its lookback (see the rule).
 var windowSizeOfHours = {
   '1': 'PT1H'
   '2': 'PT2H'
@@ -101,8 +102,9 @@ resource emailActionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (cre
   }
 }
 
-// Stateful, per account: fires while the account's newest collection shows a root-account access key (CIS AWS 1.4,
-// the worst finding), resolved once a collection finds none. Severity 1: the root user cannot be restricted by policy.
+// Stateful, per account: fires while the account's newest collection shows a root-account access key
+// (CIS AWS Foundations Benchmark v7.0.0 2.4, the worst finding), resolved once a collection finds none. Severity 1:
+// the root user cannot be restricted by policy.
 resource rootKey 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${namePrefix}-root-key'
   location: location
@@ -110,7 +112,7 @@ resource rootKey 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'AWS IAM: root-account access key exists'
-    description: 'An AWS account\'s root user has an access key (CIS AWS 1.4) in the newest collection (queries/alert-root-key.kql).'
+    description: 'An AWS account\'s root user has an access key (CIS AWS Foundations Benchmark v7.0.0 2.4) in the newest collection (queries/alert-root-key.kql).'
     severity: 1
     enabled: true
     scopes: [
@@ -191,7 +193,11 @@ resource rotationDue 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
-// Count of run records over twice the schedule: none means the timer, the app or its delivery stopped.
+// The collector reported before and has been silent for twice the schedule: the timer, the app or its delivery stopped.
+// The query returns one row when the newest run record it sees is older than the lookback, and none before the first
+// run record exists: a fresh deployment, whose AWS side is not done yet, raises no alert. So the rule looks at the
+// longest window a log search alert takes (two days): it resolves when a run record arrives, or, after two days of
+// silence, when the last record leaves that window (docs/deploy.md).
 resource collectorSilent 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${namePrefix}-collector-silent'
   location: location
@@ -199,21 +205,21 @@ resource collectorSilent 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   kind: 'LogAlert'
   properties: {
     displayName: 'AWS IAM key collector: no run record'
-    description: 'No run record in AwsIamKeyCollectorRuns_CL within ${collectorSilentAfterHours} hours (queries/alert-collector-silent.kql).'
+    description: 'The collector reported before, and no run record arrived in AwsIamKeyCollectorRuns_CL within ${collectorSilentAfterHours} hours (queries/alert-collector-silent.kql).'
     severity: 1
     enabled: true
     scopes: [
       workspaceResourceId
     ]
     evaluationFrequency: 'PT1H'
-    windowSize: windowSizeOfHours[string(collectorSilentAfterHours)]
+    windowSize: 'P2D'
     criteria: {
       allOf: [
         {
           query: replace(loadTextContent('../../queries/alert-collector-silent.kql'), 'let lookback = 12h;', 'let lookback = ${collectorSilentAfterHours}h;')
           timeAggregation: 'Count'
-          operator: 'LessThan'
-          threshold: 1
+          operator: 'GreaterThan'
+          threshold: 0
           failingPeriods: firedOnce
         }
       ]

@@ -27,7 +27,9 @@ param appSettings object
 ])
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+// 40 is the lowest maximum instance count the Flex Consumption plan accepts (learn.microsoft.com/azure/azure-functions/
+// flex-consumption-how-to#set-instance-counts: "The lowest maximum instance count value allowed is 40").
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
@@ -58,6 +60,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: no HTTP function to protect (a timer trigger only); client certificates would guard nothing.
   // checkov:skip=CKV_AZURE_212: a collector that runs a few minutes every six hours; the Flex Consumption plan scales from zero and has no minimum instance count to set.
   // checkov:skip=CKV_AZURE_213: no HTTP endpoint to probe (a timer trigger only); failures show in Application Insights and the run table.
+  // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP(S) deployment at all and newer stamps reject siteConfig.ftpsState (ARM error 51021); FTP publishing credentials are turned off below (basicPublishingCredentialsPolicies 'ftp').
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': 'api' })
@@ -77,7 +80,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // No ftpsState: Flex Consumption offers no FTP(S) deployment and newer stamps refuse the property (ARM error
+      // 51021; microsoft/azure-pipelines-tasks#21032); Microsoft's Flex samples set none.
       http20Enabled: true
     }
     functionAppConfig: {
@@ -118,8 +122,14 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   properties: union(appSettings, {
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
-    // A timer trigger needs only blobs (its schedule monitor and the host's lock): no queue or table service URI.
+    // The host's storage through the identity, every service named: blobs for the timer's schedule monitor and the
+    // host's lock; tables for the host's diagnostic events (AZFD0003; Storage Table Data Contributor, see
+    // role-assignments.bicep); a queue URI as well, because the platform takes identity-based host storage as
+    // configured only with all three service URIs (or accountName) and otherwise warns (Azure/azure-functions-host
+    // #9349). Nothing in a timer-only app uses queues, so no queue role is granted.
     AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+    AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
+    AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   })

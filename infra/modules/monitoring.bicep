@@ -1,10 +1,18 @@
-// Application Insights (Entra ID auth only) and the Logs Ingestion path: a data collection endpoint and a data
-// collection rule with one stream per custom table, each flowing unchanged into its table.
+// Application Insights (Entra ID auth only) and the Logs Ingestion path: a data collection rule of kind Direct with one
+// stream per custom table, each flowing unchanged into its table. A Direct rule has its own Logs Ingestion endpoint
+// (properties.endpoints.logsIngestion), so no data collection endpoint is needed; one is created only when asked
+// (vnetEnabled), as the resource an Azure Monitor Private Link Scope takes, and the rule is then used through it.
+// (learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview: "It sends the data to an endpoint specified
+// by the DCR, or to a data collection endpoint (DCE) if you're using private link"; data-collection-rule-structure:
+// the endpoints section is created only if the rule's kind is Direct.)
 
 param location string
 
 @description('Region of the data collection endpoint and rule: the workspace\'s, which the service requires (an existing workspace may be in another region than the app).')
 param dataCollectionLocation string
+
+@description('Create a data collection endpoint and send through it (vnetEnabled: private link). False: the rule\'s own Logs Ingestion endpoint, no endpoint resource.')
+param createDataCollectionEndpoint bool = false
 
 param tags object
 param applicationInsightsName string
@@ -41,7 +49,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
   }
 }
 
-resource dataCollectionEndpoint 'Microsoft.Insights/dataCollectionEndpoints@2023-03-11' = {
+resource dataCollectionEndpoint 'Microsoft.Insights/dataCollectionEndpoints@2023-03-11' = if (createDataCollectionEndpoint) {
   name: dataCollectionEndpointName
   location: dataCollectionLocation
   tags: tags
@@ -57,9 +65,11 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
   name: dataCollectionRuleName
   location: dataCollectionLocation
   tags: tags
+  // Direct: the rule gets its own Logs Ingestion endpoint (properties.endpoints.logsIngestion).
+  kind: 'Direct'
   properties: {
     description: 'AWS IAM access keys and collector runs, sent by the collector through the Logs Ingestion API'
-    dataCollectionEndpointId: dataCollectionEndpoint.id
+    dataCollectionEndpointId: createDataCollectionEndpoint ? dataCollectionEndpoint.id : null
     streamDeclarations: {
       '${keysStreamName}': {
         columns: keyColumns
@@ -104,5 +114,7 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
 output applicationInsightsName string = applicationInsights.name
 output applicationInsightsConnectionString string = applicationInsights.properties.ConnectionString
 output dataCollectionRuleName string = dataCollectionRule.name
-output logsIngestionEndpoint string = dataCollectionEndpoint.properties.logsIngestion.endpoint
+// LOGS_INGESTION_ENDPOINT: the rule's own endpoint (https://<rule name>-<suffix>.<region>-1.ingest.monitor.azure.com),
+// or the data collection endpoint's when there is one.
+output logsIngestionEndpoint string = createDataCollectionEndpoint ? dataCollectionEndpoint.properties.logsIngestion.endpoint : dataCollectionRule.properties.endpoints.logsIngestion
 output logsIngestionRuleId string = dataCollectionRule.properties.immutableId

@@ -1,14 +1,15 @@
 // Network isolation (main.bicep's vnetEnabled), as in Microsoft's Functions azd quickstarts: a virtual network with a
 // subnet delegated to the Flex Consumption app (Microsoft.App/environments) and a subnet for private endpoints; the
-// storage account's blobs and the Key Vault are reached through private endpoints whose names resolve, inside the
-// network, through private DNS zones linked to it. AWS, the Logs Ingestion endpoint and Application Insights are
-// still reached over the internet (the app subnet keeps outbound access).
+// storage account's blobs and tables and the Key Vault are reached through private endpoints whose names resolve,
+// inside the network, through private DNS zones linked to it. AWS, the Logs Ingestion endpoint (the data collection
+// endpoint that vnetEnabled adds, to which an Azure Monitor Private Link Scope can be attached; this template creates
+// none) and Application Insights are still reached over the internet (the app subnet keeps outbound access).
 
 param name string
 param location string
 param tags object
 
-@description('The storage account whose blob endpoint gets a private endpoint.')
+@description('The storage account whose blob and table endpoints get private endpoints.')
 param storageAccountName string
 
 @description('The Key Vault that gets a private endpoint.')
@@ -25,6 +26,14 @@ var privateLinks = [
     name: 'blob'
     groupId: 'blob'
     zone: 'privatelink.blob.${environment().suffixes.storage}'
+    target: storage.id
+  }
+  {
+    // The host's diagnostic events (AzureWebJobsStorage__tableServiceUri): the storage account's public access is
+    // closed with vnetEnabled, so its tables need a private endpoint as its blobs do.
+    name: 'table'
+    groupId: 'table'
+    zone: 'privatelink.table.${environment().suffixes.storage}'
     target: storage.id
   }
   {

@@ -25,6 +25,7 @@ var roles = {
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -76,8 +77,7 @@ resource insightsMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
-// The Flex Consumption host: deployment package and AzureWebJobsStorage blobs (timer leases). A timer trigger needs
-// no queue or table: no queue or table role, no queue or table service URI.
+// The Flex Consumption host: deployment package and AzureWebJobsStorage blobs (timer leases).
 resource storageBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, principalId, roles.storageBlobDataOwner)
   scope: storage
@@ -85,6 +85,19 @@ resource storageBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-0
     principalId: principalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+  }
+}
+
+// The host's diagnostic events go to a table of AzureWebJobsStorage; without this role the host logs that it cannot
+// write them and stops the service (AZFD0003; Azure/azure-functions-host#10996). No queue role: nothing in a timer-only
+// app reads or writes queues.
+resource storageTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, principalId, roles.storageTableDataContributor)
+  scope: storage
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
   }
 }
 

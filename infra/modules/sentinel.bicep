@@ -1,9 +1,13 @@
 // Microsoft Sentinel, natively: every alert of the product (infra/modules/alerts.bicep) also as a scheduled analytics
 // rule, with entity mappings (account: user name and ARN; IP), and hunting queries for the AWSCloudTrail usage join.
 // Every query is a file of queries/ loaded unchanged, as the workbook and the Azure Monitor alerts load them.
-// Nothing here is deployed unless sentinelWorkspace is true: the workspace must already be onboarded to Microsoft
-// Sentinel (its SecurityInsights solution enabled), which this module does not do. Deployed in the workspace's
-// resource group (the rules are extension resources of the workspace, the hunting queries its saved searches).
+// Nothing here is deployed unless sentinelWorkspace is true. A workspace this deployment creates is onboarded to
+// Microsoft Sentinel here (onboardingStates/default, before any rule: an alert rule on a workspace that is not
+// onboarded is refused, "not onboarded to Microsoft Sentinel"). An existing workspace must already be onboarded: it is
+// not onboarded here, because onboarding starts Microsoft Sentinel billing on it and a workspace with a customer-managed
+// key is onboarded through the REST API only, neither of which a collector's deployment should decide. Deployed in the
+// workspace's resource group (the rules are extension resources of the workspace, the hunting queries its saved
+// searches).
 //
 // Sentinel rules are stateless: a rule alerts on every run whose query returns rows. The event-like queries report
 // what arrived within their report window (1 hour, the rules' frequency), so each new key, new source or mismatch is
@@ -17,7 +21,7 @@ param sentinelWorkspace bool = false
 param workspaceName string
 
 @minValue(1)
-@maxValue(48)
+@maxValue(36)
 @description('The collector is silent when no run record arrived within this many hours: twice the schedule (6-hourly: 12).')
 param collectorSilentAfterHours int = 12
 
@@ -26,11 +30,22 @@ param collectorSilentAfterHours int = 12
 @description('Hours of run records the "run failed" rule looks at: the schedule\'s interval (6-hourly: 6).')
 param runFailedWindowHours int = 6
 
+@description('Onboard the workspace to Microsoft Sentinel: true for a workspace this deployment creates; false for an existing workspace, which must already be onboarded.')
+param onboardWorkspace bool = false
+
 @description('Create an incident from each alert (grouped per entity for a day). False: alerts only.')
 param createIncidents bool = true
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
   name: workspaceName
+}
+
+// Microsoft Sentinel on the workspace: the one resource that makes it a Sentinel workspace (Microsoft's own onboarding
+// template, Azure/Azure-Sentinel Tools/ARM-Templates/Onboarding, PUTs 'default' with empty properties).
+resource onboarding 'Microsoft.SecurityInsights/onboardingStates@2025-09-01' = if (sentinelWorkspace && onboardWorkspace) {
+  scope: workspace
+  name: 'default'
+  properties: {}
 }
 
 // The account entity of a key's user: user name and ARN (AWS has no Entra object id to map).
@@ -59,7 +74,7 @@ var rules = [
   {
     id: 'root-key'
     displayName: 'AWS IAM: root-account access key exists'
-    description: 'An AWS account\'s root user has an access key (CIS AWS 1.4) in the newest collection (queries/alert-root-key.kql). A standing finding: reported daily while it lasts.'
+    description: 'An AWS account\'s root user has an access key (CIS AWS Foundations Benchmark v7.0.0 2.4) in the newest collection (queries/alert-root-key.kql). A standing finding: reported daily while it lasts.'
     severity: 'High'
     query: loadTextContent('../../queries/alert-root-key.kql')
     frequency: 'P1D'
@@ -130,13 +145,15 @@ var rules = [
   {
     id: 'collector-silent'
     displayName: 'AWS IAM key collector: no run record'
-    description: 'No run record in AwsIamKeyCollectorRuns_CL within ${collectorSilentAfterHours} hours (queries/alert-collector-silent.kql): the timer, the app or its delivery stopped.'
+    description: 'The collector reported before, and no run record arrived in AwsIamKeyCollectorRuns_CL within ${collectorSilentAfterHours} hours (queries/alert-collector-silent.kql): the timer, the app or its delivery stopped. Nothing before the first run record.'
     severity: 'Medium'
     // The query keeps its own lookback (as in alerts.bicep): set to the parameter, not the file's default.
     query: replace(loadTextContent('../../queries/alert-collector-silent.kql'), 'let lookback = 12h;', 'let lookback = ${collectorSilentAfterHours}h;')
     frequency: 'PT1H'
-    period: 'PT${collectorSilentAfterHours}H'
-    operator: 'Equal'
+    // The query must see the newest run record to tell "silent since" from "never ran": the longest period a rule
+    // takes, so that it keeps reporting a silent collector for 14 days.
+    period: 'P14D'
+    operator: 'GreaterThan'
     threshold: 0
     perResult: false
     tactics: [
@@ -300,6 +317,10 @@ resource analyticsRules 'Microsoft.SecurityInsights/alertRules@2025-09-01' = [fo
       }
     }
   }
+  // A rule on a workspace that is not onboarded is refused: onboarding first.
+  dependsOn: [
+    onboarding
+  ]
 }]
 
 // Hunting queries: the usage join, and the new-source and mismatch alerts over the last week instead of the rules'

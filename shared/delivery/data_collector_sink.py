@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -50,6 +51,19 @@ MAX_POST_BYTES = 30 * 1000 * 1000
 RETIREMENT_WARNING = (
     "LOG_SINK=data_collector uses the HTTP Data Collector API, which Microsoft retired on 2026-09-14; "
     "move to LOG_SINK=logs_ingestion (a data collection rule and the managed identity, no workspace key)"
+)
+
+
+# The service saying the API is gone: 410 Gone, or an error status whose message says retired, deprecated or no
+# longer supported (how the endpoint answers after 2026-09-14 is not documented; these are the words Microsoft's
+# retirement notices use). The run then says so in one line instead of a signature or workspace hint.
+RETIRED_STATUSES = frozenset({400, 403, 404, 410})
+_RETIRED_WORDS = re.compile(
+    r"\b(retired|retirement|deprecated|decommissioned|no longer (supported|available|accepted))\b", re.IGNORECASE
+)
+RETIRED = (
+    "the HTTP Data Collector API is retired (Microsoft retired it on 2026-09-14) and this workspace no longer accepts "
+    "it: set LOG_SINK=logs_ingestion"
 )
 
 
@@ -162,7 +176,11 @@ class DataCollectorSink:
             else:
                 if 200 <= response.status_code < 300:
                     return
-                last = f"HTTP {response.status_code}: {_detail(response)}"
+                detail = _detail(response)
+                last = f"HTTP {response.status_code}: {detail}"
+                if _says_retired(response.status_code, detail):  # one line: the service's words, then what to do
+                    said = " ".join(detail.split())
+                    raise SinkError(f"HTTP {response.status_code}: {said}; {RETIRED}", undelivered=0)
                 if response.status_code not in RETRY_STATUSES:
                     raise SinkError(last + _hint(response.status_code), undelivered=0)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -219,6 +237,10 @@ def _detail(response: requests.Response) -> str:
     else:
         text = response.text.strip().splitlines()[0] if response.text.strip() else response.reason or ""
     return shorten(redact(text))
+
+
+def _says_retired(status: int, detail: str) -> bool:
+    return status == 410 or (status in RETIRED_STATUSES and _RETIRED_WORDS.search(detail) is not None)
 
 
 def _hint(status: int) -> str:

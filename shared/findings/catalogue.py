@@ -72,6 +72,15 @@ class Finding:
     record_field: str | None = None  # the KeyRecord field the transform sets from ``sets``, if any
     sets: Callable[[KeyFacts, Thresholds], bool] | None = None  # how the transform computes record_field
     distinct_by: str | None = None  # the tile counts distinct values of this column (users) instead of keys
+    benchmark: str = ""  # the benchmark recommendation the finding is, named with the benchmark's version ("": none)
+
+
+# Benchmark references (``Finding.benchmark``), each named with the benchmark's version: the benchmark renumbers
+# between versions (v7.0.0 moved IAM into section 2, where "no 'root' user account access key exists" is 2.4; it was
+# 1.4 up to v3.0.0). Every text that cites one (queries, workbook, alert and Sentinel rules, report, docs) writes it
+# exactly as here; tests/contract/test_benchmark_labels.py fails on any other mention of the benchmark's short name.
+# Only numbers checked against the benchmark's published audit items are cited: a finding whose v7.0.0 number could
+# not be checked (two active keys per user) cites none.
 
 
 def is_active(row: Row) -> bool:
@@ -102,6 +111,7 @@ ROOT_KEY = Finding(
     query="root-keys",
     kql="IsRootKey",
     matches=lambda row: bool(row.get("IsRootKey")),
+    benchmark="CIS AWS Foundations Benchmark v7.0.0 2.4",
 )
 ROTATION_DUE = Finding(
     name="rotation_due",

@@ -224,7 +224,7 @@ def render_report(
         '<section class="card"><h2>Keys by age</h2><p class="note">Keys of the snapshot per age band, each under its '
         f"most severe finding.</p>{age_chart(key_age_distribution(keys))}</section>",
         changes_html(keys_rows, runs_rows),
-        table("Root-account access keys (CIS AWS 1.4)", root_keys(keys, base),
+        table(f"Root-account access keys ({ROOT_KEY.benchmark})", root_keys(keys, base),
               (("AccountId", "Account"), ("AccountName", "Name"), ("Status", "Status"), ("AgeDays", "Age (days)"),
                ("CreatedAt", "Created"), ("LastUsedAt", "Last used"), ("DaysSinceLastUse", "Days since use"),
                ("LastUsedService", "Service"), ("Stale", "Stale")),

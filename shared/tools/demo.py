@@ -86,7 +86,7 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
             UserSpec("judy", (KeySpec(91, 5),)),
             UserSpec("test-user", (KeySpec(90, 45),)),
         ),
-        root_keys=(KeySpec(700, 12, service="ec2", region="us-east-1"),),  # CIS AWS 1.4: the worst finding
+        root_keys=(KeySpec(700, 12, service="ec2", region="us-east-1"),),  # a root key: the worst finding
     ),
 )
 

@@ -38,10 +38,36 @@ def evaluate(expression: str, env: dict[str, Any]) -> Any:
     return eval(python, {"__builtins__": {}}, names)  # noqa: S307 - our own Bicep, in a test
 
 
+def value_of(node: Any, env: dict[str, Any]) -> Any:
+    """A pycep expression tree of the kinds main.bicep's list variables use (split, map, filter, trim, empty, !,
+    lambdas, names and literals), evaluated: the Bicep expression itself, not a copy of it in Python."""
+    if isinstance(node, str):
+        return env.get(node, node)
+    if isinstance(node, dict) and node.get("type") == "lambda_expression":
+        detail = node["detail"]
+        return lambda item: value_of(detail["expression"], {**env, detail["var_1"]: item})
+    if isinstance(node, dict) and "operator" in node and node["operator"]["type"] == "not":
+        return not value_of(node["operator"]["operands"]["bool_value"], env)
+    call = bicep.function_call(node)
+    if call is None:
+        return node
+    name, params = call
+    args = [value_of(v, env) for v in params.values()]
+    functions = {
+        "split": lambda text, separator: text.split(separator),
+        "trim": lambda text: text.strip(),
+        "empty": lambda value: len(value) == 0,
+        "map": lambda items, function: [function(i) for i in items],
+        "filter": lambda items, function: [i for i in items if function(i)],
+    }
+    return functions[name](*args)
+
+
 def environment(**overrides: Any) -> dict[str, Any]:
     env = {**defaults(), **overrides}
     env["webIdentity"] = env["awsAuthMode"] == "web_identity"
     env["sharedTokenExchangeAudience"] = "api://AzureADTokenExchange"
+    env["keyVaultAllowedIps"] = value_of(MAIN["variables"]["keyVaultAllowedIps"]["value"], env)
     return env
 
 
@@ -86,7 +112,29 @@ def test_a_combination_that_cannot_work_is_refused_with_what_to_set(
 def test_combinations_that_work_are_not_refused() -> None:
     assert tripped(environment(logSink="data_collector", enableLegacyDataCollector=True)) == []
     assert tripped(environment(vnetEnabled=True, keyVaultAllowedIpRanges="203.0.113.7/32")) == []
+    assert tripped(environment(vnetEnabled=True, keyVaultAllowedIpRanges=" 203.0.113.7/32 , ")) == []
     assert tripped(environment(vnetEnabled=True, awsAuthMode="web_identity", awsWebIdentityAudience="api://x")) == []
+
+
+def test_key_vault_addresses_are_trimmed_and_empty_entries_dropped() -> None:
+    typed = " 203.0.113.7/32, 198.51.100.0/24 ,,"
+    assert environment(keyVaultAllowedIpRanges=typed)["keyVaultAllowedIps"] == ["203.0.113.7/32", "198.51.100.0/24"]
+    assert environment()["keyVaultAllowedIps"] == []
+    # only commas and spaces name no address: refused as if empty, and the vault closes to the internet
+    assert tripped(environment(vnetEnabled=True, keyVaultAllowedIpRanges=" , ")) == ["guardVnetKeyVault"]
+    params = bicep.body(module_call("modules/keyvault.bicep"))["params"]
+    assert "keyVaultAllowedIps" in str(params["allowedIpRanges"]) and "keyVaultAllowedIps" in str(
+        params["publicNetworkAccess"])
+    assert "keyVaultAllowedIpRanges" not in str(params)  # never the raw text
+
+
+def test_the_retired_data_collector_is_refused_unless_opted_into_and_said_so() -> None:
+    (message,) = [text for name, _, text in GUARD.findall(MAIN_TEXT) if name == "guardLegacySink"]
+    assert "retired on 2026-09-14" in message and "logs_ingestion" in message
+    for parameter in ("logSink", "enableLegacyDataCollector"):
+        decorators = MAIN["parameters"][parameter]["decorators"]
+        description = next(d["argument"] for d in decorators if d["type"] == "description")
+        assert "retired" in description and "2026-09-14" in description, parameter
 
 
 def test_file_sink_is_not_offered_in_azure() -> None:
@@ -108,8 +156,9 @@ def test_vnet_enabled_adds_the_network_and_closes_storage_and_vault() -> None:
     app_subnet = next(s for s in vnet["properties"]["subnets"] if s["name"] == "appSubnetName")
     assert app_subnet["properties"]["delegations"][0]["properties"]["serviceName"] == "Microsoft.App/environments"
     links = tree["variables"]["privateLinks"]["value"]
-    assert {link["groupId"] for link in links} == {"blob", "vault"}
+    assert {link["groupId"] for link in links} == {"blob", "table", "vault"}  # tables: the host's diagnostic events
     assert "privatelink.vaultcore.azure.net" in text and "privatelink.blob.${environment().suffixes.storage}" in text
+    assert "privatelink.table.${environment().suffixes.storage}" in text
     for name in ("dnsZones", "dnsZoneLinks", "privateEndpoints", "dnsZoneGroups"):
         assert tree["resources"][name]["config"]["loop_type"]["detail"]["array_name"] == "privateLinks", name
     app = bicep.body(module_call("modules/function-app.bicep"))["params"]

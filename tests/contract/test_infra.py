@@ -50,6 +50,7 @@ ROLE = {
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
 }
 
 
@@ -252,7 +253,12 @@ def test_data_collection_rule_streams_have_exactly_the_record_columns_and_flow_t
     for flow in flows.values():
         assert flow["transformKql"] == "source"
         assert set(flow["destinations"]) <= destinations
-    assert properties["dataCollectionEndpointId"], "the rule is used through its data collection endpoint"
+    # Kind Direct: the rule has its own Logs Ingestion endpoint; a data collection endpoint only with private link.
+    assert rule["kind"] == "Direct"
+    # with the defaults (vnetEnabled false) the condition resolves to false: no endpoint id
+    assert properties["dataCollectionEndpointId"] == {"operator": {"type": "conditional", "operands": {
+        "condition": False, "true_value": {"operator": {"type": "property_accessor",
+            "operands": {"operand_1": "dataCollectionEndpoint", "operand_2": "id"}}}, "false_value": None}}}
 
 
 def test_rule_is_created_after_the_tables() -> None:
@@ -303,6 +309,7 @@ def test_role_assignments_are_the_least_privilege_set() -> None:
         ("Monitoring Metrics Publisher", "dataCollectionRule", "principalId"),
         ("Monitoring Metrics Publisher", "applicationInsights", "principalId"),
         ("Storage Blob Data Owner", "storage", "principalId"),
+        ("Storage Table Data Contributor", "storage", "principalId"),  # the host's diagnostic events (AZFD0003)
         ("Key Vault Secrets Officer", "vault", "userPrincipalId"),  # the deploying user, to set the AWS key
     }
     user_grant = resources(path, "Microsoft.Authorization/roleAssignments")["userSecretsOfficer"]
@@ -420,9 +427,11 @@ def test_host_settings_are_identity_based() -> None:
     settings = app_settings()
     assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
     assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
-    assert "AzureWebJobsStorage__blobServiceUri" in settings
-    for service in ("queue", "table"):  # a timer trigger needs blobs only: no queue or table endpoint, no role
-        assert f"AzureWebJobsStorage__{service}ServiceUri" not in settings
+    # Every service named (the platform's test of a configured identity-based host storage), each from the account's
+    # own endpoints; tables for the host's diagnostic events (Storage Table Data Contributor), no queue role.
+    for service in ("blob", "queue", "table"):
+        uri = json.dumps(settings[f"AzureWebJobsStorage__{service}ServiceUri"])
+        assert '"storage"' in uri and '"primaryEndpoints"' in uri and f'"{service}"' in uri, service
     assert "AzureWebJobsStorage" not in settings, "no storage connection string"
     assert settings["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "ClientId=${identityClientId};Authorization=AAD"
     assert body(main_module("modules/function-app.bicep"))["params"]["identityClientId"] == {
@@ -478,7 +487,8 @@ def test_function_app_is_flex_consumption_python_311_https_only_with_the_user_as
     assert site["properties"]["httpsOnly"] is True
     assert site["identity"]["type"] == "UserAssigned"
     assert site["properties"]["siteConfig"]["minTlsVersion"] == "1.2"
-    assert site["properties"]["siteConfig"]["ftpsState"] == "Disabled"
+    # No ftpsState: Flex Consumption has no FTP deployment and newer stamps refuse the property (test_service_rules)
+    assert "ftpsState" not in site["properties"]["siteConfig"]
     config = site["properties"]["functionAppConfig"]
     assert config["runtime"] == {"name": "python", "version": "3.11"}
     assert config["deployment"]["storage"]["type"] == "blobContainer"

@@ -423,12 +423,17 @@ def test_silent_alert_window_is_twice_the_schedule() -> None:
     assert main_parameters["collectorSilentAfterHours"]["default"] == 2 * interval
     assert main_parameters["runFailedWindowHours"]["default"] == interval
     silent = alert_rules()["collectorSilent"]["properties"]
-    # The window is the smallest the service accepts; the query's own lookback is the parameter (test_service_rules).
-    assert silent["windowSize"] == {"operator": {"type": "index_accessor", "operands": {
-        "operand_1": "windowSizeOfHours", "operand_2": {"function": {"type": "string", "parameters": {
-            "value_to_convert": "collectorSilentAfterHours"}}}}}}
+    # The query returns one row when the newest run record it sees is older than the lookback (the parameter, in its
+    # `let lookback` line: test_service_rules), and none before the first run record: so the rule looks at the longest
+    # window a log search alert takes, which must be longer than every lookback allowed, and fires on a row.
+    assert silent["windowSize"] == "P2D"
+    for module in (INFRA / "modules" / "alerts.bicep", INFRA / "main.bicep"):
+        (allowed,) = [d["argument"] for d in bicep(module)["parameters"]["collectorSilentAfterHours"]["decorators"]
+                      if d["type"] == "allowed"]
+        assert max(allowed) < 48, module.name
     (criterion,) = silent["criteria"]["allOf"]
-    assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == ("Count", "LessThan", 1)
+    assert (criterion["timeAggregation"], criterion["operator"], criterion["threshold"]) == ("Count", "GreaterThan", 0)
+    assert silent["severity"] == 1
     failed = alert_rules()["runFailed"]["properties"]
     assert "runFailedWindowHours" in str(failed["windowSize"])
     (criterion,) = failed["criteria"]["allOf"]

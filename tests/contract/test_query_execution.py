@@ -279,8 +279,14 @@ def runs_within(data: DataSet, hours: int, statuses: tuple[str, ...] | None = No
                    and (statuses is None or r["Status"] in statuses)})
 
 
+def silent_since(runs: list[Row], hours: int) -> list[datetime]:
+    """The collector is silent: it reported before, and its newest run record is older than ``hours``."""
+    newest = max((report.parse_time(r["TimeGenerated"]) for r in runs), default=None)
+    return [newest] if newest is not None and newest < datetime.now(UTC) - timedelta(hours=hours) else []
+
+
 def alert_collector_silent(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
-    return sorted({r["RunId"] for r in rows}), runs_within(data, 12)
+    return [t(r["LastRun"]) for r in rows], silent_since(data.runs, 12)
 
 
 def alert_run_failed(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
@@ -353,6 +359,30 @@ def test_cli_summary_agrees_with_findings_by_account(demo: DataSet) -> None:
     assert printed and set(printed) == set(rows)
     for account, figures in printed.items():
         assert figures == {label: rows[account][column] for label, column in columns.items()}, account
+
+
+def test_a_fresh_deployment_is_not_a_silent_collector() -> None:
+    """No run record yet (a new deployment whose AWS side is not done): no row, so the severity-1 rule stays quiet;
+    run records that stopped arriving: one row; a recent one: none."""
+    text = (QUERIES / "alert-collector-silent.kql").read_text(encoding="utf-8")
+    now = datetime.now(UTC)
+    cases = {"no run yet": [], "stopped 13 hours ago": [now - timedelta(hours=13), now - timedelta(hours=19)],
+             "ran an hour ago": [now - timedelta(hours=1), now - timedelta(hours=13)]}
+    for case, times in cases.items():
+        runs = [{"TimeGenerated": iso(when), "RunId": f"run-{i}", "Status": "Failed"} for i, when in enumerate(times)]
+        data = DataSet(case, [], runs, "")
+        from_kql, from_python = alert_collector_silent(run_query(data, text), data)
+        assert from_kql == from_python, case
+        assert len(from_kql) == (1 if case == "stopped 13 hours ago" else 0), case
+    # A wrong copy: "silent" judged by any old record, not the newest, fires although a run arrived an hour ago.
+    broken = text.replace("| summarize LastRun = max(TimeGenerated)\n| where LastRun < ago(lookback)",
+                          "| where TimeGenerated < ago(lookback)\n| project LastRun = TimeGenerated")
+    assert broken != text
+    runs = [{"TimeGenerated": iso(when), "RunId": f"run-{i}", "Status": "Failed"}
+            for i, when in enumerate(cases["ran an hour ago"])]
+    data = DataSet("broken", [], runs, "")
+    from_kql, from_python = alert_collector_silent(run_query(data, broken), data)
+    assert from_kql != from_python
 
 
 # --------------------------------------------------------------------------------------------------------------------

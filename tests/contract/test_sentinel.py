@@ -131,8 +131,14 @@ def test_nothing_is_deployed_unless_the_workspace_is_a_sentinel_workspace() -> N
     assert parameter_defaults()["sentinelWorkspace"] is False
     resources = parsed()["resources"]
     loops = {name: r["config"]["loop_type"]["detail"]["array_name"] for name, r in resources.items()
-             if not r["existing"]}
+             if not r["existing"] and r["config"].get("loop_type")}
     assert loops == {"analyticsRules": "deployedRules", "hunting": "deployedHuntingQueries"}
+    # the one resource outside the loops: onboarding, only for a Sentinel workspace this deployment creates
+    others = {name: r["config"].get("condition") for name, r in resources.items()
+              if not r["existing"] and not r["config"].get("loop_type")}
+    assert others == {"onboarding": {"operator": {"type": "and", "operands": {
+        "operand_1": "sentinelWorkspace", "operand_2": "onboardWorkspace"}}}}
+    assert parameter_defaults()["onboardWorkspace"] is False
     for name, source in (("deployedRules", "rules"), ("deployedHuntingQueries", "huntingQueries")):
         condition = variables()[name]["operator"]
         assert condition["type"] == "conditional"
@@ -233,11 +239,28 @@ def test_user_rules_map_the_account_by_user_name_and_arn_and_the_new_source_its_
     assert ip["fieldMappings"] == [{"identifier": "Address", "columnName": "SourceIpAddress"}]
 
 
-def test_the_silent_rule_fires_on_no_row_and_event_rules_each_run_once() -> None:
+def test_a_new_workspace_is_onboarded_before_any_rule_an_existing_one_is_not() -> None:
+    onboarding = parsed()["resources"]["onboarding"]
+    assert onboarding["type"] == "Microsoft.SecurityInsights/onboardingStates"
+    assert onboarding["api_version"] == "2025-09-01"
+    config = onboarding["config"]["config"]
+    assert (config["scope"], config["name"], config["properties"]) == ("workspace", "default", {})
+    assert "onboarding" in rule_resource()["dependsOn"]
+    main = pycep.BicepParser().parse(text=(ROOT / "infra" / "main.bicep").read_text(encoding="utf-8"))
+    (module,) = [m for m in main["modules"].values() if m["detail"]["path"] == "modules/sentinel.bicep"]
+    assert module["config"]["config"]["params"]["onboardWorkspace"] == {
+        "operator": {"type": "not", "operands": {"bool_value": "useExistingWorkspace"}}}
+    # checked against Azure's type data: the resource type exists at that version with a 'properties' object
+    body = object_type(SECURITY_INSIGHTS, "Microsoft.SecurityInsights/onboardingStates")["properties"]
+    assert {"name", "properties"} <= set(body)
+
+
+def test_the_silent_rule_fires_on_a_row_and_event_rules_each_run_once() -> None:
     by_id = {rule["id"]: rule for rule in rules()}
     silent = by_id["collector-silent"]
-    assert (silent["operator"], silent["threshold"]) == ("Equal", 0)
-    assert silent["period"] == "PT12H"  # twice the 6-hourly schedule, as the Azure Monitor rule
+    # The query returns a row when the collector reported before and then fell silent; none before the first run.
+    assert (silent["operator"], silent["threshold"]) == ("GreaterThan", 0)
+    assert silent["period"] == "P14D"  # it must see the newest run record: the longest period a rule takes
     for rule_id in ("new-key", "new-source", "usage-mismatch"):
         rule = by_id[rule_id]
         text = query_path(rule["query"]).read_text(encoding="utf-8")

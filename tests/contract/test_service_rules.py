@@ -53,6 +53,8 @@ BUILT_IN_ROLES = {
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "43d0d8ad-25c7-4714-9337-8ba259a9fe05": "Monitoring Reader",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
     "73c42c96-874c-492b-b04d-ab87d138a893": "Log Analytics Reader",
@@ -302,6 +304,181 @@ def rule_sentinel_schedules(trees: Trees) -> list[str]:
     return problems
 
 
+def dotted(node: Any) -> str:
+    """A property access (a.b.c) as its dotted text; anything else as its repr."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
+        operands = node["operator"]["operands"]
+        return f"{dotted(operands['operand_1'])}.{dotted(operands['operand_2'])}"
+    return repr(node)
+
+
+def resources_of(trees: Trees, type_: str) -> list[tuple[Path, str, dict[str, Any]]]:
+    return [(path, name, r) for path, tree in trees.items() for name, r in (tree.get("resources") or {}).items()
+            if r["type"].lower() == type_.lower() and not r["existing"]]
+
+
+def module_calls(trees: Trees, module: str) -> list[dict[str, Any]]:
+    return [bicep.body(m) for m in (trees[INFRA / "main.bicep"].get("modules") or {}).values()
+            if m["detail"]["path"] == module]
+
+
+def is_flex_site(resource: dict[str, Any]) -> bool:
+    return "functionAppConfig" in (bicep.body(resource).get("properties") or {})
+
+
+def rule_flex_no_ftps_state(trees: Trees) -> list[str]:
+    problems = []
+    for path, name, site in resources_of(trees, "Microsoft.Web/sites"):
+        site_config = (bicep.body(site).get("properties") or {}).get("siteConfig") or {}
+        if is_flex_site(site) and "ftpsState" in site_config:
+            problems.append(f"{path.name}:{name}: siteConfig.ftpsState on a Flex Consumption site")
+    return problems
+
+
+def rule_flex_maximum_instance_count(trees: Trees) -> list[str]:
+    """Every value maximumInstanceCount can take is at least 40: a literal, or a parameter whose @minValue (in the
+    module and in main.bicep, which feeds it) is at least 40."""
+    problems = []
+    for path, name, site in resources_of(trees, "Microsoft.Web/sites"):
+        if not is_flex_site(site):
+            continue
+        scale = bicep.body(site)["properties"]["functionAppConfig"].get("scaleAndConcurrency") or {}
+        value = scale.get("maximumInstanceCount")
+        sources: list[tuple[Path, Any]] = [(path, value)]
+        module = path.relative_to(INFRA).as_posix()
+        sources += [(INFRA / "main.bicep", call["params"].get(value)) for call in module_calls(trees, module)]
+        for where, source in sources:
+            if isinstance(source, int):
+                low = source
+            elif isinstance(source, str) and source in (trees[where].get("parameters") or {}):
+                decorators = {d["type"]: d["argument"] for d in trees[where]["parameters"][source]["decorators"]}
+                low = decorators.get("min_value", 1)
+            else:
+                problems.append(f"{where.name}: maximumInstanceCount of {name} is {source!r}: neither literal nor "
+                                "parameter")
+                continue
+            if low < 40:
+                problems.append(f"{where.name}: maximumInstanceCount of {name} can be {low}, below Flex's lowest 40")
+    return problems
+
+
+def rule_sentinel_onboarded_before_rules(trees: Trees) -> list[str]:
+    """Alert rules on a workspace that is not onboarded are refused: the module onboards the workspace it creates
+    (onboardingStates 'default' on the same workspace, the rules depending on it), and main.bicep onboards exactly a
+    new workspace (an existing one must already be onboarded, docs/deploy.md)."""
+    problems = []
+    for path, tree in trees.items():
+        resources = tree.get("resources") or {}
+        rules = {n: r for n, r in resources.items() if r["type"].lower() == "microsoft.securityinsights/alertrules"}
+        if not rules:
+            continue
+        onboarding = {n: r for n, r in resources.items()
+                      if r["type"].lower() == "microsoft.securityinsights/onboardingstates" and not r["existing"]}
+        if len(onboarding) != 1:
+            problems.append(f"{path.name}: alert rules but {len(onboarding)} onboardingStates resources")
+            continue
+        ((onboarding_name, state),) = onboarding.items()
+        config = bicep.body(state)
+        if config.get("name") != "default":
+            problems.append(f"{path.name}:{onboarding_name}: onboardingStates is named {config.get('name')!r}")
+        for name, rule in rules.items():
+            body = bicep.body(rule)
+            if body.get("scope") != config.get("scope"):
+                problems.append(f"{path.name}:{name}: scope {body.get('scope')} is not the onboarded workspace")
+            if onboarding_name not in (body.get("dependsOn") or []):
+                problems.append(f"{path.name}:{name}: does not depend on {onboarding_name}")
+        module = path.relative_to(INFRA).as_posix()
+        for call in module_calls(trees, module):
+            onboard = call["params"].get("onboardWorkspace")
+            if onboard != {"operator": {"type": "not", "operands": {"bool_value": "useExistingWorkspace"}}}:
+                problems.append(f"main.bicep: {module} onboardWorkspace is {onboard!r}, not !useExistingWorkspace")
+    return problems
+
+
+def rule_logs_ingestion_endpoint(trees: Trees) -> list[str]:
+    """The rule is of kind Direct (only then does Azure give it its own Logs Ingestion endpoint); a data collection
+    endpoint exists only when private link needs one (vnetEnabled); LOGS_INGESTION_ENDPOINT is the rule's own endpoint,
+    or the data collection endpoint's when there is one."""
+    problems = []
+    for path, name, rule in resources_of(trees, "Microsoft.Insights/dataCollectionRules"):
+        if bicep.body(rule).get("kind") != "Direct":
+            problems.append(f"{path.name}:{name}: kind {bicep.body(rule).get('kind')!r}, not Direct: no own endpoint")
+        tree = trees[path]
+        endpoints = [(n, r) for n, r in (tree.get("resources") or {}).items()
+                     if r["type"].lower() == "microsoft.insights/datacollectionendpoints" and not r["existing"]]
+        output = (tree.get("outputs") or {}).get("logsIngestionEndpoint", {}).get("value")
+        if not endpoints:
+            if dotted(output) != f"{name}.properties.endpoints.logsIngestion":
+                problems.append(f"{path.name}: logsIngestionEndpoint is {dotted(output)}, not the rule's own")
+            continue
+        ((endpoint_name, endpoint),) = endpoints
+        condition = endpoint["config"].get("condition")
+        operands = (output or {}).get("operator", {}).get("operands", {}) if isinstance(output, dict) else {}
+        if not condition or operands.get("condition") != condition:
+            problems.append(f"{path.name}:{endpoint_name}: a data collection endpoint created without a condition, or "
+                            "the endpoint output does not follow it")
+        elif (dotted(operands["true_value"]) != f"{endpoint_name}.properties.logsIngestion.endpoint"
+              or dotted(operands["false_value"]) != f"{name}.properties.endpoints.logsIngestion"):
+            problems.append(f"{path.name}: logsIngestionEndpoint does not take the rule's own endpoint without the DCE")
+        module = path.relative_to(INFRA).as_posix()
+        for call in module_calls(trees, module):
+            if call["params"].get(condition) != "vnetEnabled":
+                problems.append(f"main.bicep: {module} {condition} is {call['params'].get(condition)!r}, not "
+                                "vnetEnabled (private link)")
+    return problems
+
+
+def rule_identity_based_host_storage(trees: Trees) -> list[str]:
+    """An identity-based AzureWebJobsStorage names the blob, queue and table service URIs (the platform's check for a
+    configured host storage), and the identity may write the host's diagnostic-event table."""
+    problems = []
+    names: set[str] = set()
+    for _, _, config in resources_of(trees, "Microsoft.Web/sites/config"):
+        names |= setting_names(bicep.body(config).get("properties"))
+    if "AzureWebJobsStorage__credential" in names and "AzureWebJobsStorage__accountName" not in names:
+        for service in ("blob", "queue", "table"):
+            if f"AzureWebJobsStorage__{service}ServiceUri" not in names:
+                problems.append(f"AzureWebJobsStorage__{service}ServiceUri is not set")
+    granted = set()
+    for path, _, assignment in resources_of(trees, "Microsoft.Authorization/roleAssignments"):
+        body = bicep.body(assignment)
+        role = bicep.function_call(body["properties"]["roleDefinitionId"])
+        key = dotted(role[1]["resource_name_1"]) if role else ""
+        if body["properties"].get("principalId") == "principalId":
+            granted.add((path.name, body.get("scope"), key))
+    if ("role-assignments.bicep", "storage", "roles.storageTableDataContributor") not in granted:
+        problems.append("the app's identity has no Storage Table Data Contributor on its storage account")
+    return problems
+
+
+def rule_key_vault_ip_rules_trimmed(trees: Trees) -> list[str]:
+    """Key Vault's ipRules take an IPv4 address or CIDR range each: a comma-separated setting is split, each entry
+    trimmed and empty entries dropped before it reaches the vault."""
+    main = trees[INFRA / "main.bicep"]
+    problems = []
+    for call in module_calls(trees, "modules/keyvault.bicep"):
+        text = repr(call["params"].get("allowedIpRanges"))
+        variables = main.get("variables") or {}
+        value = next((repr(v["value"]) for n, v in variables.items() if n in text), text)
+        for needed in ("'split'", "'trim'", "'filter'", "'empty'"):
+            if needed not in value:
+                problems.append(f"main.bicep: allowedIpRanges of Key Vault has no {needed.strip(chr(39))}() of the "
+                                "entries")
+    return problems
+
+
+def rule_microsoft_app_registration_documented(trees: Trees, docs: str | None = None) -> list[str]:
+    """A subnet delegated to Microsoft.App/environments needs the Microsoft.App resource provider registered in the
+    subscription, which a resource-group deployment cannot do: docs/deploy.md says how."""
+    delegated = any("Microsoft.App/environments" in repr(tree) for tree in trees.values())
+    docs = docs if docs is not None else (INFRA.parent / "docs" / "deploy.md").read_text(encoding="utf-8")
+    if delegated and "az provider register --namespace Microsoft.App" not in docs:
+        return ["docs/deploy.md does not say to register Microsoft.App for vnetEnabled"]
+    return []
+
+
 @dataclass(frozen=True)
 class ServiceRule:
     rule: str
@@ -350,6 +527,55 @@ SERVICE_RULES = [
         "learn.microsoft.com/azure/role-based-access-control/built-in-roles (role ids)",
         rule_built_in_role_ids,
     ),
+    ServiceRule(
+        "A Flex Consumption site sets no siteConfig.ftpsState (newer stamps refuse it, ARM error 51021)",
+        "github.com/microsoft/azure-pipelines-tasks/issues/21032; github.com/Azure/terraform-azurerm-avm-res-web-site/"
+        "issues/360; Azure-Samples/functions-quickstart-python-http-azd infra/app/api.bicep sets none",
+        rule_flex_no_ftps_state,
+    ),
+    ServiceRule(
+        "A Flex Consumption app's maximumInstanceCount is at least 40, for every value its parameters allow",
+        "learn.microsoft.com/azure/azure-functions/flex-consumption-how-to#set-instance-counts (the lowest maximum "
+        "instance count is 40)",
+        rule_flex_maximum_instance_count,
+    ),
+    ServiceRule(
+        "Microsoft Sentinel analytics rules need the workspace onboarded (onboardingStates 'default') first; a new "
+        "workspace is onboarded, an existing one must already be",
+        "learn.microsoft.com/azure/sentinel/quickstart-onboard (onboard through the OnboardingStates API); "
+        "learn.microsoft.com/rest/api/securityinsights/sentinel-onboarding-states/create; "
+        "github.com/Azure/azure-quickstart-templates/issues/14256",
+        rule_sentinel_onboarded_before_rules,
+    ),
+    ServiceRule(
+        "Logs Ingestion through the rule's own endpoint (kind Direct); a data collection endpoint only for private "
+        "link (vnetEnabled)",
+        "learn.microsoft.com/azure/azure-monitor/logs/logs-ingestion-api-overview (an endpoint specified by the DCR, "
+        "or a DCE if you're using private link); learn.microsoft.com/azure/azure-monitor/data-collection/"
+        "data-collection-rule-structure (endpoints: created only if kind is Direct)",
+        rule_logs_ingestion_endpoint,
+    ),
+    ServiceRule(
+        "Identity-based AzureWebJobsStorage names blob, queue and table service URIs (or accountName), and the "
+        "identity may write the host's diagnostic-event table",
+        "learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity; "
+        "learn.microsoft.com/azure/azure-functions/errors-diagnostics/diagnostic-events/azfd0003; "
+        "github.com/Azure/azure-functions-host/issues/9349 and pull/10996",
+        rule_identity_based_host_storage,
+    ),
+    ServiceRule(
+        "Key Vault ipRules entries are addresses or CIDR ranges: a comma-separated setting is trimmed, empties dropped",
+        "learn.microsoft.com/azure/key-vault/general/network-security (IP rules: IPv4 address ranges in CIDR form)",
+        rule_key_vault_ip_rules_trimmed,
+    ),
+    ServiceRule(
+        "A subnet delegated to Microsoft.App/environments needs the Microsoft.App provider registered, which Bicep at "
+        "resource-group scope cannot do: the docs say how",
+        "learn.microsoft.com/azure/azure-resource-manager/management/resource-providers-and-types (register a "
+        "resource provider); learn.microsoft.com/azure/azure-functions/flex-consumption-how-to (virtual network "
+        "integration, subnet delegated to Microsoft.App/environments)",
+        rule_microsoft_app_registration_documented,
+    ),
 ]
 
 
@@ -365,6 +591,8 @@ def test_service_rule(service_rule: ServiceRule) -> None:
 ALERTS = INFRA / "modules" / "alerts.bicep"
 MONITORING = INFRA / "modules" / "monitoring.bicep"
 MAIN = INFRA / "main.bicep"
+FUNCTION_APP = INFRA / "modules" / "function-app.bicep"
+SENTINEL = INFRA / "modules" / "sentinel.bicep"
 
 
 def mutant(path: Path, old: str, new: str) -> Trees:
@@ -376,10 +604,11 @@ def mutant(path: Path, old: str, new: str) -> Trees:
 @pytest.mark.parametrize(
     ("check", "path", "old", "new", "expected"),
     [
-        (rule_alert_windows, ALERTS, "windowSize: windowSizeOfHours[string(collectorSilentAfterHours)]",
+        (rule_alert_windows, ALERTS, "windowSize: windowSizeOfHours[string(runFailedWindowHours)]",
          "windowSize: 'PT12H'", "PT12H, not one the service accepts"),
         (rule_alert_windows, ALERTS, "'12': 'P1D'", "'12': 'P2D'", "smallest accepted window holding it is P1D"),
-        (rule_alert_windows, ALERTS, "  12\n", "  12\n  72\n", "windowSize for 72 h is <missing>"),
+        (rule_alert_windows, ALERTS, "  48\n])\n@description('Hours of run records",
+         "  48\n  72\n])\n@description('Hours of run records", "windowSize for 72 h is <missing>"),
         (rule_alert_windows, ALERTS, "evaluationFrequency: 'PT15M'", "evaluationFrequency: 'PT20M'",
          "evaluationFrequency PT20M"),
         (rule_alert_windows, ALERTS, "'let lookback = 6h;'", "'let lookback = 4h;'", "no 'let lookback = 4h;' line"),
@@ -405,6 +634,32 @@ def mutant(path: Path, old: str, new: str) -> Trees:
         (rule_built_in_role_ids, INFRA / "modules" / "role-assignments.bicep",
          "keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'",
          "keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e7'", "not a built-in role"),
+        (rule_flex_no_ftps_state, FUNCTION_APP, "      http20Enabled: true\n",
+         "      http20Enabled: true\n      ftpsState: 'Disabled'\n", "siteConfig.ftpsState on a Flex Consumption site"),
+        (rule_flex_maximum_instance_count, MAIN, "@minValue(40)\n@maxValue(1000)\n@description('Maximum instance",
+         "@minValue(1)\n@maxValue(1000)\n@description('Maximum instance", "can be 1, below Flex's lowest 40"),
+        (rule_flex_maximum_instance_count, FUNCTION_APP, "@minValue(40)", "@minValue(39)", "can be 39"),
+        (rule_sentinel_onboarded_before_rules, SENTINEL, "  dependsOn: [\n    onboarding\n  ]\n", "",
+         "does not depend on onboarding"),
+        (rule_sentinel_onboarded_before_rules, SENTINEL, "  name: 'default'\n  properties: {}", "  name: 'sentinel'\n"
+         "  properties: {}", "is named 'sentinel'"),
+        (rule_sentinel_onboarded_before_rules, MAIN, "onboardWorkspace: !useExistingWorkspace",
+         "onboardWorkspace: false", "not !useExistingWorkspace"),
+        (rule_logs_ingestion_endpoint, MONITORING, "  kind: 'Direct'\n", "", "not Direct"),
+        (rule_logs_ingestion_endpoint, MONITORING, "= if (createDataCollectionEndpoint) {", "= {",
+         "created without a condition"),
+        (rule_logs_ingestion_endpoint, MAIN, "createDataCollectionEndpoint: vnetEnabled",
+         "createDataCollectionEndpoint: true", "not vnetEnabled"),
+        (rule_identity_based_host_storage, FUNCTION_APP,
+         "    AzureWebJobsStorage__tableServiceUri: storage.properties.primaryEndpoints.table\n", "",
+         "AzureWebJobsStorage__tableServiceUri is not set"),
+        (rule_identity_based_host_storage, INFRA / "modules" / "role-assignments.bicep",
+         "roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
+         "roles.storageTableDataContributor)",
+         "roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
+         "roles.storageBlobDataOwner)", "no Storage Table Data Contributor"),
+        (rule_key_vault_ip_rules_trimmed, MAIN, "allowedIpRanges: vnetEnabled ? keyVaultAllowedIps : []",
+         "allowedIpRanges: vnetEnabled ? split(keyVaultAllowedIpRanges, ',') : []", "no trim()"),
     ],
 )
 def test_service_rule_fails_on_broken_bicep(
@@ -412,3 +667,11 @@ def test_service_rule_fails_on_broken_bicep(
 ) -> None:
     problems = check(mutant(path, old, new))
     assert any(expected in p for p in problems), problems
+
+
+def test_the_provider_registration_rule_fails_on_docs_without_it() -> None:
+    docs = (INFRA.parent / "docs" / "deploy.md").read_text(encoding="utf-8")
+    assert "az provider register --namespace Microsoft.App" in docs
+    broken = docs.replace("az provider register --namespace Microsoft.App", "az provider show -n Microsoft.App")
+    assert rule_microsoft_app_registration_documented(parse_all(), broken) == [
+        "docs/deploy.md does not say to register Microsoft.App for vnetEnabled"]

@@ -188,6 +188,7 @@ def test_data_collector_wrong_key_is_refused_once_with_a_hint(azure: AzureFakes)
     assert "HTTP 403" in message and "InvalidAuthorization" in message
     assert "LOG_ANALYTICS_WORKSPACE_KEY_SECRET" in message
     assert wrong not in message
+    assert "retired" not in message  # a refused signature is not the API's retirement
 
 
 def test_data_collector_splits_bodies_under_the_limit(azure: AzureFakes) -> None:
@@ -271,6 +272,52 @@ def test_data_collector_warns_that_the_api_is_retired(azure: AzureFakes, caplog:
     (record,) = [r for r in caplog.records if r.name == "shared.delivery.data_collector_sink"]
     assert record.levelno == logging.WARNING
     assert "retired on 2026-09-14" in record.getMessage() and "LOG_SINK=logs_ingestion" in record.getMessage()
+
+
+# How the endpoint answers once it is retired is not documented: 410 Gone, or an error whose message says so.
+RETIRED_ANSWERS = [
+    Response.json(410, {"Error": "Gone", "Message": "This endpoint is no longer available."}),
+    Response.json(403, {"Error": "Forbidden",
+                        "Message": "The HTTP Data Collector API has been retired.\nUse the Logs Ingestion API."}),
+    Response(404, b"The HTTP Data Collector API is deprecated and was retired on 14 September 2026.\nSee aka.ms/x",
+             {"Content-Type": "text/plain"}),
+]
+
+
+@pytest.mark.parametrize("answer", RETIRED_ANSWERS, ids=["410", "403-retired", "404-deprecated"])
+def test_data_collector_retired_answer_says_so_in_one_line(azure: AzureFakes, answer: Response) -> None:
+    azure.collector.faults.add(answer)
+    sink = collector_sink(azure, sleep=Sleeps())
+    with pytest.raises(SinkError) as caught:
+        sink.send(KEYS_TABLE, [key_row(1)])
+    sink.close()
+    assert len(azure.collector.requests) == 1  # not retried: the API is gone
+    (line,) = str(caught.value).splitlines()
+    assert f"HTTP {answer.status}" in line
+    assert "Data Collector API is retired (Microsoft retired it on 2026-09-14)" in line
+    assert line.endswith("set LOG_SINK=logs_ingestion")
+    assert "LOG_ANALYTICS_WORKSPACE_KEY_SECRET" not in line  # not the signature hint
+
+
+def test_data_collector_retirement_reaches_the_runs_outcome(azure: AzureFakes, tmp_path: Path) -> None:
+    """Through the outbox wrapper, as a run delivers: the rows are kept for the next run (which, after LOG_SINK is
+    changed, delivers them through logs_ingestion) and the run's last delivery error is the one retirement line."""
+    azure.collector.faults.add(RETIRED_ANSWERS[0])
+    reliable = ReliableSink(collector_sink(azure, sleep=Sleeps()), FileOutbox(tmp_path), 1000, timedelta(hours=48))
+    reliable.send(RUNS_TABLE, [{"RunId": "run-1", "Status": "Succeeded"}])
+    assert reliable.stats.deferred == 1
+    (line,) = reliable.stats.last_error.splitlines()
+    assert "retired (Microsoft retired it on 2026-09-14)" in line and "LOG_SINK=logs_ingestion" in line
+
+
+def test_an_ordinary_error_is_not_called_a_retirement(azure: AzureFakes) -> None:
+    """The broken copy of the check: a 404 for a wrong workspace id keeps its hint and says nothing of retirement."""
+    azure.collector.faults.add(Response.json(404, {"Error": "NotFound", "Message": "workspace not found"}))
+    sink = collector_sink(azure, sleep=Sleeps())
+    with pytest.raises(SinkError) as caught:
+        sink.send(KEYS_TABLE, [key_row(1)])
+    sink.close()
+    assert "retired" not in str(caught.value) and "LOG_ANALYTICS_WORKSPACE_ID" in str(caught.value)
 
 
 def test_data_collector_key_that_is_not_base64(azure: AzureFakes) -> None:

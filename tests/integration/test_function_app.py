@@ -17,6 +17,7 @@ from shared.tools.demo import SeededOrganization, seed_organization
 from tests.support.aws_proxy import AwsProxy, aws_error
 from tests.support.azure_fakes import (  # noqa: F401 - fixtures
     DATA_COLLECTOR_DOMAIN,
+    DCR_INGESTION_HOST,
     MONITOR_RESOURCE,
     VAULT_RESOURCE,
     WORKSPACE_ID,
@@ -96,6 +97,8 @@ def test_access_key_with_logs_ingestion(
     assert run["AccountsTotal"] == 3 and len(keys) == org.expected_keys == run["KeysCollected"]
     assert {r["AccountId"] for r in keys} == set(org.accounts) and {r["RunId"] for r in keys} == {run["RunId"]}
     assert {u.rule_id for u in azure.ingestion.uploads} == {RULE_ID}
+    # through the data collection rule's own Logs Ingestion endpoint, as deployed (no data collection endpoint)
+    assert {r.headers["host"] for r in azure.ingestion.requests} == {DCR_INGESTION_HOST}
     # Key Vault: exactly the two AWS secrets, once each; the token requests were for Key Vault and Azure Monitor only
     assert sorted(azure.vault.reads) == ["aws-access-key-id", "aws-secret-access-key"]
     assert sorted({r.query["resource"] for r in azure.identity.requests}) == [MONITOR_RESOURCE, VAULT_RESOURCE]

@@ -1,4 +1,4 @@
-"""Root-account access keys (CIS AWS 1.4) from the IAM credential report."""
+"""Root-account access keys (CIS AWS Foundations Benchmark v7.0.0 2.4) from the IAM credential report."""
 
 from __future__ import annotations
 

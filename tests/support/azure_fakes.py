@@ -7,7 +7,9 @@ through ``ClientOptions.ca_bundle`` (test-only) and nothing else changes: TLS ve
   ``IDENTITY_HEADER``, api-version 2019-08-01): checks ``X-IDENTITY-HEADER``, issues one random token per resource.
 - ``KeyVaultFake``: ``GET /secrets/<name>``; an unauthenticated request gets Key Vault's 401 challenge; a bearer
   token must be one the identity fake issued for ``https://vault.azure.net``; 404 ``SecretNotFound``; 403 mode.
-- ``LogsIngestionFake``: ``POST /dataCollectionRules/<rule>/streams/<stream>``: gzip JSON, bearer token for
+- ``LogsIngestionFake``: ``POST /dataCollectionRules/<rule>/streams/<stream>`` at a data collection rule's own Logs
+  Ingestion endpoint (``https://<rule name>-<suffix>.<region>-1.ingest.monitor.azure.com``, the form the deployment
+  gives LOGS_INGESTION_ENDPOINT; tests route that host to the fake): gzip JSON, bearer token for
   ``https://monitor.azure.com``, 204; as strict as the service about the data collection rule declared in infra/
   (tests/support/dcr.py): 400 for an unknown rule id or stream, an undeclared column or a value of the wrong type,
   413 ``ContentLengthLimitExceeded`` for a body over 1 MiB; scripted faults (429 + Retry-After, ...).
@@ -52,6 +54,10 @@ TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 WORKSPACE_ID = "0b6a8f5e-3c1d-4e2f-9a7b-6c5d4e3f2a1b"
 DATA_COLLECTOR_DOMAIN = "ods.localhost"  # a valid LOG_ANALYTICS_DOMAIN; tests route its hosts to 127.0.0.1
 DATA_COLLECTOR_HOST = f"{WORKSPACE_ID}.{DATA_COLLECTOR_DOMAIN}"
+# The Logs Ingestion endpoint of a data collection rule of kind Direct (infra/modules/monitoring.bicep), in the form
+# Azure gives it: <rule name>-<suffix>.<region>-1.ingest.monitor.azure.com. On the production allow-list
+# (shared/config/endpoints.py): the sink takes it without any test-only opt-in; tests route the name to the fake.
+DCR_INGESTION_HOST = "dcr-k7x2q9m4abcde-a1b2.swedencentral-1.ingest.monitor.azure.com"
 # The immutable ids the deployed rule has in the tests and benchmarks (Azure assigns one at deployment).
 RULE_ID = "dcr-00112233445566778899aabbccddeeff"
 RULE_IDS = frozenset({RULE_ID, "dcr-0123456789abcdef0123456789abcdef"})
@@ -86,11 +92,12 @@ class Request:
 
 
 class Tls:
-    """One CA and one server certificate for every fake (localhost, 127.0.0.1, the data collector host)."""
+    """One CA and one server certificate for every fake (localhost, 127.0.0.1, the data collector host, the rule's
+    Logs Ingestion host)."""
 
     def __init__(self, directory: Path) -> None:
         self.ca = trustme.CA()
-        self.server_cert = self.ca.issue_cert("localhost", "127.0.0.1", DATA_COLLECTOR_HOST)
+        self.server_cert = self.ca.issue_cert("localhost", "127.0.0.1", DATA_COLLECTOR_HOST, DCR_INGESTION_HOST)
         self.ca_bundle = str(directory / "fake-azure-ca.pem")
         self.ca.cert_pem.write_to_path(self.ca_bundle)
 
@@ -332,6 +339,8 @@ class LogsIngestionFake(FakeServer):
         self.reject: Callable[[str, list[dict[str, Any]]], Response | None] = lambda stream, rows: None
         self.rule_ids = rule_ids
         self.rule = rule or declared_rule()
+        self.local_url = self.url  # https://localhost:<port>, the fake itself
+        self.url = f"https://{DCR_INGESTION_HOST}"  # what LOGS_INGESTION_ENDPOINT is in Azure: the rule's own endpoint
 
     def rows(self, stream: str) -> list[dict[str, Any]]:
         with self.lock:
@@ -433,7 +442,8 @@ class DataCollectorFake(FakeServer):
 
 def route_host_to(host: str, port: int) -> Callable[..., Any]:
     """A ``socket.getaddrinfo`` that resolves ``host`` (any port) to 127.0.0.1:``port``, like a hosts-file entry plus
-    a port forward; every other name resolves as usual. TLS still checks the certificate against ``host``."""
+    a port forward; every other name resolves as the ``getaddrinfo`` in place when this is made (so routes chain).
+    TLS still checks the certificate against ``host``."""
     real = socket.getaddrinfo
 
     def getaddrinfo(name: Any, service: Any, *args: Any, **kwargs: Any) -> Any:
@@ -478,7 +488,7 @@ def fake_tls_fixture(tmp_path_factory: pytest.TempPathFactory) -> Tls:
 @pytest.fixture(name="azure")
 def azure_fixture(fake_tls: Tls, monkeypatch: pytest.MonkeyPatch) -> Iterator[AzureFakes]:
     """Fresh fakes for one test, with the managed identity environment of App Service / Functions pointing at the
-    identity fake, and the data collector host routed to its fake."""
+    identity fake, and the data collector host and the rule's Logs Ingestion host routed to their fakes."""
     identity = ManagedIdentityFake(fake_tls)
     fakes = AzureFakes(fake_tls, identity, KeyVaultFake(fake_tls, identity), LogsIngestionFake(fake_tls, identity),
                        DataCollectorFake(fake_tls))
@@ -487,6 +497,7 @@ def azure_fixture(fake_tls: Tls, monkeypatch: pytest.MonkeyPatch) -> Iterator[Az
     monkeypatch.setenv("IDENTITY_ENDPOINT", identity.endpoint)
     monkeypatch.setenv("IDENTITY_HEADER", identity.identity_header)
     monkeypatch.setattr(socket, "getaddrinfo", route_host_to(DATA_COLLECTOR_HOST, fakes.collector.port))
+    monkeypatch.setattr(socket, "getaddrinfo", route_host_to(DCR_INGESTION_HOST, fakes.ingestion.port))
     try:
         yield fakes
     finally:
