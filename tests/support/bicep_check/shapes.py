@@ -89,6 +89,7 @@ class Union(Shape):
 
 
 NEVER = Union(())  # the type of fail(): a branch that never yields a value
+OBJECT = Obj("object", {}, open=True)  # a parameter or output of type object: any property
 
 
 def union(*shapes: Shape) -> Shape:
@@ -168,12 +169,20 @@ RESOURCE_FALLBACK = {"id": STRING, "name": STRING, "type": STRING, "apiVersion":
                      "plan": ANY, "scale": ANY, "extendedLocation": ANY, "etag": STRING}
 
 
-def resource_shape(type_and_version: str) -> Shape:
-    """What a resource symbol reads as: its type's body from the type data (closed), ANY when the data lacks it."""
+def resource_shape(type_and_version: str, discriminator: str | None = None) -> Shape:
+    """What a resource symbol reads as: its type's body from the type data (closed), ANY when the data lacks it. A
+    body with variants (e.g. alert rules by kind) reads as the variant its declaration's literal ``kind`` picks."""
     found = azure_types.resource_types().get(type_and_version.lower())
     if found is None:
         return ANY
     type_file, node = found
+    name = type_and_version.split("@")[0]
+    if node["$type"] == "DiscriminatedObjectType":
+        variant = node["elements"].get(discriminator or "")
+        if variant is None:
+            return ANY
+        base = {k: from_type_data(type_file, v["type"], k) for k, v in node.get("baseProperties", {}).items()}
+        return AzureObj(type_file, type_file.node(variant), name, {**RESOURCE_FALLBACK, **base})
     if node["$type"] != "ObjectType":
         return ANY
-    return AzureObj(type_file, node, type_and_version.split("@")[0], RESOURCE_FALLBACK)
+    return AzureObj(type_file, node, name, RESOURCE_FALLBACK)
