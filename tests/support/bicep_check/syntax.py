@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -270,7 +271,7 @@ def _first_line(node: Node) -> str:
     return re.sub(r"\s+", " ", text(node).strip().split("\n")[0])[:60]
 
 
-def _separators(node: Node, report: object) -> None:
+def _separators(node: Node, report: Callable[[Node, str, str], None]) -> None:
     """Properties of an object on the same line need a comma between them (BCP236)."""
     items = [c for c in node.children if c.is_named and c.type not in ("comment", "diagnostic_comment", "decorators")]
     for previous, current in itertools.pairwise(items):
@@ -278,4 +279,4 @@ def _separators(node: Node, report: object) -> None:
             continue
         between = [c.type for c in node.children if previous.end_byte <= c.start_byte < current.start_byte]
         if "," not in between:
-            report(current, "BCP236", "Expected a new line or comma character at this location.")  # type: ignore[operator]
+            report(current, "BCP236", "Expected a new line or comma character at this location.")
