@@ -407,12 +407,13 @@ class FileChecker:
         child = node.child_by_field_name("resource")
         binding = scope.lookup(text(parent)) if parent is not None and parent.type == "identifier" else None
         declaration = (binding.decl.node if binding.decl else binding.node) if binding is not None else None
-        if declaration is None or child is None or binding is None or binding.kind != "resource":
+        if declaration is None or child is None or parent is None or binding is None or binding.kind != "resource":
             return
-        body = declaration.named_children[-1]
-        while body.type in ("if_statement", "for_statement"):
+        body: Node | None = declaration.named_children[-1]
+        while body is not None and body.type in ("if_statement", "for_statement"):
             body = body.child_by_field_name("body") if body.type == "for_statement" else body.named_children[-1]
-        names = [text(p.named_children[0].named_children[0]) for p in object_properties(body)
+        properties = object_properties(body) if body is not None else []
+        names = [text(p.named_children[0].named_children[0]) for p in properties
                  if p.named_children and p.named_children[0].type == "resource_declaration"]
         if text(child) not in names:
             self.error(child, "BCP057", text(node), f'The resource "{text(parent)}" declares no nested resource '
@@ -458,8 +459,7 @@ class FileChecker:
             if name.type == "loop_enumerator":
                 bound[text(name)] = Binding("loop", shape=lambda: sh.INT, node=name)
             else:
-                bound[text(name)] = Binding("loop", shape=lambda i=items: self.item_shape(self.infer(i, scope)),
-                                            node=name)
+                bound[text(name)] = Binding("loop", shape=lambda: self.item_shape(self.infer(items, scope)), node=name)
         return Scope(bound, scope)
 
     def reference(self, node: Node, scope: Scope) -> None:
@@ -768,8 +768,8 @@ class FileChecker:
         if kind == "identifier":
             return self.symbol_shape(scope.lookup(text(node)))
         if kind == "member_expression":
-            prop = node.child_by_field_name("property")
-            result, _ = member(self.infer(node.child_by_field_name("object"), scope), text(prop) if prop else "")
+            name = node.child_by_field_name("property")
+            result, _ = member(self.infer(node.child_by_field_name("object"), scope), text(name) if name else "")
             return result or sh.ANY
         if kind == "subscript_expression":
             base = self.infer(node.child_by_field_name("object"), scope)
@@ -905,8 +905,9 @@ class FileChecker:
                     props[key] = self.type_shape(property_value(prop))
             return sh.Obj("object", props, open=is_open)
         if kind == "member_expression":
-            prop = node.child_by_field_name("property")
-            return self.type_shape(prop) if prop is not None and text(prop) in bi.TYPE_NAMES else sh.ANY
+            member_name = node.child_by_field_name("property")
+            known = member_name is not None and text(member_name) in bi.TYPE_NAMES
+            return self.type_shape(member_name) if known else sh.ANY
         if kind == "property_identifier":
             return {"string": sh.STRING, "int": sh.INT, "bool": sh.BOOL, "array": sh.Arr(sh.ANY)}.get(text(node),
                                                                                                      sh.ANY)
