@@ -212,6 +212,28 @@ def test_other_compiler_errors_fail(tmp_path: Path) -> None:
         assert any(e.code in (code, "BCP083") for e in found), f"{code} not reported: {found}"
 
 
+def test_loop_variable_over_object_literals_is_checked(tmp_path: Path) -> None:
+    """sentinel.bicep's rules are object literals: a property no rule has is an error on the loop variable."""
+    module = broken_copy(tmp_path, "modules/sentinel.bicep", "displayName: rule.displayName",
+                         "displayName: rule.displayname")
+    assert_reported(errors_of(module), module, line_of(module, "rule.displayname"), "BCP083", "rule.displayname",
+                    'Did you mean "displayName"')
+
+
+def test_user_defined_type_properties_are_checked(tmp_path: Path) -> None:
+    """The project declares no type of its own yet; a small file shows the first one will be checked."""
+    path = tmp_path / "typed.bicep"
+    source = (
+        "type alertSpec = {\n  name: string\n  severity: int\n}\n\n"
+        "param alert alertSpec\n\n"
+        "output display string = '${alert.name} (${alert.severty})'\n"
+    )
+    path.write_text(source, encoding="utf-8")
+    assert_reported(check_file(path), path, 8, "BCP083", "alert.severty", 'Did you mean "severity"', "alertSpec")
+    path.write_text(source.replace("alert.severty", "alert.severity"), encoding="utf-8")
+    assert not check_file(path)
+
+
 def test_resource_property_access_is_checked_against_type_data(tmp_path: Path) -> None:
     module = broken_copy(tmp_path, "modules/storage.bicep", "storage.properties.primaryEndpoints.blob",
                          "storage.properties.primaryEndpoints.blobs")
