@@ -1,8 +1,7 @@
 """Every "CIS" in the texts the project ships names the benchmark with its version, exactly as the findings catalogue
 defines it (shared/findings/catalogue.py, ``Finding.benchmark``): CIS renumbers between versions (v7.0.0 moved IAM
-into section 2), so "CIS AWS 1.4" without a version points at a different recommendation depending on who reads it. The
-HTML report
-and the workbook builder read the catalogue; queries, Bicep and docs must match it (checked here).
+into section 2), so "CIS AWS 1.4" without a version points at a different recommendation depending on who reads it.
+The HTML report and the workbook builder read the catalogue; queries, Bicep and docs must match it (checked here).
 
 The check is proven on broken copies: an unversioned label, a version without the benchmark's name.
 """
