@@ -29,8 +29,10 @@ entra-app: AWS_AUTH_MODE is web_identity, and on native Windows this hook cannot
 application (infra/hooks/entra-app.sh does that, under a POSIX shell only). Nothing was provisioned. Either:
   - run azd from WSL, Linux or macOS: the hook there creates the application and sets AWS_WEB_IDENTITY_APP_ID and
     AWS_WEB_IDENTITY_AUDIENCE; or
-  - create the application yourself (docs/deploy.md, "web_identity on Windows") and set both values by hand:
+  - create the application yourself (docs/deploy.md, "web_identity on Windows") and record it by hand (the object id
+    too, so that the POSIX hook adopts it if you later provision from WSL, Linux or macOS):
       azd env set AWS_WEB_IDENTITY_APP_ID <the application (client) id>
+      azd env set AWS_WEB_IDENTITY_APP_OBJECT_ID <the application's object id>
       azd env set AWS_WEB_IDENTITY_AUDIENCE api://<the application (client) id>
     then run azd up again; or
   - use AWS_AUTH_MODE access_key (the default): azd env set AWS_AUTH_MODE access_key
