@@ -1,5 +1,5 @@
 // Microsoft Sentinel, natively: every alert of the product (infra/modules/alerts.bicep) also as a scheduled analytics
-// rule, with entity mappings (account: user name and ARN; IP), and hunting queries for the AWSCloudTrail usage join.
+// rule, with entity mappings (account: user name + AWS account id, and ARN; IP), and hunting queries for the AWSCloudTrail usage join.
 // Every query is a file of queries/ loaded unchanged, as the workbook and the Azure Monitor alerts load them.
 // Nothing here is deployed unless sentinelWorkspace is true: the workspace must already be onboarded to Microsoft
 // Sentinel (its SecurityInsights solution enabled), which this module does not do. Deployed in the workspace's
@@ -33,13 +33,22 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existin
   name: workspaceName
 }
 
-// The account entity of a key's user: user name and ARN (AWS has no Entra object id to map).
+// The account entity of a key's user, strong and unique across AWS accounts: Name + UPNSuffix (one of Sentinel's
+// strong identifier pairs) as user name + the AWS account id, so two same-named users of different AWS accounts are
+// two entities and their alerts never merge; FullName carries the ARN (which also holds the account id). A user name
+// alone (or the renamable, non-unique AWS account name) is weak: alerts of different accounts merged on it, and a
+// playbook matching by it could act in the wrong account (docs/insight.md, "Entities and playbooks"). AWS has no Entra
+// object id to map. Sentinel takes at most three identifiers per entity.
 var userEntity = {
   entityType: 'Account'
   fieldMappings: [
     {
       identifier: 'Name'
       columnName: 'UserName'
+    }
+    {
+      identifier: 'UPNSuffix'
+      columnName: 'AccountId'
     }
     {
       identifier: 'FullName'
@@ -74,16 +83,9 @@ var rules = [
     techniques: [
       'T1078'
     ]
+    // The root user (UserName <root_account>) of the AWS account id, ARN arn:aws:iam::<id>:root.
     entities: [
-      {
-        entityType: 'Account'
-        fieldMappings: [
-          {
-            identifier: 'Name'
-            columnName: 'AccountName'
-          }
-        ]
-      }
+      userEntity
     ]
     details: {
       AwsAccountId: 'AccountId'
@@ -110,15 +112,7 @@ var rules = [
       'T1078'
     ]
     entities: [
-      {
-        entityType: 'Account'
-        fieldMappings: [
-          {
-            identifier: 'Name'
-            columnName: 'UserName'
-          }
-        ]
-      }
+      userEntity
     ]
     details: {
       AwsAccountId: 'AccountId'
