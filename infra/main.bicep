@@ -420,6 +420,19 @@ module alerts 'modules/alerts.bicep' = {
   ]
 }
 
+// Workspace functions (AwsIamKeyCreators: who created each key), in the workspace's resource group like the tables.
+module workspaceFunctions 'modules/log-analytics-functions.bicep' = {
+  name: 'workspaceFunctions-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroupName)
+  params: {
+    workspaceName: workspaceName
+  }
+  // The function reads the collector's keys table.
+  dependsOn: [
+    customTables
+  ]
+}
+
 // Microsoft Sentinel, only when asked: the same alerts as analytics rules, and hunting queries, on the workspace (in
 // its own resource group, like the tables).
 module sentinel 'modules/sentinel.bicep' = if (sentinelWorkspace) {

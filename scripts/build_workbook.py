@@ -189,6 +189,14 @@ hex characters of SHA-256 of `UserIdentityAccessKeyId`): source IPs, countries, 
 regions, error rate, first and last call. `AWSCloudTrail` is written by Microsoft Sentinel's **Amazon Web Services**
 connector; without it the first row says so. Root keys show no calls (their ids are not in the inventory)."""
 
+CREATORS_INTRO = """### Who created each key
+
+`AWSCloudTrail`'s `CreateAccessKey` events joined to the keys on `AccessKeyFingerprint` (of the new key id in the
+event's response): the creator's ARN, source IP, user agent and time. **CreatedForAnotherUser** marks a key created
+by someone other than its user (another user, an assumed role, root): a privilege-escalation and persistence step,
+also an alert. Root keys cannot be joined (IAM shows no root key id); keys created before the lookback or before
+CloudTrail reached the workspace have no row."""
+
 CHANGES_INTRO = """### What changed between runs
 
 Key lifecycle events between consecutive good snapshots of each account (a run an account failed in is no snapshot of
@@ -225,6 +233,8 @@ def build_workbook() -> dict[str, Any]:
         text_item("usage-intro", USAGE_INTRO),
         table_item("key-usage", "Where each key is used from (AWSCloudTrail, 7 days)"),
         table_item("key-usage-sources", "Keys by source IP (7 days)"),
+        text_item("creators-intro", CREATORS_INTRO),
+        table_item("key-creators", "Who created each key (AWSCloudTrail CreateAccessKey, 90 days)"),
     ])
     changes = tab_group("changes", [
         text_item("changes-intro", CHANGES_INTRO),

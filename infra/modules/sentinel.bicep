@@ -252,6 +252,56 @@ var rules = [
     })
     nameFormat: 'AWS access key {{AccessKeyId}} of {{UserName}}: {{Mismatch}}'
   }
+  {
+    id: 'key-for-another-user'
+    displayName: 'AWS IAM: access key created for another user'
+    description: 'A caller created an access key for an IAM user other than itself, per AWSCloudTrail CreateAccessKey (queries/alert-key-created-for-another-user.kql): privilege escalation or persistence unless expected. The account entity is the key\'s user; the creator is in the details.'
+    severity: 'Medium'
+    query: loadTextContent('../../queries/alert-key-created-for-another-user.kql')
+    frequency: 'PT1H'
+    period: 'P2D'
+    operator: 'GreaterThan'
+    threshold: 0
+    perResult: true
+    tactics: [
+      'PrivilegeEscalation'
+      'Persistence'
+    ]
+    techniques: [
+      'T1098'
+    ]
+    entities: [
+      {
+        entityType: 'Account'
+        fieldMappings: [
+          {
+            identifier: 'Name'
+            columnName: 'UserName'
+          }
+          {
+            identifier: 'UPNSuffix'
+            columnName: 'AccountId'
+          }
+        ]
+      }
+      {
+        entityType: 'IP'
+        fieldMappings: [
+          {
+            identifier: 'Address'
+            columnName: 'SourceIpAddress'
+          }
+        ]
+      }
+    ]
+    details: {
+      AwsAccountId: 'AccountId'
+      AccessKey: 'AccessKeyId'
+      Creator: 'CreatorArn'
+      CreatorType: 'CreatorType'
+    }
+    nameFormat: 'AWS access key {{AccessKeyId}} created for {{UserName}} by another identity'
+  }
 ]
 
 // Without sentinelWorkspace the loops run over nothing: no rule, no hunting query.

@@ -211,7 +211,7 @@ def output_columns(query: str) -> str:
     return query[query.rindex(";\n") + 2:] if ";\n" in query else query
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_entities_details_and_names_use_columns_the_query_returns(index: int) -> None:
     rule = rules()[index]
     text = query_path(rule["query"]).read_text(encoding="utf-8")
@@ -294,7 +294,7 @@ def test_the_silent_rule_fires_on_no_row_and_event_rules_each_run_once() -> None
     silent = by_id["collector-silent"]
     assert (silent["operator"], silent["threshold"]) == ("Equal", 0)
     assert silent["period"] == "PT12H"  # twice the 6-hourly schedule, as the Azure Monitor rule
-    for rule_id in ("new-key", "new-source", "usage-mismatch"):
+    for rule_id in ("new-key", "new-source", "usage-mismatch", "key-for-another-user"):
         rule = by_id[rule_id]
         text = query_path(rule["query"]).read_text(encoding="utf-8")
         window = re.search(r"^let reportWindow = (\d+)h;", text, re.M)
