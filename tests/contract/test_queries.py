@@ -141,6 +141,8 @@ QUESTIONS = {
     "key-changes-per-day", "alert-new-key",
     # who created each key (AWSCloudTrail CreateAccessKey)
     "key-creators", "alert-key-created-for-another-user",
+    # which accounts send CloudTrail
+    "cloudtrail-coverage",
     # owners and exceptions
     "unowned-keys", "findings-by-owner", "excepted-keys", "expired-exceptions",
 }
