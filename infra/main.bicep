@@ -322,6 +322,7 @@ var runColumns = [
   { name: 'RecordsDropped', type: 'int' }
   { name: 'RootKeysUnknownAccounts', type: 'string' }
   { name: 'OutboxItemsDeadLettered', type: 'int' }
+  { name: 'ExceptionsProblem', type: 'string' }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {

@@ -29,4 +29,7 @@ DEFAULTS: dict[str, str] = {
     "OUTBOX_MAX_AGE_HOURS": "48",
     "OWNER_TAG_KEYS": "owner,Owner,email,contact",
     "EXCEPTIONS_MAX_DAYS": "365",
+    "EXCEPTIONS_SOURCE": "file",
+    "EXCEPTIONS_CONTAINER": "collector-config",
+    "EXCEPTIONS_BLOB": "exceptions.json",
 }
