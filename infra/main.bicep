@@ -170,6 +170,16 @@ param outboxMaxAgeHours int = 48
 @description('OWNER_TAG_KEYS: IAM user tag keys read, in order, for a key\'s owner.')
 param ownerTagKeys string = 'owner,Owner,email,contact'
 
+@allowed([
+  'file'
+  'blob'
+])
+@description('EXCEPTIONS_SOURCE: file (EXCEPTIONS_FILE, shipped with the app) or blob (EXCEPTIONS_BLOB in EXCEPTIONS_CONTAINER of the app\'s own storage, read at each run: no release to accept a risk).')
+param exceptionsSource string = 'file'
+
+@description('EXCEPTIONS_CONTAINER: the blob container (in the app\'s own storage) of the exceptions blob.')
+param exceptionsContainer string = 'collector-config'
+
 @description('EXCEPTIONS_FILE: the reviewed exceptions file, relative to the app (docs/exceptions.md); empty: none.')
 param exceptionsFile string = 'exceptions.json'
 
@@ -490,6 +500,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     outboxContainerName: outboxContainer
+    exceptionsContainerName: exceptionsContainer
     publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
   }
 }
@@ -554,6 +565,9 @@ var collectorSettings = {
   OUTBOX_MAX_AGE_HOURS: string(outboxMaxAgeHours)
   OWNER_TAG_KEYS: ownerTagKeys
   EXCEPTIONS_FILE: exceptionsFile
+  EXCEPTIONS_SOURCE: exceptionsSource
+  EXCEPTIONS_CONTAINER: exceptionsContainer
+  EXCEPTIONS_BLOB: 'exceptions.json'
   EXCEPTIONS_MAX_DAYS: string(exceptionsMaxDays)
 }
 
