@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from shared.config.modes import FileSinkSettings
-from shared.config.transport import ClientOptions
 from shared.config.settings import load_settings
+from shared.config.transport import ClientOptions
 from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
 from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
