@@ -170,6 +170,16 @@ param outboxMaxAgeHours int = 48
 @description('OWNER_TAG_KEYS: IAM user tag keys read, in order, for a key\'s owner.')
 param ownerTagKeys string = 'owner,Owner,email,contact'
 
+@allowed([
+  'file'
+  'blob'
+])
+@description('EXCEPTIONS_SOURCE: file (EXCEPTIONS_FILE, shipped with the app) or blob (EXCEPTIONS_BLOB in EXCEPTIONS_CONTAINER of the app\'s own storage, read at each run: no release to accept a risk).')
+param exceptionsSource string = 'file'
+
+@description('EXCEPTIONS_CONTAINER: the blob container (in the app\'s own storage) of the exceptions blob.')
+param exceptionsContainer string = 'collector-config'
+
 @description('EXCEPTIONS_FILE: the reviewed exceptions file, relative to the app (docs/exceptions.md); empty: none.')
 param exceptionsFile string = 'exceptions.json'
 
@@ -324,6 +334,7 @@ var runColumns = [
   { name: 'RecordsDropped', type: 'int' }
   { name: 'RootKeysUnknownAccounts', type: 'string' }
   { name: 'OutboxItemsDeadLettered', type: 'int' }
+  { name: 'ExceptionsProblem', type: 'string' }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -424,6 +435,19 @@ module alerts 'modules/alerts.bicep' = {
   ]
 }
 
+// Workspace functions (AwsIamKeyCreators: who created each key), in the workspace's resource group like the tables.
+module workspaceFunctions 'modules/log-analytics-functions.bicep' = {
+  name: 'workspaceFunctions-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroupName)
+  params: {
+    workspaceName: workspaceName
+  }
+  // The function reads the collector's keys table.
+  dependsOn: [
+    customTables
+  ]
+}
+
 // Microsoft Sentinel, only when asked: the same alerts as analytics rules, and hunting queries, on the workspace (in
 // its own resource group, like the tables).
 module sentinel 'modules/sentinel.bicep' = if (sentinelWorkspace) {
@@ -482,6 +506,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     deploymentContainerName: deploymentContainerName
     outboxContainerName: outboxContainer
+    exceptionsContainerName: exceptionsContainer
     publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
   }
 }
@@ -546,6 +571,9 @@ var collectorSettings = {
   OUTBOX_MAX_AGE_HOURS: string(outboxMaxAgeHours)
   OWNER_TAG_KEYS: ownerTagKeys
   EXCEPTIONS_FILE: exceptionsFile
+  EXCEPTIONS_SOURCE: exceptionsSource
+  EXCEPTIONS_CONTAINER: exceptionsContainer
+  EXCEPTIONS_BLOB: 'exceptions.json'
   EXCEPTIONS_MAX_DAYS: string(exceptionsMaxDays)
 }
 

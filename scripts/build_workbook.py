@@ -187,7 +187,19 @@ USAGE_INTRO = """### Where each key is used from
 The calls `AWSCloudTrail` logged for each key of the latest snapshot, joined on `AccessKeyFingerprint` (the first 16
 hex characters of SHA-256 of `UserIdentityAccessKeyId`): source IPs, countries, networks, user agents, services,
 regions, error rate, first and last call. `AWSCloudTrail` is written by Microsoft Sentinel's **Amazon Web Services**
-connector; without it the first row says so. Root keys show no calls (their ids are not in the inventory)."""
+connector; without it the first row says so. Root keys show no calls (their ids are not in the inventory).
+
+**When the data cannot be trusted:** "no calls" means "unused" only for an account the coverage table shows as
+*sending*; for an account *never* or *stale* there, it means "no data". On the Basic or Auxiliary plan (or lake-only)
+`AWSCloudTrail` feeds no alert rule: docs/insight.md, "CloudTrail coverage", says how to check the plan."""
+
+CREATORS_INTRO = """### Who created each key
+
+`AWSCloudTrail`'s `CreateAccessKey` events joined to the keys on `AccessKeyFingerprint` (of the new key id in the
+event's response): the creator's ARN, source IP, user agent and time. **CreatedForAnotherUser** marks a key created
+by someone other than its user (another user, an assumed role, root): a privilege-escalation and persistence step,
+also an alert. Root keys cannot be joined (IAM shows no root key id); keys created before the lookback or before
+CloudTrail reached the workspace have no row."""
 
 CHANGES_INTRO = """### What changed between runs
 
@@ -223,8 +235,12 @@ def build_workbook() -> dict[str, Any]:
     ])
     usage = tab_group("usage", [
         text_item("usage-intro", USAGE_INTRO),
+        table_item("cloudtrail-coverage", "CloudTrail coverage: last AWSCloudTrail event per AWS account",
+                   account_filter=False),
         table_item("key-usage", "Where each key is used from (AWSCloudTrail, 7 days)"),
         table_item("key-usage-sources", "Keys by source IP (7 days)"),
+        text_item("creators-intro", CREATORS_INTRO),
+        table_item("key-creators", "Who created each key (AWSCloudTrail CreateAccessKey, 90 days)"),
     ])
     changes = tab_group("changes", [
         text_item("changes-intro", CHANGES_INTRO),

@@ -146,6 +146,20 @@ def compose(
             secrets=secrets,
             tokens=tokens,
         )
+        exceptions_source = None
+        if settings.exceptions_source == "blob" and settings.outbox_blob_service_uri:
+            from shared.azure.exceptions_blob import BlobExceptionsSource
+
+            blob_exceptions = BlobExceptionsSource(
+                settings.outbox_blob_service_uri,  # the app's own storage (AzureWebJobsStorage__blobServiceUri)
+                settings.exceptions_container,
+                settings.exceptions_blob,
+                credential(),
+                options,
+                max_days=settings.exceptions_max_days,
+            )
+            stack.callback(blob_exceptions.close)
+            exceptions_source = blob_exceptions.load
         yield Collector(
             CollectorOptions(
                 auth_mode=settings.aws_auth.mode.value,
@@ -155,6 +169,7 @@ def compose(
                 account_concurrency=settings.account_concurrency,
                 owner_tag_keys=settings.owner_tag_keys,
                 exceptions=settings.exceptions,
+                exceptions_source=exceptions_source,
                 time_budget=time_budget,
                 deadline=deadline,
             ),

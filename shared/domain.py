@@ -138,6 +138,7 @@ class RunResult:
     dropped: int = 0  # rows dropped from the outbox past its bounds
     root_keys_unknown: tuple[str, ...] = ()  # accounts whose credential report could not be had
     dead_lettered: int = 0  # outbox items that could not be read, moved aside (kept) this run
+    exceptions_problem: str = ""  # the exceptions blob was unusable: no exception applied (ExceptionsProblem)
 
     @property
     def status(self) -> str:
@@ -169,4 +170,5 @@ class RunResult:
             RecordsDropped=self.dropped,
             RootKeysUnknownAccounts=json.dumps(list(self.root_keys_unknown)),
             OutboxItemsDeadLettered=self.dead_lettered,
+            ExceptionsProblem=self.exceptions_problem,
         )

@@ -75,6 +75,9 @@ class RunRecord:
     RootKeysUnknownAccounts: str = "[]"
     # Added by the second reliability issue: outbox items that could not be read, moved aside (kept) this run.
     OutboxItemsDeadLettered: int = 0
+    # Added by the owners-act issue: EXCEPTIONS_SOURCE=blob and the blob could not be read or is invalid, so this run
+    # applied no exception; the blob, the entries and the fields at fault. Empty when the exceptions applied.
+    ExceptionsProblem: str = ""
 
     def to_row(self) -> dict[str, Any]:
         return _to_row(self)

@@ -402,6 +402,51 @@ resource usageMismatch 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
+// Stateful, per account: an access key was created for another user (AWSCloudTrail CreateAccessKey, the creator is not
+// the key's user) in an event that reached the workspace within the hour (queries/alert-key-created-for-another-user.kql).
+resource keyForAnotherUser 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-key-for-another-user'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM: access key created for another user'
+    description: 'A caller created an access key for an IAM user other than itself, per AWSCloudTrail CreateAccessKey (queries/alert-key-created-for-another-user.kql): privilege escalation or persistence unless expected.'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P2D'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-key-created-for-another-user.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'AccountId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
 output actionGroupIds array = actionGroups
 output ruleIds array = [
   rootKey.id
@@ -411,4 +456,5 @@ output ruleIds array = [
   newKey.id
   newSource.id
   usageMismatch.id
+  keyForAnotherUser.id
 ]

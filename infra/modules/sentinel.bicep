@@ -1,5 +1,5 @@
 // Microsoft Sentinel, natively: every alert of the product (infra/modules/alerts.bicep) also as a scheduled analytics
-// rule, with entity mappings (account: user name and ARN; IP), and hunting queries for the AWSCloudTrail usage join.
+// rule, with entity mappings (account: user name + AWS account id, and ARN; IP), and hunting queries for the AWSCloudTrail usage join.
 // Every query is a file of queries/ loaded unchanged, as the workbook and the Azure Monitor alerts load them.
 // Nothing here is deployed unless sentinelWorkspace is true. A workspace this deployment creates is onboarded to
 // Microsoft Sentinel here (onboardingStates/default, before any rule: an alert rule on a workspace that is not
@@ -48,13 +48,22 @@ resource onboarding 'Microsoft.SecurityInsights/onboardingStates@2025-09-01' = i
   properties: {}
 }
 
-// The account entity of a key's user: user name and ARN (AWS has no Entra object id to map).
+// The account entity of a key's user, strong and unique across AWS accounts: Name + UPNSuffix (one of Sentinel's
+// strong identifier pairs) as user name + the AWS account id, so two same-named users of different AWS accounts are
+// two entities and their alerts never merge; FullName carries the ARN (which also holds the account id). A user name
+// alone (or the renamable, non-unique AWS account name) is weak: alerts of different accounts merged on it, and a
+// playbook matching by it could act in the wrong account (docs/insight.md, "Entities and playbooks"). AWS has no Entra
+// object id to map. Sentinel takes at most three identifiers per entity.
 var userEntity = {
   entityType: 'Account'
   fieldMappings: [
     {
       identifier: 'Name'
       columnName: 'UserName'
+    }
+    {
+      identifier: 'UPNSuffix'
+      columnName: 'AccountId'
     }
     {
       identifier: 'FullName'
@@ -89,16 +98,9 @@ var rules = [
     techniques: [
       'T1078'
     ]
+    // The root user (UserName <root_account>) of the AWS account id, ARN arn:aws:iam::<id>:root.
     entities: [
-      {
-        entityType: 'Account'
-        fieldMappings: [
-          {
-            identifier: 'Name'
-            columnName: 'AccountName'
-          }
-        ]
-      }
+      userEntity
     ]
     details: {
       AwsAccountId: 'AccountId'
@@ -125,15 +127,7 @@ var rules = [
       'T1078'
     ]
     entities: [
-      {
-        entityType: 'Account'
-        fieldMappings: [
-          {
-            identifier: 'Name'
-            columnName: 'UserName'
-          }
-        ]
-      }
+      userEntity
     ]
     details: {
       AwsAccountId: 'AccountId'
@@ -274,6 +268,56 @@ var rules = [
       Mismatch: 'Mismatch'
     })
     nameFormat: 'AWS access key {{AccessKeyId}} of {{UserName}}: {{Mismatch}}'
+  }
+  {
+    id: 'key-for-another-user'
+    displayName: 'AWS IAM: access key created for another user'
+    description: 'A caller created an access key for an IAM user other than itself, per AWSCloudTrail CreateAccessKey (queries/alert-key-created-for-another-user.kql): privilege escalation or persistence unless expected. The account entity is the key\'s user; the creator is in the details.'
+    severity: 'Medium'
+    query: loadTextContent('../../queries/alert-key-created-for-another-user.kql')
+    frequency: 'PT1H'
+    period: 'P2D'
+    operator: 'GreaterThan'
+    threshold: 0
+    perResult: true
+    tactics: [
+      'PrivilegeEscalation'
+      'Persistence'
+    ]
+    techniques: [
+      'T1098'
+    ]
+    entities: [
+      {
+        entityType: 'Account'
+        fieldMappings: [
+          {
+            identifier: 'Name'
+            columnName: 'UserName'
+          }
+          {
+            identifier: 'UPNSuffix'
+            columnName: 'AccountId'
+          }
+        ]
+      }
+      {
+        entityType: 'IP'
+        fieldMappings: [
+          {
+            identifier: 'Address'
+            columnName: 'SourceIpAddress'
+          }
+        ]
+      }
+    ]
+    details: {
+      AwsAccountId: 'AccountId'
+      AccessKey: 'AccessKeyId'
+      Creator: 'CreatorArn'
+      CreatorType: 'CreatorType'
+    }
+    nameFormat: 'AWS access key {{AccessKeyId}} created for {{UserName}} by another identity'
   }
 ]
 

@@ -11,6 +11,9 @@ param deploymentContainerName string
 @description('Blob container where the collector keeps records a sink could not deliver (OUTBOX_CONTAINER).')
 param outboxContainerName string
 
+@description('Blob container holding the reviewed exceptions file when EXCEPTIONS_SOURCE=blob (EXCEPTIONS_CONTAINER).')
+param exceptionsContainerName string = 'collector-config'
+
 @allowed([
   'Enabled'
   'Disabled'
@@ -48,6 +51,11 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
 resource blobServices 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
   parent: storage
   name: 'default'
+  properties: {
+    // Every upload of the exceptions blob keeps the version before it: who accepted which risk, and when, stays
+    // recoverable, and a bad upload is undone by promoting the previous version.
+    isVersioningEnabled: true
+  }
 }
 
 resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
@@ -61,6 +69,15 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
 resource outboxContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobServices
   name: outboxContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// EXCEPTIONS_SOURCE=blob: the reviewed exceptions file, read at each run (docs/exceptions.md).
+resource exceptionsContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobServices
+  name: exceptionsContainerName
   properties: {
     publicAccess: 'None'
   }

@@ -30,6 +30,7 @@ from shared.delivery.reliable_sink import ReliableSink
 from shared.domain import Account, AccountFailure, RunContext, RunResult
 from shared.errors import DeliveryDeferredError, SinkError, describe_error
 from shared.findings.exceptions import EMPTY, ExceptionSet
+from shared.findings.exceptions_file import ExceptionsLoad
 from shared.findings.owners import DEFAULT_OWNER_TAG_KEYS
 from shared.ports import AwsAccounts, Clock, IamReader, Progress
 from shared.records import KEYS_TABLE, RUNS_TABLE
@@ -91,6 +92,9 @@ class CollectorOptions:
     account_concurrency: int
     owner_tag_keys: tuple[str, ...] = DEFAULT_OWNER_TAG_KEYS
     exceptions: ExceptionSet = EMPTY
+    # EXCEPTIONS_SOURCE=blob: read at the start of each run instead of ``exceptions``; an unusable blob gives no
+    # exception and a problem for the run record, never a failed run.
+    exceptions_source: Callable[[datetime], ExceptionsLoad] | None = None
     # Accounts not started within this time from the run's start are not collected this run: each is named in
     # FailedAccounts, so the run still ends, and delivers its run record, before the Function's timeout kills it.
     time_budget: timedelta | None = None
@@ -132,18 +136,20 @@ class Collector:
         """One run: every account in scope, then the run record. Returns what the run record says, typed."""
         opts = self._options
         started_monotonic = self._clock.monotonic()
+        started_at = self._clock.now().replace(microsecond=0)
+        exceptions, exceptions_problem = self._exceptions(started_at)
         run = RunContext(
             run_id=str(uuid.uuid4()),
-            started_at=self._clock.now().replace(microsecond=0),
+            started_at=started_at,
             rotation_days=opts.rotation_days,
             unused_days=opts.unused_days,
             owner_tag_keys=opts.owner_tag_keys,
-            exceptions=opts.exceptions,
+            exceptions=exceptions,
         )
-        expired = opts.exceptions.expired(run.started_at)
+        expired = exceptions.expired(run.started_at)
         if expired:  # they no longer apply: their keys count again until the file is renewed or cleaned up
             log.warning("%d exception(s) of %s expired and no longer apply: %s. Renew them through review or remove "
-                        "them", len(expired), opts.exceptions.source, "; ".join(e.label for e in expired[:10]))
+                        "them", len(expired), exceptions.source, "; ".join(e.label for e in expired[:10]))
         deadline = None if opts.time_budget is None else started_monotonic + opts.time_budget.total_seconds()
         failures: list[AccountFailure] = []
         root_unknown: list[str] = []
@@ -207,6 +213,7 @@ class Collector:
             dropped=delivery.dropped,
             root_keys_unknown=tuple(root_unknown),
             dead_lettered=delivery.dead_lettered,
+            exceptions_problem=exceptions_problem,
         )
         run_record_deferred = self._send_run_record(result, run_deadline)
         self._progress.finished(result)
@@ -217,6 +224,22 @@ class Collector:
                 f"{redact(delivery.last_error)}"
             )
         return result
+
+    def _exceptions(self, now: datetime) -> tuple[ExceptionSet, str]:
+        """This run's exceptions and, when a source read each run was unusable, the problem for the run record. A
+        source that itself breaks (a bug) is the same: no exception, the run goes on."""
+        source = self._options.exceptions_source
+        if source is None:
+            return self._options.exceptions, ""
+        try:
+            loaded = source(now)
+        except Exception as exc:  # the source reports its own failures; this is a bug's last line of defence
+            message = f"exceptions source failed: {describe_error(exc)}; no exception applied"
+            log.error("%s", message)
+            return EMPTY, message
+        if loaded.problems:
+            return EMPTY, loaded.problem
+        return loaded.exceptions, ""
 
     def _collect_accounts(
         self, accounts: list[Account], run: RunContext, budget_end: float | None, run_deadline: Deadline

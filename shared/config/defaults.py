@@ -31,4 +31,7 @@ DEFAULTS: dict[str, str] = {
     "OUTBOX_MAX_AGE_HOURS": "48",
     "OWNER_TAG_KEYS": "owner,Owner,email,contact",
     "EXCEPTIONS_MAX_DAYS": str(DEFAULT_MAX_DAYS),  # with its range, defined with the exceptions file's format
+    "EXCEPTIONS_SOURCE": "file",
+    "EXCEPTIONS_CONTAINER": "collector-config",
+    "EXCEPTIONS_BLOB": "exceptions.json",
 }

@@ -77,6 +77,11 @@ class Settings:
     exceptions_file: str | None = None  # as set (relative to the app's folder unless absolute); None: no exceptions
     exceptions_max_days: int = DEFAULT_MAX_DAYS
     exceptions: ExceptionSet = EMPTY
+    # EXCEPTIONS_SOURCE=blob: the exceptions are a blob of the Function's own storage, read and validated at the start
+    # of each run (shared/azure/exceptions_blob.py), not at startup; exceptions_file is then not read.
+    exceptions_source: str = "file"
+    exceptions_container: str = "collector-config"
+    exceptions_blob: str = "exceptions.json"
 
     @property
     def home_account_id(self) -> str:
@@ -282,7 +287,16 @@ def load_settings(
     r.read("OUTBOX_CONTAINER", _m(_CONTAINER), "a blob container name (3-63 lower-case letters, digits and dashes)")
     outbox_max_records = r.integer("OUTBOX_MAX_RECORDS", 1000, 10_000_000)
     outbox_max_age_hours = r.integer("OUTBOX_MAX_AGE_HOURS", 1, 720)
-    owner_tag_keys, exceptions_file, exceptions_max_days, exceptions = _owners_and_exceptions(r, now)
+    exceptions_source = r.read("EXCEPTIONS_SOURCE", lambda v: v in ("file", "blob"), "file or blob")
+    if exceptions_source == "blob" and r.raw(BLOB_SERVICE_URI_SETTING) is None:
+        r.problems.append(f"{BLOB_SERVICE_URI_SETTING}: required by EXCEPTIONS_SOURCE=blob (the exceptions blob is in "
+                          "the app's own storage); expected https://<account>.blob.core.windows.net")
+    r.read("EXCEPTIONS_CONTAINER", _m(_CONTAINER),
+           "a blob container name (3-63 lower-case letters, digits and dashes)")
+    r.read("EXCEPTIONS_BLOB", lambda v: 0 < len(v) <= 1024 and "\x00" not in v and not v.endswith("/"),
+           "a blob name, e.g. exceptions.json")
+    owner_tag_keys, exceptions_file, exceptions_max_days, exceptions = _owners_and_exceptions(
+        r, now, read_file=exceptions_source != "blob")
 
     r.problems.extend(endpoints.aws_endpoint_problems(environ))
     role_arn, region = r.values.get("AWS_ROLE_ARN"), r.values.get("AWS_REGION")
@@ -320,6 +334,9 @@ def load_settings(
         iam_max_calls_per_second=iam_max_calls_per_second,
         outbox_blob_service_uri=v.get(BLOB_SERVICE_URI_SETTING),
         outbox_container=v["OUTBOX_CONTAINER"],
+        exceptions_source=v["EXCEPTIONS_SOURCE"],
+        exceptions_container=v["EXCEPTIONS_CONTAINER"],
+        exceptions_blob=v["EXCEPTIONS_BLOB"],
         outbox_max_records=outbox_max_records,
         outbox_max_age_hours=outbox_max_age_hours,
         collector_schedule=schedule,
@@ -349,7 +366,7 @@ def exceptions_setting(environ: Mapping[str, str], now: datetime | None = None) 
 
 
 def _owners_and_exceptions(
-    r: _Reader, now: datetime | None
+    r: _Reader, now: datetime | None, *, read_file: bool = True
 ) -> tuple[tuple[str, ...], str | None, int, ExceptionSet]:
     owner_tag_keys = DEFAULT_OWNER_TAG_KEYS
     try:
@@ -361,7 +378,7 @@ def _owners_and_exceptions(
     exceptions_file = r.read("EXCEPTIONS_FILE", lambda v: "\x00" not in v,
                                  "a file path relative to the app's folder, e.g. exceptions.json")
     exceptions = EMPTY
-    if exceptions_file and len(r.problems) == before:
+    if exceptions_file and read_file and len(r.problems) == before:
         path = Path(exceptions_file)
         try:
             exceptions = load_exceptions(path if path.is_absolute() else APP_DIR / path, now=now or datetime.now(UTC),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,22 @@ def _plain(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=True)
     text = _CONTROL.sub("?", text)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+@dataclass(frozen=True)
+class ExceptionsLoad:
+    """What one run read from a source of exceptions read each run (EXCEPTIONS_SOURCE=blob): the exceptions when
+    valid, else none (``EMPTY``: the findings stay visible) and every problem, each naming the source, the entry and
+    the field. The run writes ``problem`` to its record (ExceptionsProblem)."""
+
+    exceptions: ExceptionSet
+    problems: tuple[str, ...] = ()
+
+    @property
+    def problem(self) -> str:
+        """One line for the run record: the first problems, each naming the entry and field; empty when valid."""
+        if not self.problems:
+            return ""
+        shown = "; ".join(self.problems[:5])
+        more = f"; and {len(self.problems) - 5} more" if len(self.problems) > 5 else ""
+        return f"{self.exceptions.source}: no exception applied: {shown}{more}"[:2000]

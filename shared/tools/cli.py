@@ -18,12 +18,16 @@ from typing import Any, TextIO
 
 from shared.config.modes import FileSinkSettings
 from shared.config.settings import load_settings
+from shared.config.transport import ClientOptions
 from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
 from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
 from shared.insight.summary import summarize
 from shared.records import KEYS_TABLE, Table
 from shared.redaction import install_log_safety, redact
+
+# Production: the SDKs' defaults. Tests with local HTTPS fakes replace it (as function_app.CLIENT_OPTIONS).
+CLIENT_OPTIONS = ClientOptions()
 
 
 class TerminalProgress:
@@ -167,23 +171,63 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _exceptions_blob_text(max_days: int) -> tuple[str, str]:
+    """(where, text) of the exceptions blob the settings name (EXCEPTIONS_SOURCE=blob): the app's storage
+    (AzureWebJobsStorage__blobServiceUri), EXCEPTIONS_CONTAINER, EXCEPTIONS_BLOB, read with the Azure credential a run
+    uses (your sign-in locally, the managed identity in Azure). Raises ExceptionsFileError naming the blob."""
+    from contextlib import ExitStack
+
+    from shared.azure.exceptions_blob import BlobExceptionsSource
+    from shared.composition import RunCredential
+    from shared.config.defaults import DEFAULTS
+    from shared.config.settings import BLOB_SERVICE_URI_SETTING
+    from shared.findings.exceptions_file import ExceptionsFileError
+
+    uri = os.environ.get(BLOB_SERVICE_URI_SETTING)
+    if not uri:
+        raise ExceptionsFileError("blob", [f"{BLOB_SERVICE_URI_SETTING} is not set: name the app's storage "
+                                           "(https://<account>.blob.core.windows.net), or give a file to check"])
+    with ExitStack() as stack:
+        credential = RunCredential(os.environ.get("AZURE_CLIENT_ID") or None, CLIENT_OPTIONS, stack)
+        source = BlobExceptionsSource(uri, os.environ.get("EXCEPTIONS_CONTAINER") or DEFAULTS["EXCEPTIONS_CONTAINER"],
+                                      os.environ.get("EXCEPTIONS_BLOB") or DEFAULTS["EXCEPTIONS_BLOB"],
+                                      credential(), CLIENT_OPTIONS, max_days=max_days)
+        stack.callback(source.close)
+        return source.location, source.read_text()
+
+
 def cmd_exceptions_check(args: argparse.Namespace) -> int:
-    """Validates one exceptions file as the settings check does, and lists what is in force and what expired."""
+    """Validates one exceptions file (or, without a file and with EXCEPTIONS_SOURCE=blob, the blob the settings name)
+    exactly as a run does, and lists what is in force and what expired."""
     from datetime import UTC, datetime
 
     from shared.config.settings import exceptions_max_days
     from shared.findings.exceptions import describe
-    from shared.findings.exceptions_file import ExceptionsFileError, check_max_days, load_exceptions
+    from shared.findings.exceptions_file import (
+        ExceptionsFileError,
+        check_max_days,
+        load_exceptions,
+        parse_exceptions,
+    )
 
     now = datetime.now(UTC)
+    where = args.file
     try:
         max_days = exceptions_max_days(os.environ) if args.max_days is None else check_max_days(args.max_days)
-        exceptions = load_exceptions(args.file, now=now, max_days=max_days)
+        if args.file:
+            exceptions = load_exceptions(args.file, now=now, max_days=max_days)
+        elif os.environ.get("EXCEPTIONS_SOURCE") == "blob":
+            where, text = _exceptions_blob_text(max_days)
+            exceptions = parse_exceptions(text, source=where, now=now, max_days=max_days)
+        else:
+            print("give the exceptions file to check, or set EXCEPTIONS_SOURCE=blob to check the blob",
+                  file=sys.stderr)
+            return 2
     except (ExceptionsFileError, ValueError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     expired = exceptions.expired(now)
-    print(f"{args.file}: valid - {len(exceptions)} exception(s), {len(exceptions) - len(expired)} in force, "
+    print(f"{where}: valid - {len(exceptions)} exception(s), {len(exceptions) - len(expired)} in force, "
           f"{len(expired)} expired" + (" (expired ones no longer apply: renew them through review, or remove them)"
                                         if expired else ""))
     for line in describe(exceptions, now):
@@ -210,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     exceptions = sub.add_parser("exceptions", help="work with the reviewed exceptions file (accepted findings)")
     exceptions_sub = exceptions.add_subparsers(dest="exceptions_command", required=True)
     check = exceptions_sub.add_parser("check", help="validate one exceptions file: exit 0 valid, 2 invalid")
-    check.add_argument("file", help="the exceptions file (JSON), e.g. exceptions.json")
+    check.add_argument("file", nargs="?", default=None,
+                       help="the exceptions file (JSON), e.g. exceptions.json; omitted with EXCEPTIONS_SOURCE=blob: "
+                            "the blob (AzureWebJobsStorage__blobServiceUri, EXCEPTIONS_CONTAINER, EXCEPTIONS_BLOB)")
     check.add_argument("--max-days", type=int, default=None,
                        help="furthest an exception may expire ahead of today (default: EXCEPTIONS_MAX_DAYS, "
                             f"else {DEFAULT_EXCEPTIONS_MAX_DAYS})")

@@ -140,6 +140,10 @@ QUESTIONS = {
     # where each key is used from, and what changed since the last run
     "key-usage", "key-usage-sources", "alert-key-new-source", "alert-key-usage-mismatch", "key-changes",
     "key-changes-per-day", "alert-new-key",
+    # who created each key (AWSCloudTrail CreateAccessKey)
+    "key-creators", "alert-key-created-for-another-user",
+    # which accounts send CloudTrail
+    "cloudtrail-coverage",
     # owners and exceptions
     "unowned-keys", "findings-by-owner", "excepted-keys", "expired-exceptions",
 }
@@ -385,7 +389,7 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
     path = INFRA / "modules" / "alerts.bicep"
     rules = alert_rules()
     assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed", "newKey", "newSource",
-                          "usageMismatch"}
+                          "usageMismatch", "keyForAnotherUser"}
     loaded = {}
     for name, config in rules.items():
         (criterion,) = config["properties"]["criteria"]["allOf"]
@@ -399,7 +403,8 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
     assert loaded == {"rootKey": "alert-root-key", "rotationDue": "alert-rotation-due-new",
                       "collectorSilent": "alert-collector-silent", "runFailed": "alert-run-failed",
                       "newKey": "alert-new-key", "newSource": "alert-key-new-source",
-                      "usageMismatch": "alert-key-usage-mismatch"}
+                      "usageMismatch": "alert-key-usage-mismatch",
+                      "keyForAnotherUser": "alert-key-created-for-another-user"}
     assert {p.stem for p in QUERY_FILES if p.stem.startswith("alert-")} == set(loaded.values())
 
 

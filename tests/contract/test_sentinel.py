@@ -217,7 +217,7 @@ def output_columns(query: str) -> str:
     return query[query.rindex(";\n") + 2:] if ";\n" in query else query
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_entities_details_and_names_use_columns_the_query_returns(index: int) -> None:
     rule = rules()[index]
     text = query_path(rule["query"]).read_text(encoding="utf-8")
@@ -229,12 +229,44 @@ def test_entities_details_and_names_use_columns_the_query_returns(index: int) ->
         assert re.search(rf"\b{column}\b", tail), f"{rule['id']}: {column} is not in the query's output"
 
 
-def test_user_rules_map_the_account_by_user_name_and_arn_and_the_new_source_its_ip() -> None:
+# Sentinel's strong identifier pairs for an Account (entities reference): a user name alone, FullName or DisplayName
+# alone, or the AWS account *name* are weak: alerts of different AWS accounts merge on them, and a playbook matching
+# by them can act on a same-named user of another account.
+STRONG_ACCOUNT_PAIRS = ({"Name", "UPNSuffix"}, {"Name", "NTDomain"}, {"Name", "DnsDomain"})
+
+
+def account_mappings_are_strong_and_carry_the_aws_account_id(rule: dict[str, Any]) -> list[str]:
+    """What is wrong with one rule's entities (empty: nothing): every Account entity is identified by the user's name
+    together with the AWS account id (the column AccountId) as a strong pair, never by a name alone; at most three
+    identifiers per entity; a rule whose query returns a source IP maps it."""
+    problems = []
+    for entity in rule["entities"]:
+        mapped = {m["identifier"]: m["columnName"] for m in entity["fieldMappings"]}
+        if len(entity["fieldMappings"]) > 3:
+            problems.append(f"{entity['entityType']}: more than three identifiers")
+        if entity["entityType"] != "Account":
+            continue
+        if not any(pair <= set(mapped) for pair in STRONG_ACCOUNT_PAIRS):
+            problems.append(f"Account mapped by weak identifiers only: {sorted(mapped)}")
+        if "AccountId" not in mapped.values():
+            problems.append("Account does not carry the AWS account id")
+        if mapped.get("Name") != "UserName":
+            problems.append(f"Account Name is {mapped.get('Name')}, not the user name")
+        if "AccountName" in mapped.values():
+            problems.append("Account maps the renamable AWS account name")
+    text = query_path(rule["query"]).read_text(encoding="utf-8")
+    if re.search(r"\bSourceIpAddress\b", output_columns(text)) and not any(
+            e["entityType"] == "IP" for e in rule["entities"]):
+        problems.append("the query returns SourceIpAddress but no IP entity is mapped")
+    return problems
+
+
+def test_every_rule_maps_the_account_with_the_aws_account_id_and_the_user_never_a_name_alone() -> None:
+    for rule in rules():
+        if rule["perResult"]:  # a rule alerting per key has a user to map; the collector's own rules have none
+            assert rule["entities"], rule["id"]
+        assert account_mappings_are_strong_and_carry_the_aws_account_id(rule) == [], rule["id"]
     by_id = {rule["id"]: rule for rule in rules()}
-    for rule_id in ("new-key", "new-source", "usage-mismatch"):
-        (account,) = [e for e in by_id[rule_id]["entities"] if e["entityType"] == "Account"]
-        assert {(m["identifier"], m["columnName"]) for m in account["fieldMappings"]} == {
-            ("Name", "UserName"), ("FullName", "UserArn")}
     (ip,) = [e for e in by_id["new-source"]["entities"] if e["entityType"] == "IP"]
     assert ip["fieldMappings"] == [{"identifier": "Address", "columnName": "SourceIpAddress"}]
 
@@ -255,13 +287,37 @@ def test_a_new_workspace_is_onboarded_before_any_rule_an_existing_one_is_not() -
     assert {"name", "properties"} <= set(body)
 
 
+@pytest.mark.parametrize("broken, expected", [
+    # the mappings this module had before: a user name alone, the account name for root keys
+    ([{"entityType": "Account", "fieldMappings": [{"identifier": "Name", "columnName": "UserName"}]}],
+     "weak identifiers only"),
+    ([{"entityType": "Account", "fieldMappings": [{"identifier": "Name", "columnName": "AccountName"}]}],
+     "renamable AWS account name"),
+    # FullName is not a strong identifier, even with the ARN in it
+    ([{"entityType": "Account", "fieldMappings": [{"identifier": "Name", "columnName": "UserName"},
+                                                  {"identifier": "FullName", "columnName": "UserArn"}]}],
+     "weak identifiers only"),
+    # a strong pair, but of the user name and something other than the AWS account id
+    ([{"entityType": "Account", "fieldMappings": [{"identifier": "Name", "columnName": "UserName"},
+                                                  {"identifier": "UPNSuffix", "columnName": "AccountName"}]}],
+     "does not carry the AWS account id"),
+    # the new-source rule without its IP
+    ([{"entityType": "Account", "fieldMappings": [{"identifier": "Name", "columnName": "UserName"},
+                                                  {"identifier": "UPNSuffix", "columnName": "AccountId"}]}],
+     "no IP entity"),
+])
+def test_the_entity_check_catches_weak_mappings(broken: list[dict[str, Any]], expected: str) -> None:
+    rule = {**{r["id"]: r for r in rules()}["new-source"], "entities": broken}
+    assert any(expected in problem for problem in account_mappings_are_strong_and_carry_the_aws_account_id(rule))
+
+
 def test_the_silent_rule_fires_on_a_row_and_event_rules_each_run_once() -> None:
     by_id = {rule["id"]: rule for rule in rules()}
     silent = by_id["collector-silent"]
     # The query returns a row when the collector reported before and then fell silent; none before the first run.
     assert (silent["operator"], silent["threshold"]) == ("GreaterThan", 0)
     assert silent["period"] == "P14D"  # it must see the newest run record: the longest period a rule takes
-    for rule_id in ("new-key", "new-source", "usage-mismatch"):
+    for rule_id in ("new-key", "new-source", "usage-mismatch", "key-for-another-user"):
         rule = by_id[rule_id]
         text = query_path(rule["query"]).read_text(encoding="utf-8")
         window = re.search(r"^let reportWindow = (\d+)h;", text, re.M)
