@@ -44,13 +44,13 @@ def package_problems(text: str) -> list[str]:
 
 def test_the_docs_count_the_alert_rules() -> None:
     count = alert_rule_count()
-    assert count == 7
+    assert count >= 7  # the count is read from alerts.bicep; the docs must say it in words
     for name in ("deploy.md", "insight.md"):
         text = (DOCS / name).read_text(encoding="utf-8")
         assert re.search(rf"\b{NUMBERS[count]}\*{{0,2}} alert rules", text), name
         assert alert_count_problems(text, count) == [], name
     assert alert_count_problems("the workbook and four alert rules (root key, ...)", count) == [
-        "says four alert rules, there are 7"]
+        f"says four alert rules, there are {count}"]
 
 
 def test_the_docs_list_every_file_of_the_package() -> None:

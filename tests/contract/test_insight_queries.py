@@ -178,7 +178,7 @@ def tab_queries(tab: str) -> dict[str, dict[str, object]]:
 
 def test_the_usage_tab_shows_the_usage_join_per_key_and_per_source() -> None:
     queries = tab_queries("usage")
-    assert set(queries) == {"key-usage", "key-usage-sources"}
+    assert set(queries) == {"cloudtrail-coverage", "key-usage", "key-usage-sources", "key-creators"}
     for name, content in queries.items():
         assert content["visualization"] == "table"
         assert str(content["query"]).startswith(read(name).rstrip("\n"))
