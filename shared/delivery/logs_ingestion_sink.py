@@ -22,7 +22,16 @@ from azure.core.exceptions import (
 )
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
-from shared.config.transport import CONNECTION_TIMEOUT, READ_TIMEOUT, ClientOptions, retry_options, transport_options
+from shared.config.transport import (
+    CALL_ENDS_AT,
+    READ_TIMEOUT,
+    SINK_CALL_SECONDS,
+    SINK_CALL_SHARE,
+    ClientOptions,
+    call_time_policies,
+    retry_options,
+    transport_options,
+)
 from shared.deadline import Deadline
 from shared.errors import SinkError, first_line
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
@@ -50,9 +59,10 @@ class LogsIngestionSink:
         deadline: Deadline | None = None,
     ) -> None:
         self.endpoint = endpoint
-        # The run's deadline: every wait of an upload (connect, read, retries) ends before its reserve.
+        # The run's deadline: each upload (every chunk, attempt and wait) ends within its own bound, a share of what
+        # the run has left for delivery (Deadline.call), so that a hung endpoint opens the breaker long before it.
         self._deadline = deadline or Deadline.never()
-        self._read_timeout = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
+        read_timeout = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
         self.rule_id = rule_id
         self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream}
         self._credential = credential
@@ -63,6 +73,7 @@ class LogsIngestionSink:
             credential_scopes=[MONITOR_SCOPE],
             **retry_options(options),
             **transport_options(options),
+            **call_time_policies(read_timeout),
         )
 
     def stream(self, table: Table) -> str:
@@ -75,22 +86,20 @@ class LogsIngestionSink:
         if not rows:
             return
         stream = self.stream(table)
-        deadline = self._deadline
-        if deadline.delivery_over():
+        if self._deadline.delivery_over():
             raise SinkError(self._message(stream, len(rows), len(rows), "no time left in the run"), len(rows))
         self._check_token(stream, len(rows))
+        call = self._deadline.call(SINK_CALL_SECONDS, SINK_CALL_SHARE)  # this upload's own bound
         failures: list[LogsUploadError] = []
 
         def on_error(failure: LogsUploadError) -> None:
             failures.append(failure)
-            if deadline.delivery_over():  # the remaining chunks would each wait again: stop the upload here
+            if call.expired():  # the remaining chunks would each fail at once: stop the upload here
                 raise _OutOfTimeError
 
-        bounds: dict[str, Any] = {}
-        if deadline.bounded:  # per call: azure-core's retry policy ends the chunk's retries at `timeout`
-            left = deadline.remaining() - deadline.reserve
-            bounds = {"timeout": max(1.0, left), "read_timeout": deadline.bound(self._read_timeout, deadline.reserve),
-                      "connection_timeout": deadline.bound(CONNECTION_TIMEOUT, deadline.reserve)}
+        # The policies (shared/config/transport.py) cut each chunk's retries and each attempt's waits to the call's end.
+        bound = call.remaining()
+        bounds = {CALL_ENDS_AT: time.monotonic() + bound}
         try:
             self._client.upload(
                 rule_id=self.rule_id,
@@ -104,8 +113,9 @@ class LogsIngestionSink:
             )
         except _OutOfTimeError:  # which later chunks were sent is not known: all of the batch is kept (at least once)
             raise SinkError(
-                self._message(stream, len(rows), len(rows), "the run's deadline came during the upload ("
-                              + describe_ingestion_error(failures[-1].error) + ")"), undelivered=len(rows)
+                self._message(stream, len(rows), len(rows), f"no answer within the upload's time bound "
+                              f"({bound:.1f} s; " + describe_ingestion_error(failures[-1].error) + ")"),
+                undelivered=len(rows),
             ) from None
         except Exception as exc:  # not a chunk failure (those go to on_error): nothing is known to be delivered
             raise SinkError(

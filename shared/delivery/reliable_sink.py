@@ -4,7 +4,9 @@ the next run replays them first. A breaker sends the rest of a run straight to t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -46,6 +48,34 @@ class DeliveryStats:
     outbox_errors: int = 0  # outbox operations that failed (listing, claiming, releasing, deleting): logged, survived
 
 
+class _Gate:
+    """Who is inside the sink or the outbox. Once closed nobody enters (SinkError), and ``close`` waits, bounded, for
+    those inside: when it returns True, no thread can touch the sink or the outbox any more."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._inside = 0
+        self._closed = False
+
+    @contextmanager
+    def entered(self, rows: int) -> Iterator[None]:
+        with self._changed:
+            if self._closed:
+                raise SinkError("not sent: the run has ended; its sink and outbox take nothing more", rows)
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._inside -= 1
+                self._changed.notify_all()
+
+    def close(self, wait: float | None) -> bool:
+        with self._changed:
+            self._closed = True
+            return self._changed.wait_for(lambda: self._inside == 0, timeout=wait)
+
+
 class _Replayed(Enum):
     DELIVERED = "delivered"
     NOT_MINE = "not mine"  # another run has it, or it was moved aside
@@ -71,10 +101,20 @@ class ReliableSink:
         self.deadline = deadline or Deadline.never()  # the run's: past its reserve, rows go straight to the outbox
         self.stats = DeliveryStats()
         self.sink_failure: str | None = None  # set once the sink has failed in this run: the breaker is open
+        self._gate = _Gate()
+
+    def shut(self, wait: float | None) -> bool:
+        """The run has ended: nothing enters the sink or the outbox any more. Waits at most ``wait`` seconds for calls
+        already inside; True when none is left (then no thread of the run can touch either again)."""
+        return self._gate.close(wait)
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
+        with self._gate.entered(len(rows)):
+            self._send(table, rows)
+
+    def _send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if self.sink_failure is None and self.deadline.delivery_over():
             self._trip(f"the run's time is almost up ({self.deadline.remaining():.0f} s left): no more delivery tried")
         # Without an outbox (a dry run) the sink is the rows' only chance: no breaker then.
@@ -101,7 +141,8 @@ class ReliableSink:
 
     def keep(self, table: Table, rows: Sequence[dict[str, Any]], reason: str) -> None:
         """Put rows straight into the outbox, without trying the sink (the sink is busy past the run's deadline)."""
-        self._keep(table, rows, reason)
+        with self._gate.entered(len(rows)):
+            self._keep(table, rows, reason)
 
     def _keep(self, table: Table, rows: Sequence[dict[str, Any]], reason: str) -> None:
         try:
@@ -120,7 +161,10 @@ class ReliableSink:
         is still down, and the breaker opens), or when ``until`` (the share of the run's time the replay may use)
         has passed: what is left stays for the next run. Never raises for the outbox's sake: an outbox that fails is
         logged and counted, and the run goes on."""
-        until = until or self.deadline.cut(self.deadline.reserve)
+        with self._gate.entered(0):
+            return self._replay(now, until or self.deadline.cut(self.deadline.reserve))
+
+    def _replay(self, now: datetime, until: Deadline) -> DeliveryStats:
         try:
             items = self.outbox.items()
         except Exception as exc:  # an unreadable outbox must not stop this run's collection

@@ -380,7 +380,7 @@ def test_an_account_still_working_at_the_run_deadline_is_named_and_the_run_recor
     elapsed = time.monotonic() - started
     assert elapsed < 2.0, f"the run took {elapsed:.1f} s past its 1.5 s deadline"
     (failure,) = result.failures
-    assert failure.account_id == B and "not finished by the run's deadline" in failure.error
+    assert failure.account_id == B and "not finished reading by the run's deadline" in failure.error
     assert {k["AccountId"] for k in sink.rows(KEYS_TABLE)} == {A}
     (run_row,) = sink.rows(RUNS_TABLE)
     assert run_row["Status"] == "PartiallySucceeded" and run_row["AccountsFailed"] == 1
