@@ -384,3 +384,30 @@ def test_near_the_deadline_rows_go_straight_to_the_outbox(tmp_path: Path) -> Non
     run.send(RUNS_TABLE, [{"RunId": "r1"}])
     assert sink.calls == 1 and run.stats.deferred == 4
     assert "time is almost up" in run.stats.last_error
+
+
+def test_once_shut_neither_the_sink_nor_the_outbox_takes_anything_and_shut_waits_for_calls_inside(
+    tmp_path: Path,
+) -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    class SlowSink(FlakySink):
+        def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+            inside.set()
+            leave.wait(2)
+            super().send(table, rows)
+
+    sink = SlowSink()
+    run = ReliableSink(sink, FileOutbox(tmp_path), 1000, timedelta(hours=48))
+    caller = threading.Thread(target=run.send, args=(KEYS_TABLE, rows(1)))
+    caller.start()
+    assert inside.wait(2)
+    assert run.shut(wait=0.05) is False  # a call is still inside: not provably done
+    leave.set()
+    caller.join(2)
+    assert run.shut(wait=0.05) is True and len(sink.delivered) == 1
+    with pytest.raises(SinkError, match="the run has ended"):
+        run.send(KEYS_TABLE, rows(1))
+    with pytest.raises(SinkError, match="the run has ended"):
+        run.keep(RUNS_TABLE, [{"RunId": "r"}], "late")
+    assert FileOutbox(tmp_path).items() == [] and len(sink.delivered) == 1
