@@ -30,9 +30,14 @@ class JsonLinesError(ValueError):
     """A line that is not one UTF-8 JSON object, where no torn line can be (the middle of a file, an outbox item)."""
 
 
+def dumps(row: Row) -> str:
+    """One row as compact JSON, ASCII only (every other character escaped): safe inside any framing."""
+    return json.dumps(row, ensure_ascii=True, separators=(",", ":"))
+
+
 def encode_line(row: Row) -> str:
     """One row as one line: ASCII only, ending with its one ``\\n``."""
-    return json.dumps(row, ensure_ascii=True, separators=(",", ":")) + "\n"
+    return dumps(row) + "\n"
 
 
 def encode(rows: Iterable[Row]) -> bytes:
@@ -83,7 +88,13 @@ def read_rows(path: str | os.PathLike[str]) -> list[Row]:
     """Every row of a JSON Lines file that a writer appends to, skipping exactly one torn last line; a line that
     does not parse anywhere else raises ``JsonLinesError`` naming the file and the line."""
     with open(path, "rb") as handle:  # binary: a line ends at b"\n" and nowhere else
-        return list(_rows(handle, True, os.fspath(path)))
+        try:
+            return list(_rows(handle, True, os.fspath(path)))
+        except JsonLinesError as exc:
+            raise JsonLinesError(
+                f"{exc}; a crash mid-write tears only a file's last line, so this line was written by something else: "
+                "repair or remove it, then read the file again"
+            ) from None
 
 
 def iter_rows(handle: IO[bytes], source: str = "") -> Iterator[Row]:

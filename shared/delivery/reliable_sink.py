@@ -13,7 +13,15 @@ from enum import Enum
 from typing import Any
 
 from shared.deadline import Deadline
-from shared.delivery.outbox import CLOCK_SKEW, NoOutbox, Outbox, OutboxItem, UnreadableItemError, decode_rows
+from shared.delivery.outbox import (
+    CLOCK_SKEW,
+    DEAD_LETTER_MAX_ITEMS,
+    NoOutbox,
+    Outbox,
+    OutboxItem,
+    UnreadableItemError,
+    decode_rows,
+)
 from shared.errors import SinkError
 from shared.ports import Sink
 from shared.records import Table
@@ -45,6 +53,7 @@ class DeliveryStats:
     replayed: int = 0  # rows of earlier runs delivered this run
     dropped: int = 0  # rows dropped from the outbox past its age or size limit
     dead_lettered: int = 0  # outbox items that could not be read, moved aside to the dead-letter place (kept)
+    dead_letter_removed: int = 0  # the oldest items set aside, removed past DEAD_LETTER_MAX_ITEMS
     outbox_errors: int = 0  # outbox operations that failed (listing, claiming, releasing, deleting): logged, survived
 
 
@@ -190,6 +199,7 @@ class ReliableSink:
                 break
             pending.remove(item)
         self._bound(pending)
+        self._trim_dead_letter()
         if self.stats.replayed:
             log.info("Delivered %d row(s) kept in the outbox by earlier runs", self.stats.replayed)
         return self.stats
@@ -197,6 +207,9 @@ class ReliableSink:
     def _replay_one(self, item: OutboxItem) -> _Replayed:
         try:
             data = self.outbox.claim(item)
+        except UnreadableItemError as exc:  # claimed, but not a file the outbox reads (a link, a device)
+            self._dead_letter(item, f"unreadable: {exc}")
+            return _Replayed.NOT_MINE
         except Exception as exc:
             self._outbox_failed(f"could not claim item {item.name}; replay stopped", exc)
             return _Replayed.STOP
@@ -206,6 +219,10 @@ class ReliableSink:
             rows = decode_rows(data)
         except UnreadableItemError as exc:
             self._dead_letter(item, f"unreadable: {exc}")
+            return _Replayed.NOT_MINE
+        if len(rows) != item.named_rows:  # this collector names an item by what it holds: someone else wrote it
+            self._dead_letter(item, f"it holds {len(rows)} row(s) but its name says {item.named_rows}: not an item "
+                              "this collector wrote")
             return _Replayed.NOT_MINE
         try:
             _send(self.inner, item.table, rows)
@@ -250,8 +267,19 @@ class ReliableSink:
         log.error(
             "Outbox item %s (%d %s row(s) by its name) cannot be replayed (%s); moved aside to %s and kept: inspect "
             "it, then delete it or put a corrected copy back in the outbox",
-            item.name, item.rows, item.table.table, reason, where,
+            item.name, item.named_rows, item.table.table, reason, where,
         )
+
+    def _trim_dead_letter(self) -> None:
+        try:
+            removed = self.outbox.trim_dead_letter(DEAD_LETTER_MAX_ITEMS)
+        except Exception as exc:
+            self._outbox_failed("could not trim its dead-letter place", exc)
+            return
+        if removed:
+            self.stats.dead_letter_removed += removed
+            log.warning("Removed the %d oldest item(s) set aside in the outbox's dead-letter place: it keeps at most "
+                        "%d", removed, DEAD_LETTER_MAX_ITEMS)
 
     def _bound(self, pending: list[OutboxItem]) -> None:
         """After the delivery attempt: the oldest items still waiting go while the outbox holds more than its row cap.
