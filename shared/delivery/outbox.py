@@ -55,7 +55,7 @@ _NO_VALID_TIME = datetime.max.replace(tzinfo=UTC)
 # The fewest bytes a row takes in an item ("{}" and its line end): an item is trusted for no more rows than its size
 # allows, whatever its name says (one planted item named as 999,999,999 rows made the row cap drop every real row).
 MIN_ROW_BYTES = 3
-# Unreadable items kept aside, at most: the oldest beyond it are removed (counted and logged) so the place stays bounded.
+# Unreadable items kept aside, at most: the oldest beyond it are removed (counted, logged): the place stays bounded.
 DEAD_LETTER_MAX_ITEMS = 100
 
 
