@@ -10,14 +10,8 @@ production passes the defaults, which keep TLS verification and the challenge ch
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
-
-from azure.core.exceptions import ServiceResponseTimeoutError
-from azure.core.pipeline import PipelineRequest
-from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.core.rest import HttpRequest, HttpResponse
 
 # Retries of the Azure SDK pipelines: bounded so that a run always ends well inside the Function's timeout.
 # azure-core waits for Retry-After when a response carries it, else backs off exponentially up to the maximum.
@@ -32,7 +26,8 @@ READ_TIMEOUT = 60
 # of what the run has left for delivery, and within SINK_CALL_SECONDS: a sink that accepts and never answers opens
 # the breaker after it (the rest of the run goes straight to the outbox), long before the run's deadline. With a
 # 2-minute functionTimeout (a 72 s delivery window) that is 18 s; with 30 minutes, 3 minutes, which still absorb a
-# throttled upload's Retry-After waits. shared/deadline.py's ``Deadline.call`` applies it.
+# throttled upload's Retry-After waits. shared/deadline.py's ``Deadline.call`` computes it; the Logs Ingestion sink
+# holds azure-core to it (its CallTimePolicy and AttemptTimePolicy), the data_collector sink its own loop.
 SINK_CALL_SHARE = 0.25
 SINK_CALL_SECONDS = 180.0
 
@@ -102,46 +97,3 @@ def data_collector_first_wait(options: ClientOptions) -> float:
     factor = options.azure_retry_backoff_factor
     return DATA_COLLECTOR_FIRST_WAIT if factor is None else factor
 
-
-# A per-call option of the Azure sinks' requests: the time.monotonic() by which the whole call (all chunks, all
-# attempts) must end. Read and removed by CallTimePolicy; the transport never sees it.
-CALL_ENDS_AT = "collector_call_ends_at"
-
-
-class CallTimePolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
-    """Before azure-core's retry policy, once per request (an upload's chunk): the retry policy's total ``timeout`` is
-    what is left of the call, and a chunk that starts after the call's end fails at once, without an attempt."""
-
-    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
-        ends_at = request.context.options.pop(CALL_ENDS_AT, None)
-        if ends_at is None:
-            return
-        request.context[CALL_ENDS_AT] = ends_at
-        left = ends_at - time.monotonic()
-        if left <= 0:
-            raise ServiceResponseTimeoutError("the sink call's time bound passed before this request (not sent)")
-        request.context.options["timeout"] = min(float(request.context.options.get("timeout", left)), left)
-
-
-class AttemptTimePolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
-    """After azure-core's retry policy, once per attempt: the attempt's connect and read timeouts end with the call.
-    (azure-core's ``timeout`` alone ends the retries but cuts only the connect timeout: an endpoint that accepts and
-    never answers would hold each attempt for the whole read timeout.)"""
-
-    def __init__(self, read_timeout: float, connection_timeout: float = CONNECTION_TIMEOUT) -> None:
-        self._read = read_timeout
-        self._connection = connection_timeout
-
-    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
-        ends_at = request.context.get(CALL_ENDS_AT)
-        if ends_at is None:
-            return
-        left = max(0.01, ends_at - time.monotonic())
-        options = request.context.options
-        options["read_timeout"] = min(float(options.get("read_timeout", self._read)), left)
-        options["connection_timeout"] = min(float(options.get("connection_timeout", self._connection)), left)
-
-
-def call_time_policies(read_timeout: float) -> dict[str, Any]:
-    """Keyword arguments for an azure-core client whose calls carry CALL_ENDS_AT: both policies, in their places."""
-    return {"per_call_policies": [CallTimePolicy()], "per_retry_policies": [AttemptTimePolicy(read_timeout)]}

@@ -21,6 +21,7 @@ import binascii
 import email.utils
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +29,6 @@ from typing import Any
 
 import requests
 
-from shared import jsonl
 from shared.config.transport import DATA_COLLECTOR_MAX_ATTEMPTS as MAX_ATTEMPTS  # bounds live in the transport module
 from shared.config.transport import DATA_COLLECTOR_MAX_RETRY_SLEEP as MAX_RETRY_SLEEP
 from shared.config.transport import DATA_COLLECTOR_RETRY_STATUSES as RETRY_STATUSES
@@ -71,7 +71,8 @@ def split_bodies(rows: Sequence[dict[str, Any]], max_bytes: int) -> Iterator[tup
     parts: list[bytes] = []
     size = 2  # the brackets
     for index, row in enumerate(rows):
-        part = jsonl.dumps(row).encode("ascii")  # every character escaped: a lone surrogate from AWS cannot break it
+        # UTF-8, as the service expects; a lone surrogate (which UTF-8 cannot carry) is written as its JSON escape
+        part = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
         if len(part) + 2 > max_bytes:
             raise SinkError(f"row {index} is {len(part)} bytes, more than one post may carry ({max_bytes})", 1)
         added = len(part) + (1 if parts else 0)

@@ -19,16 +19,19 @@ from azure.core.exceptions import (
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
+    ServiceResponseTimeoutError,
 )
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.rest import HttpRequest, HttpResponse
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
 from shared.config.transport import (
-    CALL_ENDS_AT,
+    CONNECTION_TIMEOUT,
     READ_TIMEOUT,
     SINK_CALL_SECONDS,
     SINK_CALL_SHARE,
     ClientOptions,
-    call_time_policies,
     retry_options,
     transport_options,
 )
@@ -97,7 +100,7 @@ class LogsIngestionSink:
             if call.expired():  # the remaining chunks would each fail at once: stop the upload here
                 raise _OutOfTimeError
 
-        # The policies (shared/config/transport.py) cut each chunk's retries and each attempt's waits to the call's end.
+        # The policies below cut each chunk's retries and each attempt's waits to the call's end.
         bound = call.remaining()
         bounds = {CALL_ENDS_AT: time.monotonic() + bound}
         try:
@@ -151,8 +154,52 @@ class LogsIngestionSink:
         self._client.close()
 
 
+# A per-call option of the sink's requests: the time.monotonic() by which the whole call (all chunks, all attempts)
+# must end. Read and removed by CallTimePolicy; the transport never sees it.
+CALL_ENDS_AT = "collector_call_ends_at"
+
+
+class CallTimePolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
+    """Before azure-core's retry policy, once per request (an upload's chunk): the retry policy's total ``timeout`` is
+    what is left of the call, and a chunk that starts after the call's end fails at once, without an attempt."""
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        ends_at = request.context.options.pop(CALL_ENDS_AT, None)
+        if ends_at is None:
+            return
+        request.context[CALL_ENDS_AT] = ends_at
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            raise ServiceResponseTimeoutError("the sink call's time bound passed before this request (not sent)")
+        request.context.options["timeout"] = min(float(request.context.options.get("timeout", left)), left)
+
+
+class AttemptTimePolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
+    """After azure-core's retry policy, once per attempt: the attempt's connect and read timeouts end with the call.
+    (azure-core's ``timeout`` alone ends the retries but cuts only the connect timeout: an endpoint that accepts and
+    never answers would hold each attempt for the whole read timeout.)"""
+
+    def __init__(self, read_timeout: float, connection_timeout: float = CONNECTION_TIMEOUT) -> None:
+        self._read = read_timeout
+        self._connection = connection_timeout
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        ends_at = request.context.get(CALL_ENDS_AT)
+        if ends_at is None:
+            return
+        left = max(0.01, ends_at - time.monotonic())
+        options = request.context.options
+        options["read_timeout"] = min(float(options.get("read_timeout", self._read)), left)
+        options["connection_timeout"] = min(float(options.get("connection_timeout", self._connection)), left)
+
+
+def call_time_policies(read_timeout: float) -> dict[str, Any]:
+    """Keyword arguments for an azure-core client whose calls carry CALL_ENDS_AT: both policies, in their places."""
+    return {"per_call_policies": [CallTimePolicy()], "per_retry_policies": [AttemptTimePolicy(read_timeout)]}
+
+
 class _OutOfTimeError(Exception):
-    """Raised from ``on_error`` to end an upload when the run's deadline has come."""
+    """Raised from ``on_error`` to end an upload once its own time bound has passed."""
 
 
 def describe_token_failure(error: Exception) -> str:

@@ -162,7 +162,7 @@ def test_signature_matches_the_documented_example_form() -> None:
 
 def test_data_collector_signs_the_utf8_byte_length_with_non_ascii_names(azure: AzureFakes) -> None:
     sink = collector_sink(azure)
-    rows = [key_row(1, "jürgen"), key_row(2, "山田"), key_row(3, "zoë 🚀")]
+    rows = [key_row(1, "jürgen"), key_row(2, "山田"), key_row(3, "zoë 🚀"), key_row(4, "lone \ud800 surrogate")]
     sink.send(KEYS_TABLE, rows)
     sink.send(RUNS_TABLE, [{"RunId": "run-1", "Status": "Succeeded"}])
     sink.close()
