@@ -1,43 +1,38 @@
-"""One collection run: accounts in parallel, users and keys in parallel within each account, records streamed to
-the sink as each account finishes, then one run record.
+"""One collection run, in its steps: earlier runs' undelivered rows first, then sign-in and every account in parallel
+(shared/collection/accounts.py: users and keys in parallel within each, records streamed to the sink as each account
+finishes), then one run record, then the end of every thread of the run.
 
-Memory stays flat however large the organization: an account's records go to a temporary spool file while its
-inventory runs, and are sent from there in batches once the account is complete. An account that fails half-way
-sends nothing, so no partial account ever lands; the others are not affected.
+An account that fails half-way sends nothing, so no partial account ever lands; the others are not affected. Rows
+the sink does not take are kept in the outbox and counted in the run record (``RecordsDeferred``, under the run's
+``Sink``): a sink fault never fails an account.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
-from concurrent.futures import TimeoutError as FuturesTimeoutError
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
 
-from shared import __version__, jsonl
-from shared.collection.inventory import describe_account_error, inventory_account, write_rows
-from shared.collection.transform import root_key_records
+from shared import __version__
+from shared.collection.accounts import AccountResult, AccountsSetup, RunAccounts
 from shared.deadline import REPLAY_SHARE, Deadline, as_timeout, parse_function_timeout
 from shared.delivery.reliable_sink import ReliableSink
 from shared.domain import Account, AccountFailure, RunContext, RunResult
-from shared.errors import DeliveryDeferredError, SinkError, describe_error
+from shared.errors import DeliveryDeferredError, describe_error
 from shared.findings.exceptions import EMPTY, ExceptionSet
 from shared.findings.owners import DEFAULT_OWNER_TAG_KEYS
-from shared.ports import AwsAccounts, Clock, IamReader, Progress
-from shared.records import KEYS_TABLE, RUNS_TABLE
+from shared.ports import AwsAccounts, Clock, Progress
+from shared.records import RUNS_TABLE
 from shared.redaction import redact
 
 log = logging.getLogger(__name__)
 
 IAM_CALLS_IN_FLIGHT = 32
-SEND_BATCH_ROWS = 5000  # rows per sink call; the Azure sinks chunk further to their own size limits
 
 
 class LogProgress:
@@ -72,13 +67,6 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
-
-
-@dataclass(frozen=True)
-class AccountResult:
-    keys: int
-    error: str | None
-    root_keys_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -126,11 +114,7 @@ class Collector:
         # with no latency to hide a few hundred runnable threads do not fight over the GIL (benchmarks/README.md).
         self._in_flight = threading.BoundedSemaphore(IAM_CALLS_IN_FLIGHT)
         self._deadline = options.deadline or Deadline.never()
-        self._state_lock = threading.Lock()
-        self._read: set[str] = set()  # accounts whose reading is complete: their rows are delivered or kept
-        self._report_stops: set[threading.Event] = set()  # the credential report waits of accounts still reading
-        self._futures: dict[Future[AccountResult], Account] = {}  # the accounts' work, joined when the run ends
-        self._pool: ThreadPoolExecutor | None = None  # the accounts' threads, joined when the run ends
+        self._accounts: RunAccounts | None = None  # this run's accounts, ended when the run ends
 
     def run(self) -> RunResult:
         """One run, step by step: earlier runs' rows first, then sign-in and every account, the run record, and the
@@ -138,7 +122,6 @@ class Collector:
         started = self._clock.monotonic()
         run = self._new_run()
         self._deadline.stop_signal.clear()
-        self._read.clear()
         try:
             self._replay_earlier_runs(run)
             collected = self._sign_in_and_collect(run)
@@ -147,8 +130,12 @@ class Collector:
         finally:
             self._end_threads()
         self._progress.finished(result)
+        delivery = self._sink.stats
+        if delivery.deferred:  # the sink's fault, said as such: no account failed for it
+            log.warning("Run %s: %d record(s) kept in the outbox at %s for the next run: the %s sink did not take them "
+                        "(%s)", run.run_id, delivery.deferred, self._sink.outbox.location, self._sink.name,
+                        redact(delivery.last_error))
         if run_record_kept:  # the sink took nothing, not even the run record: make the platform show it
-            delivery = self._sink.stats
             raise DeliveryDeferredError(
                 f"{self._sink.name} sink unavailable: {delivery.deferred} record(s) of this run kept in the outbox "
                 f"at {self._sink.outbox.location}; the next run delivers them first. Last error: "
@@ -197,8 +184,13 @@ class Collector:
             self._progress.started(len(planned))
             return _Collected.failed(planned, message)
         self._progress.started(len(accounts))
+        opts = self._options
+        self._accounts = RunAccounts(AccountsSetup(
+            self._source, self._sink, self._sink_lock, self._progress, self._clock, self._deadline, self._in_flight,
+            opts.account_concurrency, opts.time_budget, self._shuffle,
+        ))
         try:
-            results = self._collect_accounts(accounts, run)
+            results = self._accounts.collect(accounts, run)
         except Exception as exc:  # not one account's failure: the run itself broke; it still reports
             message = f"the run stopped: {describe_error(exc)}"
             log.error("Run %s: %s", run.run_id, message)
@@ -247,184 +239,16 @@ class Collector:
 
     def _end_threads(self) -> None:
         """No thread of the run outlives it: AWS calls stop (the clients refuse to start one), the sink and the
-        outbox close to everyone (those inside are waited for), then the accounts' threads are joined, each wait
-        bounded by what is left of the run."""
-        self._stop()
+        outbox close to everyone (those inside are waited for, bounded), then the accounts' threads are joined."""
+        accounts, self._accounts = self._accounts, None
+        if accounts is not None:
+            accounts.stop()
+        self._deadline.stop()
         if not self._sink.shut(wait=as_timeout(self._deadline.left(self._deadline.reserve / 8))):
             log.error("A thread was still inside the %s sink or the outbox when the run ended; nothing enters them "
                       "any more", self._sink.name)
-        futures, self._futures = self._futures, {}
-        pool, self._pool = self._pool, None
-        _, not_done = wait(futures, timeout=as_timeout(self._deadline.remaining()))
-        if pool is not None:  # every account's work has ended: its idle threads end now; else they are left to end
-            pool.shutdown(wait=not not_done, cancel_futures=True)
-        if not_done:
-            log.error("%d account thread(s) still in an AWS call at the run's end: they start no AWS call and cannot "
-                      "reach the sink or the outbox any more (%s)", len(not_done),
-                      ", ".join(sorted(futures[f].id for f in not_done)))
-
-    def _stop(self) -> None:
-        """The run's deadline: no AWS call starts any more, and credential report waits end."""
-        self._deadline.stop()
-        with self._state_lock:
-            for stop in self._report_stops:
-                stop.set()
-
-    # --- the accounts ------------------------------------------------------------------------------------------
-
-    def _collect_accounts(self, accounts: list[Account], run: RunContext) -> dict[str, AccountResult]:
-        """Every account in parallel. An account whose work raises anything fails alone (point: a full disk or a
-        thread that cannot start is that account's error).
-
-        When the run's delivery time is up (only the reserve is left), the run stops: accounts still reading fail
-        (their own deadline, an AWS-side reason; nothing of them is sent), accounts that finished reading keep their
-        rows in the outbox (the breaker is open by then), and both are waited for until half the reserve is left."""
-        results: dict[str, AccountResult] = {}
-        start_by = self._start_by()
-        # Joined, bounded, when the run ends (_end_threads), after the run record.
-        pool = self._pool = ThreadPoolExecutor(self._options.account_concurrency, thread_name_prefix="account")
-        for account in self._start_order(accounts):
-            try:
-                self._futures[pool.submit(self._collect_account_safely, account, run, start_by)] = account
-            except Exception as exc:  # e.g. RuntimeError: can't start new thread
-                self._record(results, account, AccountResult(0, f"not collected: {describe_error(exc)}"))
-        if not self._wait_for_accounts(results, self._deadline.delivery_left()):
-            self._stop()
-            self._wait_for_accounts(results, self._deadline.keeping_left())
-            for account in self._futures.values():
-                if account.id not in results:
-                    self._record(results, account, AccountResult(0, self._unfinished(account)))
-        return results
-
-    def _wait_for_accounts(self, results: dict[str, AccountResult], seconds: float) -> bool:
-        """Take the accounts' results as they finish, for at most ``seconds``; True when every account finished."""
-        try:
-            for future in as_completed(self._futures, timeout=as_timeout(seconds)):
-                account = self._futures[future]
-                if account.id not in results:
-                    self._record(results, account, future.result())
-        except FuturesTimeoutError:
-            return False
-        return True
-
-    def _record(self, results: dict[str, AccountResult], account: Account, done: AccountResult) -> None:
-        results[account.id] = done
-        self._progress.account_done(account, done.keys, done.error)
-
-    def _unfinished(self, account: Account) -> str:
-        with self._state_lock:
-            read = account.id in self._read
-        if read:  # read, but neither delivered nor kept in time: the outbox itself did not answer
-            return (f"records neither delivered nor kept in the outbox by the run's deadline (the {self._sink.name} "
-                    "sink and the outbox did not answer in time); the next run collects this account again")
-        return NOT_READ_BY_THE_DEADLINE
-
-    def _start_by(self) -> Deadline | None:
-        """Accounts not started by then are left for the next run (the time budget); None: no budget."""
-        budget = self._options.time_budget
-        return None if budget is None else Deadline.after(budget.total_seconds(), self._clock.monotonic, reserve=0.0)
-
-    def _start_order(self, accounts: list[Account]) -> list[Account]:
-        """With a time budget, a new random order each run: when the budget leaves accounts for the next run, the
-        same ones are not left every time. Without one (the command line), the organization's order."""
-        if self._options.time_budget is None:
-            return accounts
-        shuffled = list(accounts)
-        self._shuffle(shuffled)
-        return shuffled
-
-    def _collect_account_safely(self, account: Account, run: RunContext, start_by: Deadline | None) -> AccountResult:
-        """``_collect_account``; anything it raises (a full disk for the spool, a thread that cannot start, a bug)
-        fails this account alone, named, instead of the run."""
-        try:
-            return self._collect_account(account, run, start_by)
-        except Exception as exc:
-            log.error("Account %s: unexpected error: %s", account.id, describe_error(exc))
-            return AccountResult(0, f"unexpected error while collecting this account: {describe_error(exc)}")
-
-    def _collect_account(self, account: Account, run: RunContext, start_by: Deadline | None) -> AccountResult:
-        """Read one account into a spool, then deliver it (or keep it in the outbox).
-
-        The credential report is read alongside the inventory from the account's start, on one more connection of
-        the account's IAM client: the inventory takes keys' last use from it (``shared.inventory``), and the root
-        keys come from it; when AWS has to generate it, its polling overlaps the users' listing."""
-        if start_by is not None and start_by.expired():
-            return AccountResult(0, (
-                f"not collected: the run used its time budget ({self._options.time_budget}, three quarters of the "
-                "Function's functionTimeout) before reaching this account; the next run, which takes the accounts in a "
-                "new order, tries again. For an organization this large, raise functionTimeout in host.json"
-            ))
-        if self._deadline.stopped:
-            return AccountResult(0, NOT_READ_BY_THE_DEADLINE)
-        with tempfile.TemporaryFile("w+b", prefix="iam-keys-") as spool:
-            try:
-                iam = self._source.iam_reader(account)
-            except Exception as exc:
-                return AccountResult(0, self._reading_error(describe_error(exc)))
-            try:
-                read = self._read_account(iam, account, run, spool)
-            finally:
-                iam.close()  # its report's read has ended too: the reader may serve the next account
-            if read.error is not None:
-                return read
-            with self._state_lock:
-                self._read.add(account.id)
-            try:
-                self._deliver(spool)
-            except SinkError as exc:  # neither the sink nor the outbox took them: lost, so the account is failed
-                return AccountResult(0, f"records not delivered: {redact(str(exc))}")
-            return read
-
-    def _read_account(self, iam: IamReader, account: Account, run: RunContext, spool: IO[bytes]) -> AccountResult:
-        """The account's keys and root keys into the spool, its credential report read alongside."""
-        stop = threading.Event()
-        with self._state_lock:
-            self._report_stops.add(stop)
-        try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side:
-                report = side.submit(iam.credential_report, run.started_at, stop)
-                try:
-                    count = inventory_account(iam, account, run, spool, report, self._clock.now, self._in_flight)
-                except Exception as exc:
-                    stop.set()  # the account failed: stop waiting for its report
-                    return AccountResult(0, self._reading_error(describe_account_error(exc, account)))
-                root_known = True
-                try:
-                    root_records = root_key_records(report.result(), account, run)
-                except Exception as exc:  # root keys unknown this run: said in the run record, the account goes on
-                    root_known = False
-                    log.warning("Account %s: root keys unknown: %s", account.id, describe_error(exc))
-                else:
-                    write_rows(root_records, spool)
-                    count += len(root_records)
-                return AccountResult(count, None, root_known)
-        finally:
-            with self._state_lock:
-                self._report_stops.discard(stop)
-
-    def _reading_error(self, error: str) -> str:
-        """An account's reading failed: when the run had stopped, its deadline is the reason, not the call it cut."""
-        return NOT_READ_BY_THE_DEADLINE if self._deadline.stopped else error
-
-    def _deliver(self, spool: IO[bytes]) -> None:
-        """The spool's rows to the sink in batches. Past the run's delivery time the sink keeps them in the outbox
-        (ReliableSink); once the run has ended it refuses them (SinkError)."""
-        spool.seek(0)
-        batches = _batches(spool, SEND_BATCH_ROWS)
-        while True:
-            # A batch is read from the spool only once this account holds the sink: when many accounts finish
-            # together, one batch is in memory at a time, not one per waiting account (about 13 MB each).
-            with self._sink_lock:
-                batch = next(batches, None)
-                if batch is None:
-                    return
-                self._sink.send(KEYS_TABLE, batch)
-
-
-NOT_READ_BY_THE_DEADLINE = (
-    "not finished reading by the run's deadline (the Function's functionTimeout, less a margin): AWS answered too "
-    "slowly for this account; nothing of it was sent this run, the next run collects it again"
-)
+        if accounts is not None:
+            accounts.end()
 
 
 @dataclass(frozen=True)
@@ -454,13 +278,3 @@ class _Collected:
             tuple(a.id for a, r in done if r.error is None and not r.root_keys_known),
         )
 
-
-def _batches(spool: IO[bytes], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in jsonl.iter_rows(spool, "the account's spool"):
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
