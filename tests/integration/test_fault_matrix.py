@@ -558,7 +558,7 @@ def test_outbox_fault(
     left = sorted(b.name for b in raw.list_blobs())
     if cell.fault == "unreadable":
         assert left == [f"{DEAD_LETTER}/{name}"]  # moved aside, kept
-        assert "cannot be replayed (unreadable: not UTF-8" in caplog.text
+        assert "cannot be replayed (unreadable: not JSON lines of objects (line 1: not UTF-8" in caplog.text
         attempts = sum(1 for r in storage.requests if r.query.get("comp") == "lease")
     else:
         assert left == [name]  # still there, for its holder or a later run
