@@ -64,24 +64,26 @@ def decode_line(line: bytes | str, number: int = 1, source: str = "") -> Row:
 
 
 def _rows(lines: Iterable[bytes], torn_last_line: bool, source: str) -> Iterator[Row]:
+    torn: JsonLinesError | None = None  # a line that did not parse: allowed only as the last one
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        if torn_last_line and not line.endswith(b"\n"):  # the last line, and no newline after it: perhaps torn
-            try:
-                yield decode_line(line, number, source)
-            except JsonLinesError as exc:
-                log.warning("%s; it is the last line and has no line end: a write torn by a crash, skipped", exc)
-            return
-        yield decode_line(line, number, source)
+        if torn is not None:  # a line follows the broken one: it was not torn by a crash
+            raise torn
+        try:
+            yield decode_line(line, number, source)
+        except JsonLinesError as exc:
+            if not torn_last_line:
+                raise
+            torn = exc
+    if torn is not None:
+        log.warning("%s; it is the last line: a write torn by a crash, skipped", torn)
 
 
 def decode(data: bytes, *, torn_last_line: bool = False, source: str = "") -> list[Row]:
-    """Every row of ``data``. ``torn_last_line``: a last line with no ``\\n`` that does not parse is skipped (a file
-    appended to by a writer that may have crashed); otherwise every line must parse."""
-    lines = data.split(b"\n")
-    framed = [line + b"\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
-    return list(_rows(framed, torn_last_line, source))
+    """Every row of ``data``. ``torn_last_line``: a last line that does not parse is skipped (a file appended to by a
+    writer that may have crashed); otherwise every line must parse."""
+    return list(_rows(data.split(b"\n"), torn_last_line, source))
 
 
 def read_rows(path: str | os.PathLike[str]) -> list[Row]:
