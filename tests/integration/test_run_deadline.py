@@ -10,6 +10,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,13 +137,54 @@ def test_a_sink_that_never_answers_cannot_make_the_host_kill_the_run(
         assert len(mine) == len({k["AccessKeyFingerprint"] for k in mine}) == org.expected_keys
 
 
-def outbox_rows(outbox: FileOutbox) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+def outbox_rows(outbox: FileOutbox) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(key rows, run rows) waiting in a file outbox, read as the outbox reads them."""
     from shared.delivery.outbox import decode_rows
 
-    keys: list[dict[str, object]] = []
-    runs: list[dict[str, object]] = []
+    keys: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
     for item in outbox.items():
         rows = decode_rows((outbox.directory / item.name).read_bytes())
         (runs if item.table.table == "AwsIamKeyCollectorRuns_CL" else keys).extend(rows)
     return keys, runs
+
+
+def test_at_the_deadline_accounts_still_reading_stop_calling_aws(
+    aws: AwsProxy, org: SeededOrganization, azure: AzureFakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    """IAM answers slowly (0.8 s a call, one call at a time per account): no account finishes reading before the
+    run's deadline. Each is failed for its own deadline (an AWS-side reason), nothing of it is sent, and no AWS call
+    arrives after the invocation returned: the run's stop signal refuses every call (retries too) from the deadline."""
+    from tests.support.aws_proxy import Call
+
+    for name in CONTRACT_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    azure.vault.secrets = org.secrets()
+    for name, value in {"COLLECTOR_SCHEDULE": "0 0 */6 * * *", "KEY_VAULT_URL": f"{azure.vault.url}/",
+                        "AWS_ROLE_ARN": org.home_role_arn, "AWS_EXTERNAL_ID": org.external_id,
+                        "AWS_ACCOUNTS": "organization", "LOGS_INGESTION_ENDPOINT": azure.ingestion.url,
+                        "LOGS_INGESTION_RULE_ID": RULE_ID, "FILE_SINK_DIR": str(tmp_path),
+                        "COLLECTOR_IAM_CONCURRENCY": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(function_app, "CLIENT_OPTIONS", azure.options())
+    monkeypatch.setattr(function_app, "FUNCTION_TIMEOUT", timedelta(seconds=10))  # a 5 s run, 1 s reserve
+
+    def slow_iam(call: Call) -> None:
+        if call.host.startswith("iam.") or call.action.startswith(("List", "Get", "Generate")):
+            time.sleep(0.8)  # then answered normally
+
+    aws.rules.append(slow_iam)
+    elapsed, error, returned_at = invoke_within(10)
+    calls_at_return = len(aws.calls)
+    time.sleep(2.0)  # a thread the run left behind would call AWS now (its retries too)
+    late = [c.action for c in aws.calls[calls_at_return:] if c.at > returned_at]
+    assert late == [], f"AWS calls after the invocation returned: {late}"
+    assert elapsed < 6, f"the run took {elapsed:.1f} s past its 5 s deadline"
+    # the run record comes in the reserve, when no delivery starts any more: kept, for the next run to deliver first
+    assert isinstance(error, DeliveryDeferredError), repr(error)
+    kept_keys, (run,) = outbox_rows(FileOutbox(tmp_path / "outbox"))
+    assert run["Status"] == "Failed" and kept_keys == []
+    failures = json.loads(run["FailedAccounts"])
+    assert sorted(f["AccountId"] for f in failures) == sorted(org.accounts)
+    assert all("not finished reading by the run's deadline" in f["Error"] for f in failures)
+    assert azure.ingestion.rows(KEYS_STREAM) == []  # no partial account
