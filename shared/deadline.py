@@ -8,7 +8,8 @@ whatever is still in memory), less a margin for the host itself. On the command 
 - accounts read AWS and deliver until only the reserve is left (``delivery_left``, ``delivery_over``); then the run
   *stops* (``stop``): no AWS call starts any more, and rows go straight to the outbox;
 - accounts that finished reading keep their rows in the outbox until half the reserve is left (``keeping_left``);
-- the run record is sent or kept, and the run's threads are joined, in the last half of the reserve;
+- the run record is sent or kept (``run_record_left``), the sink and the outbox are closed (``closing_left``) and
+  the run's threads joined, in the last half of the reserve;
 - one sink call (an upload with all its retries) ends within ``call``: a share of what delivery has left, capped
   (shared/config/transport.py has the numbers), so a sink that hangs trips the breaker long before the deadline.
 
@@ -93,10 +94,24 @@ class Deadline:
         """No network delivery may start now: only the reserve is left (for the outbox and the run record)."""
         return self.expired(self.reserve)
 
+    def delivery_deadline(self) -> Deadline:
+        """The end of the delivery window, as a deadline of its own (a replay given no share of its own ends there)."""
+        return self.cut(self.reserve)
+
     def keeping_left(self) -> float:
         """Seconds in which rows already read may still be kept in the outbox: all but the last half of the reserve
         (the run record's, and the joining of the run's threads)."""
         return self.left(self.reserve / 2)
+
+    def run_record_left(self) -> float:
+        """Seconds the run record may wait for a sink still busy with an account's rows before it is kept in the
+        outbox instead: until a quarter of the reserve is left."""
+        return self.left(self.reserve / 4)
+
+    def closing_left(self) -> float:
+        """Seconds the run's end may wait for a call still inside the sink or the outbox: until an eighth of the
+        reserve is left (the rest is for joining the accounts' threads)."""
+        return self.left(self.reserve / 8)
 
     def call(self, cap: float, share: float) -> Deadline:
         """The deadline of one sink call starting now: ``share`` of what delivery has left, at most ``cap`` seconds,

@@ -227,7 +227,7 @@ class Collector:
         stats = self._sink.stats
         before = stats.deferred
         row = [result.to_record().to_row()]
-        wait_for_sink = as_timeout(self._deadline.left(self._deadline.reserve / 4))
+        wait_for_sink = as_timeout(self._deadline.run_record_left())
         if self._sink_lock.acquire(timeout=-1 if wait_for_sink is None else wait_for_sink):
             try:
                 self._sink.send(RUNS_TABLE, row)
@@ -244,7 +244,7 @@ class Collector:
         if accounts is not None:
             accounts.stop()
         self._deadline.stop()
-        if not self._sink.shut(wait=as_timeout(self._deadline.left(self._deadline.reserve / 8))):
+        if not self._sink.shut(wait=as_timeout(self._deadline.closing_left())):
             log.error("A thread was still inside the %s sink or the outbox when the run ended; nothing enters them "
                       "any more", self._sink.name)
         if accounts is not None:

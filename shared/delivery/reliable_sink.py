@@ -171,7 +171,7 @@ class ReliableSink:
         has passed: what is left stays for the next run. Never raises for the outbox's sake: an outbox that fails is
         logged and counted, and the run goes on."""
         with self._gate.entered(0):
-            return self._replay(now, until or self.deadline.cut(self.deadline.reserve))
+            return self._replay(now, until or self.deadline.delivery_deadline())
 
     def _replay(self, now: datetime, until: Deadline) -> DeliveryStats:
         try:

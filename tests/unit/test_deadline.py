@@ -76,6 +76,8 @@ def test_the_run_is_divided_in_one_place() -> None:
     clock = Clock()
     deadline = Deadline.after(100, clock, reserve=20)
     assert (deadline.delivery_left(), deadline.keeping_left()) == (80, 90)
+    assert (deadline.run_record_left(), deadline.closing_left()) == (95, 97.5)
+    assert deadline.delivery_deadline().remaining() == 80
     assert deadline.share(0.25).remaining() == 25  # the replay's share of what is left
     call = deadline.call(180, 0.25)  # one sink call: a quarter of the delivery window, at most 180 s
     assert (call.remaining(), call.reserve) == (20, 0)
