@@ -92,6 +92,8 @@ def compose(
     What each mode needs is declared by its settings type (shared/config/settings.py); here each type is matched once.
     """
     options = options or ClientOptions()
+    # One deadline object for every part of the run (even without a timeout): its stop signal reaches them all.
+    deadline = deadline or Deadline.never()
     limit_malloc_arenas()  # a run's IAM threads would otherwise spread freed memory over many arenas (shared/memory.py)
     with ExitStack() as stack:
         credential = RunCredential(settings.azure_client_id, options, stack)

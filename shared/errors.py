@@ -85,6 +85,10 @@ class CredentialReportUnavailableError(CollectorError):
     """The credential report could not be had this run; root keys stay unknown for the account."""
 
 
+class RunStoppedError(CollectorError):
+    """The run stopped at its deadline (shared/deadline.py): no AWS call starts after it."""
+
+
 class CollectionFailedError(RuntimeError):
     """The run's Status was Failed: raised so that the platform records a failed invocation."""
 

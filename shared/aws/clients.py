@@ -18,6 +18,7 @@ from botocore.utils import parse_timestamp
 
 from shared import __version__
 from shared.deadline import Deadline
+from shared.errors import RunStoppedError
 
 # What a botocore call raises: an error answer, a transport error, or an answer that does not parse (botocore's
 # ResponseParserError is not a BotoCoreError).
@@ -109,15 +110,23 @@ class AwsClientFactory:
         with self._lock:
             self._session.credentials_of_next_client = credentials
             try:
-                return self._session.create_client(service, region_name=self.region, config=merged)
+                client = self._session.create_client(service, region_name=self.region, config=merged)
             finally:
                 self._session.credentials_of_next_client = None
+        # Before every attempt of every call (retries and credential refreshes included): once the run has stopped,
+        # no AWS call starts, whichever thread asks, so nothing the run leaves behind calls AWS after it returned.
+        client.meta.events.register_first("before-send", self._refuse_once_stopped)
+        return client
+
+    def _refuse_once_stopped(self, **_: Any) -> None:
+        if self._deadline.stopped:
+            raise RunStoppedError("not sent: the run stopped at its deadline, and starts no AWS call after it")
 
     def _bounded_config(self) -> Config:
         """Every attempt's connect and read waits cut so that all of a call's attempts fit in what the run has left
         before its reserve (at least 1 s each)."""
         attempts = self._max_attempts or MAX_ATTEMPTS
-        left = max(1.0, self._deadline.remaining() - self._deadline.reserve)
+        left = max(1.0, self._deadline.delivery_left())
         read = self._read_timeout or READ_TIMEOUT
         per_attempt = max(1.0, min(float(read), left / attempts))
         return Config(read_timeout=per_attempt, connect_timeout=min(float(CONNECT_TIMEOUT), per_attempt))

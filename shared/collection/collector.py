@@ -1,45 +1,39 @@
-"""One collection run: accounts in parallel, users and keys in parallel within each account, records streamed to
-the sink as each account finishes, then one run record.
+"""One collection run, in its steps: earlier runs' undelivered rows first, then sign-in and every account in parallel
+(shared/collection/accounts.py: users and keys in parallel within each, records streamed to the sink as each account
+finishes), then one run record, then the end of every thread of the run.
 
-Memory stays flat however large the organization: an account's records go to a temporary spool file while its
-inventory runs, and are sent from there in batches once the account is complete. An account that fails half-way
-sends nothing, so no partial account ever lands; the others are not affected.
+An account that fails half-way sends nothing, so no partial account ever lands; the others are not affected. Rows
+the sink does not take are kept in the outbox and counted in the run record (``RecordsDeferred``, under the run's
+``Sink``): a sink fault never fails an account.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from concurrent.futures import TimeoutError as FuturesTimeoutError
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any
 
 from shared import __version__
-from shared.collection.inventory import describe_account_error, inventory_account, write_rows
-from shared.collection.transform import root_key_records
-from shared.deadline import Deadline, parse_function_timeout
+from shared.collection.accounts import AccountResult, AccountsSetup, RunAccounts
+from shared.deadline import REPLAY_SHARE, Deadline, as_timeout, parse_function_timeout
 from shared.delivery.reliable_sink import ReliableSink
 from shared.domain import Account, AccountFailure, RunContext, RunResult
-from shared.errors import DeliveryDeferredError, SinkError, describe_error
+from shared.errors import DeliveryDeferredError, describe_error
 from shared.findings.exceptions import EMPTY, ExceptionSet
 from shared.findings.exceptions_file import ExceptionsLoad
 from shared.findings.owners import DEFAULT_OWNER_TAG_KEYS
-from shared.ports import AwsAccounts, Clock, IamReader, Progress
-from shared.records import KEYS_TABLE, RUNS_TABLE
+from shared.ports import AwsAccounts, Clock, Progress
+from shared.records import RUNS_TABLE
 from shared.redaction import redact
 
 log = logging.getLogger(__name__)
 
 IAM_CALLS_IN_FLIGHT = 32
-SEND_BATCH_ROWS = 5000  # rows per sink call; the Azure sinks chunk further to their own size limits
 
 
 class LogProgress:
@@ -74,13 +68,6 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
-
-
-@dataclass(frozen=True)
-class AccountResult:
-    keys: int
-    error: str | None
-    root_keys_known: bool = True
 
 
 @dataclass(frozen=True)
@@ -126,18 +113,47 @@ class Collector:
         self._clock = clock or SystemClock()
         self._shuffle = shuffle  # an order of work, not a secret: any generator will do
         self._sink_lock = threading.Lock()  # sinks are called from one thread at a time
-        self._stopping = threading.Event()  # set at the run's deadline: accounts still working send nothing more
         # Per-user and per-key IAM calls in flight in the whole process, whatever the number of accounts: enough to
         # hide 100 ms of latency at the CPU one process has (W2 and many-small peaked at 45), few enough that
         # with no latency to hide a few hundred runnable threads do not fight over the GIL (benchmarks/README.md).
         self._in_flight = threading.BoundedSemaphore(IAM_CALLS_IN_FLIGHT)
+        self._deadline = options.deadline or Deadline.never()
+        self._accounts: RunAccounts | None = None  # this run's accounts, ended when the run ends
+        self._exceptions_problem = ""  # this run's: why no exception applies (an unusable exceptions source)
 
     def run(self) -> RunResult:
-        """One run: every account in scope, then the run record. Returns what the run record says, typed."""
+        """One run, step by step: earlier runs' rows first, then sign-in and every account, the run record, and the
+        end of every thread of the run. Returns what the run record says, typed."""
+        started = self._clock.monotonic()
+        run = self._new_run()
+        self._deadline.stop_signal.clear()
+        try:
+            self._replay_earlier_runs(run)
+            collected = self._sign_in_and_collect(run)
+            result = self._result(run, collected, started)
+            run_record_kept = self._send_run_record(result)
+        finally:
+            self._end_threads()
+        self._progress.finished(result)
+        delivery = self._sink.stats
+        if delivery.deferred:  # the sink's fault, said as such: no account failed for it
+            log.warning("Run %s: %d record(s) kept in the outbox at %s for the next run: the %s sink did not take them "
+                        "(%s)", run.run_id, delivery.deferred, self._sink.outbox.location, self._sink.name,
+                        redact(delivery.last_error))
+        if run_record_kept:  # the sink took nothing, not even the run record: make the platform show it
+            raise DeliveryDeferredError(
+                f"{self._sink.name} sink unavailable: {delivery.deferred} record(s) of this run kept in the outbox "
+                f"at {self._sink.outbox.location}; the next run delivers them first. Last error: "
+                f"{redact(delivery.last_error)}"
+            )
+        return result
+
+    # --- the run's steps, in order -------------------------------------------------------------------------------
+
+    def _new_run(self) -> RunContext:
         opts = self._options
-        started_monotonic = self._clock.monotonic()
         started_at = self._clock.now().replace(microsecond=0)
-        exceptions, exceptions_problem = self._exceptions(started_at)
+        exceptions, self._exceptions_problem = self._exceptions(started_at)
         run = RunContext(
             run_id=str(uuid.uuid4()),
             started_at=started_at,
@@ -150,80 +166,7 @@ class Collector:
         if expired:  # they no longer apply: their keys count again until the file is renewed or cleaned up
             log.warning("%d exception(s) of %s expired and no longer apply: %s. Renew them through review or remove "
                         "them", len(expired), exceptions.source, "; ".join(e.label for e in expired[:10]))
-        deadline = None if opts.time_budget is None else started_monotonic + opts.time_budget.total_seconds()
-        failures: list[AccountFailure] = []
-        root_unknown: list[str] = []
-        keys_total = 0
-        signed_in = True
-        run_deadline = opts.deadline or Deadline.never()
-        self._stopping.clear()
-        delivery = self._sink.stats
-        # Earlier runs' undelivered records go first, within a quarter of the run's time and inside the run's error
-        # handling: whatever the outbox does, this run collects and reports.
-        try:
-            replay_until = run_deadline.cut(run_deadline.remaining() * 0.75) if run_deadline.bounded else None
-            with self._sink_lock:
-                delivery = self._sink.replay(run.started_at, until=replay_until)
-        except Exception as exc:  # replay guards the outbox's own failures; this is a bug's last line of defence
-            log.error("Outbox replay failed; its records wait for a later run: %s", describe_error(exc))
-        accounts: list[Account] = []
-        try:
-            self._source.sign_in(run.run_id)
-            accounts = self._source.accounts()
-        except Exception as exc:  # sign-in failed: nothing can be collected; say so in the run record
-            signed_in = False
-            message = describe_error(exc)
-            log.error("AWS sign-in failed: %s", message)
-            try:
-                accounts = [Account(i) for i in self._source.planned_account_ids()]
-            except Exception:  # the plan itself cannot be had: the run record names the run, not an account
-                accounts = []
-            failures = [AccountFailure(a.id, message) for a in accounts] or [AccountFailure("-", message)]
-            self._progress.started(len(accounts))
-        else:
-            self._progress.started(len(accounts))
-            try:
-                results = self._collect_accounts(accounts, run, deadline, run_deadline)
-            except Exception as exc:  # not one account's failure: the run itself broke; it still reports
-                message = f"the run stopped: {describe_error(exc)}"
-                log.error("Run %s: %s", run.run_id, message)
-                results = {}
-                signed_in = False
-                failures = [AccountFailure(a.id, message) for a in accounts] or [AccountFailure("-", message)]
-            for account in accounts if results else []:  # in the accounts' order, whatever order they finished in
-                done = results[account.id]
-                keys_total += done.keys
-                if done.error is not None:
-                    failures.append(AccountFailure(account.id, done.error))
-                elif not done.root_keys_known:
-                    root_unknown.append(account.id)
-
-        result = RunResult(
-            run,
-            auth_mode=opts.auth_mode,
-            sink=opts.sink_name,
-            accounts_total=len(accounts),
-            failures=tuple(failures),
-            keys_collected=keys_total,
-            duration_seconds=self._clock.monotonic() - started_monotonic,
-            version=__version__,
-            signed_in=signed_in,
-            deferred=delivery.deferred,
-            replayed=delivery.replayed,
-            dropped=delivery.dropped,
-            root_keys_unknown=tuple(root_unknown),
-            dead_lettered=delivery.dead_lettered,
-            exceptions_problem=exceptions_problem,
-        )
-        run_record_deferred = self._send_run_record(result, run_deadline)
-        self._progress.finished(result)
-        if run_record_deferred:  # the sink took nothing, not even the run record: make the platform show it
-            raise DeliveryDeferredError(
-                f"{self._sink.name} sink unavailable: {delivery.deferred} record(s) of this run kept in the outbox "
-                f"at {self._sink.outbox.location}; the next run delivers them first. Last error: "
-                f"{redact(delivery.last_error)}"
-            )
-        return result
+        return run
 
     def _exceptions(self, now: datetime) -> tuple[ExceptionSet, str]:
         """This run's exceptions and, when a source read each run was unusable, the problem for the run record. A
@@ -241,52 +184,75 @@ class Collector:
             return EMPTY, loaded.problem
         return loaded.exceptions, ""
 
-    def _collect_accounts(
-        self, accounts: list[Account], run: RunContext, budget_end: float | None, run_deadline: Deadline
-    ) -> dict[str, AccountResult]:
-        """Every account in parallel. An account whose work raises anything fails alone (point: a full disk or a
-        thread that cannot start is that account's error). Accounts still working when the run's deadline leaves
-        only half its reserve are named as not finished, so the run record goes out in time; their rows are not
-        sent (the next run collects them again)."""
-        results: dict[str, AccountResult] = {}
-        pool = ThreadPoolExecutor(max_workers=self._options.account_concurrency, thread_name_prefix="account")
-        futures: dict[Future[AccountResult], Account] = {}
+    def _replay_earlier_runs(self, run: RunContext) -> None:
+        """Earlier runs' undelivered rows go first, within their share of the run's time and inside the run's error
+        handling: whatever the outbox does, this run collects and reports."""
+        until = self._deadline.share(REPLAY_SHARE) if self._deadline.bounded else None
         try:
-            for account in self._start_order(accounts):
-                try:
-                    futures[pool.submit(self._collect_account_safely, account, run, budget_end)] = account
-                except Exception as exc:  # e.g. RuntimeError: can't start new thread
-                    results[account.id] = AccountResult(0, f"not collected: {describe_error(exc)}")
-                    self._progress.account_done(account, 0, results[account.id].error)
-            wait_for = (
-                max(0.0, run_deadline.remaining() - run_deadline.reserve / 2) if run_deadline.bounded else None
-            )
-            try:
-                for future in as_completed(futures, timeout=wait_for):
-                    account = futures[future]
-                    done = results[account.id] = future.result()
-                    self._progress.account_done(account, done.keys, done.error)
-            except FuturesTimeoutError:
-                self._stopping.set()  # accounts still working send nothing more: the run record goes first
-                for account in futures.values():
-                    if account.id not in results:
-                        results[account.id] = AccountResult(0, (
-                            "not finished by the run's deadline (the Function's functionTimeout, less a margin): "
-                            "a dependency answered too slowly; nothing of this account was sent this run, the next "
-                            "run collects it again"
-                        ))
-                        self._progress.account_done(account, 0, results[account.id].error)
-        finally:
-            pool.shutdown(wait=not self._stopping.is_set(), cancel_futures=True)
-        return results
+            with self._sink_lock:
+                self._sink.replay(run.started_at, until=until)
+        except Exception as exc:  # replay guards the outbox's own failures; this is a bug's last line of defence
+            log.error("Outbox replay failed; its records wait for a later run: %s", describe_error(exc))
 
-    def _send_run_record(self, result: RunResult, run_deadline: Deadline) -> bool:
+    def _sign_in_and_collect(self, run: RunContext) -> _Collected:
+        """Sign in, list the accounts, collect each. A sign-in failure names every planned account; a failure of the
+        run itself (not of one account) names every account; both still end with a run record."""
+        try:
+            self._source.sign_in(run.run_id)
+            accounts = self._source.accounts()
+        except Exception as exc:  # sign-in failed: nothing can be collected; say so in the run record
+            message = describe_error(exc)
+            log.error("AWS sign-in failed: %s", message)
+            planned = self._planned_accounts()
+            self._progress.started(len(planned))
+            return _Collected.failed(planned, message)
+        self._progress.started(len(accounts))
+        opts = self._options
+        self._accounts = RunAccounts(AccountsSetup(
+            self._source, self._sink, self._sink_lock, self._progress, self._clock, self._deadline, self._in_flight,
+            opts.account_concurrency, opts.time_budget, self._shuffle,
+        ))
+        try:
+            results = self._accounts.collect(accounts, run)
+        except Exception as exc:  # not one account's failure: the run itself broke; it still reports
+            message = f"the run stopped: {describe_error(exc)}"
+            log.error("Run %s: %s", run.run_id, message)
+            return _Collected.failed(accounts, message)
+        return _Collected.of(accounts, results)
+
+    def _planned_accounts(self) -> list[Account]:
+        try:
+            return [Account(i) for i in self._source.planned_account_ids()]
+        except Exception:  # the plan itself cannot be had: the run record names the run, not an account
+            return []
+
+    def _result(self, run: RunContext, collected: _Collected, started: float) -> RunResult:
+        opts, delivery = self._options, self._sink.stats
+        return RunResult(
+            run,
+            auth_mode=opts.auth_mode,
+            sink=opts.sink_name,
+            accounts_total=len(collected.accounts),
+            failures=collected.failures,
+            keys_collected=collected.keys,
+            duration_seconds=self._clock.monotonic() - started,
+            version=__version__,
+            signed_in=collected.signed_in,
+            deferred=delivery.deferred,
+            replayed=delivery.replayed,
+            dropped=delivery.dropped,
+            root_keys_unknown=collected.root_keys_unknown,
+            dead_lettered=delivery.dead_lettered,
+            exceptions_problem=self._exceptions_problem,
+        )
+
+    def _send_run_record(self, result: RunResult) -> bool:
         """Deliver the run record, or keep it in the outbox with the reason; True when it was kept."""
         stats = self._sink.stats
         before = stats.deferred
         row = [result.to_record().to_row()]
-        wait = max(0.0, run_deadline.remaining() - run_deadline.reserve / 2) if run_deadline.bounded else -1
-        if self._sink_lock.acquire(timeout=wait):
+        wait_for_sink = as_timeout(self._deadline.run_record_left())
+        if self._sink_lock.acquire(timeout=-1 if wait_for_sink is None else wait_for_sink):
             try:
                 self._sink.send(RUNS_TABLE, row)
             finally:
@@ -295,96 +261,44 @@ class Collector:
             self._sink.keep(RUNS_TABLE, row, "the sink was still busy at the run's deadline")
         return stats.deferred > before
 
-    def _start_order(self, accounts: list[Account]) -> list[Account]:
-        """With a time budget, a new random order each run: when the budget leaves accounts for the next run, the
-        same ones are not left every time. Without one (the command line), the organization's order."""
-        if self._options.time_budget is None:
-            return accounts
-        shuffled = list(accounts)
-        self._shuffle(shuffled)
-        return shuffled
-
-    def _collect_account_safely(self, account: Account, run: RunContext, deadline: float | None) -> AccountResult:
-        """``_collect_account``; anything it raises (a full disk for the spool, a thread that cannot start, a bug)
-        fails this account alone, named, instead of the run."""
-        try:
-            return self._collect_account(account, run, deadline)
-        except Exception as exc:
-            log.error("Account %s: unexpected error: %s", account.id, describe_error(exc))
-            return AccountResult(0, f"unexpected error while collecting this account: {describe_error(exc)}")
-
-    def _collect_account(self, account: Account, run: RunContext, deadline: float | None) -> AccountResult:
-        """Inventory one account into a spool, then deliver it.
-
-        The credential report is read alongside the inventory from the account's start, on one more connection of
-        the account's IAM client: the inventory takes keys' last use from it (``shared.inventory``), and the root
-        keys come from it; when AWS has to generate it, its polling overlaps the users' listing."""
-        if deadline is not None and self._clock.monotonic() > deadline:
-            budget = self._options.time_budget
-            return AccountResult(0, (
-                f"not collected: the run used its time budget ({budget}, three quarters of the Function's "
-                "functionTimeout) before reaching this account; the next run, which takes the accounts in a new order, "
-                "tries again. For an organization this large, raise functionTimeout in host.json"
-            ))
-        with tempfile.TemporaryFile("w+", encoding="utf-8", prefix="iam-keys-") as spool:
-            try:
-                iam = self._source.iam_reader(account)
-            except Exception as exc:
-                return AccountResult(0, describe_error(exc))
-            try:
-                read = self._read_account(iam, account, run, spool)
-            finally:
-                iam.close()  # its report's read has ended too: the reader may serve the next account
-            if read.error is not None:
-                return read
-            try:
-                self._deliver(spool)
-            except SinkError as exc:
-                return AccountResult(0, f"records not delivered: {redact(str(exc))}")
-            return read
-
-    def _read_account(self, iam: IamReader, account: Account, run: RunContext, spool: IO[str]) -> AccountResult:
-        """The account's keys and root keys into the spool, its credential report read alongside."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side:
-            stop = threading.Event()
-            report = side.submit(iam.credential_report, run.started_at, stop)
-            try:
-                count = inventory_account(iam, account, run, spool, report, self._clock.now, self._in_flight)
-            except Exception as exc:
-                stop.set()  # the account failed: stop waiting for its report
-                return AccountResult(0, describe_account_error(exc, account))
-            root_known = True
-            try:
-                root_records = root_key_records(report.result(), account, run)
-            except Exception as exc:  # root keys unknown this run: said in the run record, the account goes on
-                root_known = False
-                log.warning("Account %s: root keys unknown: %s", account.id, describe_error(exc))
-            else:
-                write_rows(root_records, spool)
-                count += len(root_records)
-            return AccountResult(count, None, root_known)
-
-    def _deliver(self, spool: IO[str]) -> None:
-        spool.seek(0)
-        batches = _batches(spool, SEND_BATCH_ROWS)
-        while True:
-            # A batch is read from the spool only once this account holds the sink: when many accounts finish
-            # together, one batch is in memory at a time, not one per waiting account (about 13 MB each).
-            with self._sink_lock:
-                if self._stopping.is_set():  # past the run's deadline: the run record has gone out without these
-                    raise SinkError("not sent: the run's deadline came first; the next run collects them again", 0)
-                batch = next(batches, None)
-                if batch is None:
-                    return
-                self._sink.send(KEYS_TABLE, batch)
+    def _end_threads(self) -> None:
+        """No thread of the run outlives it: AWS calls stop (the clients refuse to start one), the sink and the
+        outbox close to everyone (those inside are waited for, bounded), then the accounts' threads are joined."""
+        accounts, self._accounts = self._accounts, None
+        if accounts is not None:
+            accounts.stop()
+        self._deadline.stop()
+        if not self._sink.shut(wait=as_timeout(self._deadline.closing_left())):
+            log.error("A thread was still inside the %s sink or the outbox when the run ended; nothing enters them "
+                      "any more", self._sink.name)
+        if accounts is not None:
+            accounts.end()
 
 
-def _batches(lines: IO[str], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for line in lines:
-        batch.append(json.loads(line))
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@dataclass(frozen=True)
+class _Collected:
+    """What sign-in and the accounts gave: the accounts in scope, the failures and counts in the accounts' order."""
+
+    accounts: list[Account]
+    failures: tuple[AccountFailure, ...]
+    keys: int = 0
+    root_keys_unknown: tuple[str, ...] = ()
+    signed_in: bool = True
+
+    @classmethod
+    def failed(cls, accounts: list[Account], message: str) -> _Collected:
+        """Nothing collected: every account (or the run, when none is known) named with ``message``."""
+        failures = [AccountFailure(a.id, message) for a in accounts] or [AccountFailure("-", message)]
+        return cls(accounts, tuple(failures), signed_in=False)
+
+    @classmethod
+    def of(cls, accounts: list[Account], results: dict[str, AccountResult]) -> _Collected:
+        """In the accounts' order, whatever order they finished in."""
+        done = [(a, results[a.id]) for a in accounts]
+        return cls(
+            accounts,
+            tuple(AccountFailure(a.id, r.error) for a, r in done if r.error is not None),
+            sum(r.keys for _, r in done),
+            tuple(a.id for a, r in done if r.error is None and not r.root_keys_known),
+        )
+

@@ -15,7 +15,6 @@ use comes from the API, as before.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
+from shared import jsonl
 from shared.collection.last_use import LastUse, ReportKeySlots, key_slots, last_use_from_report
 from shared.collection.transform import key_records_for_user, last_use_from_api, parse_key_metadata
 from shared.domain import Account, CredentialReport, RunContext
@@ -34,10 +34,9 @@ from shared.records import KeyRecord
 log = logging.getLogger(__name__)
 
 
-def write_rows(records: list[KeyRecord], out: IO[str]) -> None:
-    """Records as JSON Lines rows (``Record.to_row()``)."""
-    for record in records:
-        out.write(json.dumps(record.to_row(), separators=(",", ":")) + "\n")
+def write_rows(records: list[KeyRecord], out: IO[bytes]) -> None:
+    """Records as JSON Lines rows (``Record.to_row()``), in the package's one encoding (shared/jsonl.py)."""
+    out.write(jsonl.encode(record.to_row() for record in records))
 
 
 class ReportSlots:
@@ -96,7 +95,7 @@ def inventory_account(
     iam: IamReader,
     account: Account,
     run: RunContext,
-    out: IO[str],
+    out: IO[bytes],
     report: Future[CredentialReport] | None = None,
     now: Callable[[], datetime] | None = None,
     in_flight: threading.Semaphore | None = None,

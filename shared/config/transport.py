@@ -22,6 +22,14 @@ RETRY_BACKOFF_MAX = 30
 # outlast the Function's timeout and lose the run before the outbox keeps its records).
 CONNECTION_TIMEOUT = 10
 READ_TIMEOUT = 60
+# One sink call (an upload of one batch: every chunk, every attempt and every wait between them) ends within this share
+# of what the run has left for delivery, and within SINK_CALL_SECONDS: a sink that accepts and never answers opens
+# the breaker after it (the rest of the run goes straight to the outbox), long before the run's deadline. With a
+# 2-minute functionTimeout (a 72 s delivery window) that is 18 s; with 30 minutes, 3 minutes, which still absorb a
+# throttled upload's Retry-After waits. shared/deadline.py's ``Deadline.call`` computes it; the Logs Ingestion sink
+# holds azure-core to it (its CallTimePolicy and AttemptTimePolicy), the data_collector sink its own loop.
+SINK_CALL_SHARE = 0.25
+SINK_CALL_SECONDS = 180.0
 
 # The data_collector sink posts with requests and retries itself (429, 500 and 503, honouring Retry-After).
 DATA_COLLECTOR_RETRY_STATUSES = frozenset({429, 500, 503})
@@ -88,3 +96,4 @@ def data_collector_first_wait(options: ClientOptions) -> float:
     """Seconds before data_collector's first retry without Retry-After (production: 1, 2, 4, 8 s)."""
     factor = options.azure_retry_backoff_factor
     return DATA_COLLECTOR_FIRST_WAIT if factor is None else factor
+

@@ -103,13 +103,17 @@ class BlobOutbox:
 
     def items(self) -> list[OutboxItem]:
         try:
-            names = [blob.name for blob in self._container.list_blobs()]
+            blobs = [(blob.name, blob.size) for blob in self._container.list_blobs()]
         except ResourceNotFoundError:
             return []  # no container yet: nothing was ever deferred
         except AzureError as exc:
             raise self._fail("listing", exc) from None
-        found = (parse_item_name(n) for n in names)
-        return sorted((i for i in found if i is not None), key=lambda i: i.name)
+        found = []
+        for name, size in blobs:
+            item = parse_item_name(name)
+            if item is not None:  # trusted for no more rows than its size (the storage service's) can hold
+                found.append(item.within(size or 0))
+        return sorted(found, key=lambda i: i.name)
 
     def claim(self, item: OutboxItem) -> bytes | None:
         blob = self._container.get_blob_client(item.name)
@@ -179,6 +183,19 @@ class BlobOutbox:
             raise self._fail("moving an unreadable item aside", exc) from None
         self.delete(item)
         return f"{self.location}/{target}"
+
+    def trim_dead_letter(self, keep: int) -> int:
+        try:
+            names = sorted(b.name for b in self._container.list_blobs(name_starts_with=f"{DEAD_LETTER}/")
+                           if parse_item_name(b.name.removeprefix(f"{DEAD_LETTER}/")) is not None)
+            for name in names[: max(0, len(names) - keep)]:  # oldest first: item names start with their time
+                with contextlib.suppress(ResourceNotFoundError):
+                    self._container.delete_blob(name)
+        except ResourceNotFoundError:
+            return 0
+        except AzureError as exc:
+            raise self._fail("trimming the dead-letter items", exc) from None
+        return max(0, len(names) - keep)
 
     def close(self) -> None:
         for name in list(self._claims):

@@ -34,7 +34,13 @@ from shared.config.transport import DATA_COLLECTOR_MAX_ATTEMPTS as MAX_ATTEMPTS 
 from shared.config.transport import DATA_COLLECTOR_MAX_RETRY_SLEEP as MAX_RETRY_SLEEP
 from shared.config.transport import DATA_COLLECTOR_RETRY_STATUSES as RETRY_STATUSES
 from shared.config.transport import DATA_COLLECTOR_TIMEOUT as TIMEOUT  # noqa: F401 - the documented bound, by its old name
-from shared.config.transport import ClientOptions, data_collector_first_wait, data_collector_timeout
+from shared.config.transport import (
+    SINK_CALL_SECONDS,
+    SINK_CALL_SHARE,
+    ClientOptions,
+    data_collector_first_wait,
+    data_collector_timeout,
+)
 from shared.deadline import Deadline
 from shared.errors import SinkError, shorten
 from shared.records import Table
@@ -79,7 +85,8 @@ def split_bodies(rows: Sequence[dict[str, Any]], max_bytes: int) -> Iterator[tup
     parts: list[bytes] = []
     size = 2  # the brackets
     for index, row in enumerate(rows):
-        part = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        # UTF-8, as the service expects; a lone surrogate (which UTF-8 cannot carry) is written as its JSON escape
+        part = json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
         if len(part) + 2 > max_bytes:
             raise SinkError(f"row {index} is {len(part)} bytes, more than one post may carry ({max_bytes})", 1)
         added = len(part) + (1 if parts else 0)
@@ -110,7 +117,9 @@ class DataCollectorSink:
         sleep: Callable[[float], None] = time.sleep,
         deadline: Deadline | None = None,
     ) -> None:
-        # The run's deadline: each post's connect and read, and the waits between attempts, end before its reserve.
+        # The run's deadline: each batch (every post's connect and read, and the waits between attempts) ends within
+        # its own bound, a share of what the run has left for delivery (Deadline.call): a hung endpoint opens the
+        # breaker long before the run's deadline.
         self._deadline = deadline or Deadline.never()
         log.warning(RETIREMENT_WARNING)
         register_secret(shared_key)
@@ -141,9 +150,10 @@ class DataCollectorSink:
         if not rows:
             return
         delivered = 0
+        call = self._deadline.call(SINK_CALL_SECONDS, SINK_CALL_SHARE)  # this batch's own bound
         try:
             for body, count in split_bodies(rows, self._max_post_bytes):
-                self._post(table, body)
+                self._post(table, body, call)
                 delivered += count
         except SinkError as exc:  # the first body that fails stops the batch: it and every later row are reported
             raise SinkError(
@@ -153,8 +163,8 @@ class DataCollectorSink:
                 rows=list(rows[delivered:]),  # bodies go in order: the rows before these were delivered
             ) from None
 
-    def _post(self, table: Table, body: bytes) -> None:
-        if self._deadline.delivery_over():
+    def _post(self, table: Table, body: bytes, call: Deadline) -> None:
+        if self._deadline.delivery_over() or call.expired():
             raise SinkError("no time left in the run: not sent", undelivered=0)
         last = "no attempt"
         attempts = 0
@@ -170,7 +180,7 @@ class DataCollectorSink:
             }
             retry_after: float | None = None
             try:
-                response = self._session.post(self.url, data=body, headers=headers, timeout=self._bounded_timeout())
+                response = self._session.post(self.url, data=body, headers=headers, timeout=self._bounded_timeout(call))
             except requests.RequestException as exc:  # refused, timed out, or the answer was cut off (retried)
                 last = f"cannot reach {self.url.split('?')[0]} ({type(exc).__name__})"
             else:
@@ -184,26 +194,22 @@ class DataCollectorSink:
                 if response.status_code not in RETRY_STATUSES:
                     raise SinkError(last + _hint(response.status_code), undelivered=0)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
-            if attempt == self._max_attempts or self._deadline.delivery_over():
+            if attempt == self._max_attempts or call.expired():
                 break
             delay = retry_after if retry_after is not None else self._first_wait * 2 ** (attempt - 1)
-            delay = min(max(delay, 0.0), self._max_retry_sleep)
-            if self._deadline.bounded:
-                delay = min(delay, max(0.0, self._deadline.remaining() - self._deadline.reserve))
+            delay = min(max(delay, 0.0), self._max_retry_sleep, call.left())
             log.warning(
                 "data_collector: %s for %s, attempt %d of %d; retrying in %.1f s",
                 last, table.log_type, attempt, self._max_attempts, delay,
             )
             self._sleep(delay)
-        out_of_time = " (the run's deadline came)" if attempts < self._max_attempts else ""
+        out_of_time = " (the batch's time bound passed)" if attempts < self._max_attempts else ""
         raise SinkError(f"{last} after {attempts} attempt(s){out_of_time}", undelivered=0)
 
-    def _bounded_timeout(self) -> tuple[float, float]:
+    def _bounded_timeout(self, call: Deadline) -> tuple[float, float]:
+        """(connect, read) of one post: no longer than what is left of the batch's bound (at least SHORTEST_WAIT)."""
         connect, read = self._timeout
-        deadline = self._deadline
-        if not deadline.bounded:
-            return connect, read
-        return deadline.bound(connect, deadline.reserve), deadline.bound(read, deadline.reserve)
+        return call.bound(connect), call.bound(read)
 
     def close(self) -> None:
         if self._own_session:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from shared import jsonl
 from shared.errors import SinkError
 from shared.records import Table
 
@@ -27,12 +27,13 @@ class FileSink:
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
-        text = "".join(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n" for row in rows)
+        text = "".join(jsonl.encode_line(row) for row in rows)  # the package's one encoding: ASCII, one line a row
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            self._set_torn_line_aside(self.path(table))
             # One write per batch, flushed and synced; a crash mid-write can still leave a torn last line.
-            with open(self.path(table), "a", encoding="utf-8") as handle:
-                handle.write(self._end_torn_line(self.path(table)) + text)
+            with open(self.path(table), "a", encoding="ascii", newline="\n") as handle:
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
         except OSError as exc:
@@ -41,23 +42,39 @@ class FileSink:
             ) from None
 
     @staticmethod
-    def _end_torn_line(path: Path) -> str:
-        """A file that does not end with a newline ends with a line torn by a crash mid-write: end it, so that the
-        torn fragment stays a line of its own (readers skip it; it is kept for inspection) and the first row of this
-        batch is not glued onto it."""
+    def _set_torn_line_aside(path: Path) -> None:
+        """A file that does not end with a newline ends with a line torn by a crash mid-write. Readers skip a torn
+        line only where a crash leaves it, last (shared/jsonl.py), so before appending it is moved out of the file,
+        to ``<file>.torn`` beside it (kept for inspection), and the file ends with its last whole row again."""
         try:
-            with open(path, "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                if handle.tell() == 0:
-                    return ""
-                handle.seek(-1, os.SEEK_END)
-                if handle.read(1) == b"\n":
-                    return ""
+            with open(path, "r+b") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - 1))
+                if size == 0 or handle.read(1) == b"\n":
+                    return
+                keep = _end_of_last_line(handle, size)
+                handle.seek(keep)
+                torn = handle.read()
+                with open(path.with_name(path.name + ".torn"), "ab") as aside:  # kept first, then cut
+                    aside.write(torn + b"\n")
+                handle.truncate(keep)
         except FileNotFoundError:
-            return ""
-        log.warning("%s ends with a torn line (a run stopped mid-write); it is left as a line of its own, which "
-                    "readers skip", path)
-        return "\n"
+            return
+        log.warning("%s ended with a line torn by a crash mid-write (%d bytes); moved to %s.torn, kept for inspection",
+                    path, len(torn), path.name)
 
     def close(self) -> None:
         pass
+
+
+def _end_of_last_line(handle: BinaryIO, size: int, block: int = 65536) -> int:
+    """The offset just after the last b"\\n" of an open file of ``size`` bytes (0 when there is none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - block)
+        handle.seek(start)
+        found = handle.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0

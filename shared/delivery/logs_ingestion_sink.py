@@ -19,10 +19,22 @@ from azure.core.exceptions import (
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
+    ServiceResponseTimeoutError,
 )
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.rest import HttpRequest, HttpResponse
 from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 
-from shared.config.transport import CONNECTION_TIMEOUT, READ_TIMEOUT, ClientOptions, retry_options, transport_options
+from shared.config.transport import (
+    CONNECTION_TIMEOUT,
+    READ_TIMEOUT,
+    SINK_CALL_SECONDS,
+    SINK_CALL_SHARE,
+    ClientOptions,
+    retry_options,
+    transport_options,
+)
 from shared.deadline import Deadline
 from shared.errors import SinkError, first_line
 from shared.records import KEYS_TABLE, RUNS_TABLE, Table
@@ -50,9 +62,10 @@ class LogsIngestionSink:
         deadline: Deadline | None = None,
     ) -> None:
         self.endpoint = endpoint
-        # The run's deadline: every wait of an upload (connect, read, retries) ends before its reserve.
+        # The run's deadline: each upload (every chunk, attempt and wait) ends within its own bound, a share of what
+        # the run has left for delivery (Deadline.call), so that a hung endpoint opens the breaker long before it.
         self._deadline = deadline or Deadline.never()
-        self._read_timeout = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
+        read_timeout = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
         self.rule_id = rule_id
         self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream}
         self._credential = credential
@@ -63,6 +76,7 @@ class LogsIngestionSink:
             credential_scopes=[MONITOR_SCOPE],
             **retry_options(options),
             **transport_options(options),
+            **call_time_policies(read_timeout),
         )
 
     def stream(self, table: Table) -> str:
@@ -75,22 +89,20 @@ class LogsIngestionSink:
         if not rows:
             return
         stream = self.stream(table)
-        deadline = self._deadline
-        if deadline.delivery_over():
+        if self._deadline.delivery_over():
             raise SinkError(self._message(stream, len(rows), len(rows), "no time left in the run"), len(rows))
         self._check_token(stream, len(rows))
+        call = self._deadline.call(SINK_CALL_SECONDS, SINK_CALL_SHARE)  # this upload's own bound
         failures: list[LogsUploadError] = []
 
         def on_error(failure: LogsUploadError) -> None:
             failures.append(failure)
-            if deadline.delivery_over():  # the remaining chunks would each wait again: stop the upload here
+            if call.expired():  # the remaining chunks would each fail at once: stop the upload here
                 raise _OutOfTimeError
 
-        bounds: dict[str, Any] = {}
-        if deadline.bounded:  # per call: azure-core's retry policy ends the chunk's retries at `timeout`
-            left = deadline.remaining() - deadline.reserve
-            bounds = {"timeout": max(1.0, left), "read_timeout": deadline.bound(self._read_timeout, deadline.reserve),
-                      "connection_timeout": deadline.bound(CONNECTION_TIMEOUT, deadline.reserve)}
+        # The policies below cut each chunk's retries and each attempt's waits to the call's end.
+        bound = call.remaining()
+        bounds = {CALL_ENDS_AT: time.monotonic() + bound}
         try:
             self._client.upload(
                 rule_id=self.rule_id,
@@ -104,8 +116,9 @@ class LogsIngestionSink:
             )
         except _OutOfTimeError:  # which later chunks were sent is not known: all of the batch is kept (at least once)
             raise SinkError(
-                self._message(stream, len(rows), len(rows), "the run's deadline came during the upload ("
-                              + describe_ingestion_error(failures[-1].error) + ")"), undelivered=len(rows)
+                self._message(stream, len(rows), len(rows), f"no answer within the upload's time bound "
+                              f"({bound:.1f} s; " + describe_ingestion_error(failures[-1].error) + ")"),
+                undelivered=len(rows),
             ) from None
         except Exception as exc:  # not a chunk failure (those go to on_error): nothing is known to be delivered
             raise SinkError(
@@ -141,8 +154,52 @@ class LogsIngestionSink:
         self._client.close()
 
 
+# A per-call option of the sink's requests: the time.monotonic() by which the whole call (all chunks, all attempts)
+# must end. Read and removed by CallTimePolicy; the transport never sees it.
+CALL_ENDS_AT = "collector_call_ends_at"
+
+
+class CallTimePolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
+    """Before azure-core's retry policy, once per request (an upload's chunk): the retry policy's total ``timeout`` is
+    what is left of the call, and a chunk that starts after the call's end fails at once, without an attempt."""
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        ends_at = request.context.options.pop(CALL_ENDS_AT, None)
+        if ends_at is None:
+            return
+        request.context[CALL_ENDS_AT] = ends_at
+        left = ends_at - time.monotonic()
+        if left <= 0:
+            raise ServiceResponseTimeoutError("the sink call's time bound passed before this request (not sent)")
+        request.context.options["timeout"] = min(float(request.context.options.get("timeout", left)), left)
+
+
+class AttemptTimePolicy(SansIOHTTPPolicy[HttpRequest, HttpResponse]):
+    """After azure-core's retry policy, once per attempt: the attempt's connect and read timeouts end with the call.
+    (azure-core's ``timeout`` alone ends the retries but cuts only the connect timeout: an endpoint that accepts and
+    never answers would hold each attempt for the whole read timeout.)"""
+
+    def __init__(self, read_timeout: float, connection_timeout: float = CONNECTION_TIMEOUT) -> None:
+        self._read = read_timeout
+        self._connection = connection_timeout
+
+    def on_request(self, request: PipelineRequest[HttpRequest]) -> None:
+        ends_at = request.context.get(CALL_ENDS_AT)
+        if ends_at is None:
+            return
+        left = max(0.01, ends_at - time.monotonic())
+        options = request.context.options
+        options["read_timeout"] = min(float(options.get("read_timeout", self._read)), left)
+        options["connection_timeout"] = min(float(options.get("connection_timeout", self._connection)), left)
+
+
+def call_time_policies(read_timeout: float) -> dict[str, Any]:
+    """Keyword arguments for an azure-core client whose calls carry CALL_ENDS_AT: both policies, in their places."""
+    return {"per_call_policies": [CallTimePolicy()], "per_retry_policies": [AttemptTimePolicy(read_timeout)]}
+
+
 class _OutOfTimeError(Exception):
-    """Raised from ``on_error`` to end an upload when the run's deadline has come."""
+    """Raised from ``on_error`` to end an upload once its own time bound has passed."""
 
 
 def describe_token_failure(error: Exception) -> str:

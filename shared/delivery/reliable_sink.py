@@ -4,14 +4,24 @@ the next run replays them first. A breaker sends the rest of a run straight to t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from shared.deadline import Deadline
-from shared.delivery.outbox import CLOCK_SKEW, NoOutbox, Outbox, OutboxItem, UnreadableItemError, decode_rows
+from shared.delivery.outbox import (
+    CLOCK_SKEW,
+    DEAD_LETTER_MAX_ITEMS,
+    NoOutbox,
+    Outbox,
+    OutboxItem,
+    UnreadableItemError,
+    decode_rows,
+)
 from shared.errors import SinkError
 from shared.ports import Sink
 from shared.records import Table
@@ -43,7 +53,36 @@ class DeliveryStats:
     replayed: int = 0  # rows of earlier runs delivered this run
     dropped: int = 0  # rows dropped from the outbox past its age or size limit
     dead_lettered: int = 0  # outbox items that could not be read, moved aside to the dead-letter place (kept)
+    dead_letter_removed: int = 0  # the oldest items set aside, removed past DEAD_LETTER_MAX_ITEMS
     outbox_errors: int = 0  # outbox operations that failed (listing, claiming, releasing, deleting): logged, survived
+
+
+class _Gate:
+    """Who is inside the sink or the outbox. Once closed nobody enters (SinkError), and ``close`` waits, bounded, for
+    those inside: when it returns True, no thread can touch the sink or the outbox any more."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._inside = 0
+        self._closed = False
+
+    @contextmanager
+    def entered(self, rows: int) -> Iterator[None]:
+        with self._changed:
+            if self._closed:
+                raise SinkError("not sent: the run has ended; its sink and outbox take nothing more", rows)
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._inside -= 1
+                self._changed.notify_all()
+
+    def close(self, wait: float | None) -> bool:
+        with self._changed:
+            self._closed = True
+            return self._changed.wait_for(lambda: self._inside == 0, timeout=wait)
 
 
 class _Replayed(Enum):
@@ -71,10 +110,20 @@ class ReliableSink:
         self.deadline = deadline or Deadline.never()  # the run's: past its reserve, rows go straight to the outbox
         self.stats = DeliveryStats()
         self.sink_failure: str | None = None  # set once the sink has failed in this run: the breaker is open
+        self._gate = _Gate()
+
+    def shut(self, wait: float | None) -> bool:
+        """The run has ended: nothing enters the sink or the outbox any more. Waits at most ``wait`` seconds for calls
+        already inside; True when none is left (then no thread of the run can touch either again)."""
+        return self._gate.close(wait)
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
+        with self._gate.entered(len(rows)):
+            self._send(table, rows)
+
+    def _send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if self.sink_failure is None and self.deadline.delivery_over():
             self._trip(f"the run's time is almost up ({self.deadline.remaining():.0f} s left): no more delivery tried")
         # Without an outbox (a dry run) the sink is the rows' only chance: no breaker then.
@@ -101,7 +150,8 @@ class ReliableSink:
 
     def keep(self, table: Table, rows: Sequence[dict[str, Any]], reason: str) -> None:
         """Put rows straight into the outbox, without trying the sink (the sink is busy past the run's deadline)."""
-        self._keep(table, rows, reason)
+        with self._gate.entered(len(rows)):
+            self._keep(table, rows, reason)
 
     def _keep(self, table: Table, rows: Sequence[dict[str, Any]], reason: str) -> None:
         try:
@@ -120,7 +170,10 @@ class ReliableSink:
         is still down, and the breaker opens), or when ``until`` (the share of the run's time the replay may use)
         has passed: what is left stays for the next run. Never raises for the outbox's sake: an outbox that fails is
         logged and counted, and the run goes on."""
-        until = until or self.deadline.cut(self.deadline.reserve)
+        with self._gate.entered(0):
+            return self._replay(now, until or self.deadline.delivery_deadline())
+
+    def _replay(self, now: datetime, until: Deadline) -> DeliveryStats:
         try:
             items = self.outbox.items()
         except Exception as exc:  # an unreadable outbox must not stop this run's collection
@@ -146,6 +199,7 @@ class ReliableSink:
                 break
             pending.remove(item)
         self._bound(pending)
+        self._trim_dead_letter()
         if self.stats.replayed:
             log.info("Delivered %d row(s) kept in the outbox by earlier runs", self.stats.replayed)
         return self.stats
@@ -153,6 +207,9 @@ class ReliableSink:
     def _replay_one(self, item: OutboxItem) -> _Replayed:
         try:
             data = self.outbox.claim(item)
+        except UnreadableItemError as exc:  # claimed, but not a file the outbox reads (a link, a device)
+            self._dead_letter(item, f"unreadable: {exc}")
+            return _Replayed.NOT_MINE
         except Exception as exc:
             self._outbox_failed(f"could not claim item {item.name}; replay stopped", exc)
             return _Replayed.STOP
@@ -162,6 +219,10 @@ class ReliableSink:
             rows = decode_rows(data)
         except UnreadableItemError as exc:
             self._dead_letter(item, f"unreadable: {exc}")
+            return _Replayed.NOT_MINE
+        if len(rows) != item.named_rows:  # this collector names an item by what it holds: someone else wrote it
+            self._dead_letter(item, f"it holds {len(rows)} row(s) but its name says {item.named_rows}: not an item "
+                              "this collector wrote")
             return _Replayed.NOT_MINE
         try:
             _send(self.inner, item.table, rows)
@@ -206,8 +267,19 @@ class ReliableSink:
         log.error(
             "Outbox item %s (%d %s row(s) by its name) cannot be replayed (%s); moved aside to %s and kept: inspect "
             "it, then delete it or put a corrected copy back in the outbox",
-            item.name, item.rows, item.table.table, reason, where,
+            item.name, item.named_rows, item.table.table, reason, where,
         )
+
+    def _trim_dead_letter(self) -> None:
+        try:
+            removed = self.outbox.trim_dead_letter(DEAD_LETTER_MAX_ITEMS)
+        except Exception as exc:
+            self._outbox_failed("could not trim its dead-letter place", exc)
+            return
+        if removed:
+            self.stats.dead_letter_removed += removed
+            log.warning("Removed the %d oldest item(s) set aside in the outbox's dead-letter place: it keeps at most "
+                        "%d", removed, DEAD_LETTER_MAX_ITEMS)
 
     def _bound(self, pending: list[OutboxItem]) -> None:
         """After the delivery attempt: the oldest items still waiting go while the outbox holds more than its row cap.

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shared import jsonl
 from shared.domain import GOOD_RUN_STATUSES
 from shared.findings.catalogue import (
     FINDINGS,
@@ -56,16 +57,9 @@ def parse_time(value: str) -> datetime:
 
 
 def read_jsonl(path: Path) -> list[Row]:
-    """Rows of a JSON Lines file; a torn last line (a crash mid-write) is skipped."""
-    rows = []
-    with open(path, encoding="utf-8", errors="replace") as handle:  # a line torn mid-character reads too
-        for line in handle:
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-    return rows
+    """Rows of a file sink's JSON Lines file, by the package's one decoder (shared/jsonl.py): a torn last line (a
+    crash mid-write) is skipped; a line that does not parse anywhere else fails, naming the file and the line."""
+    return jsonl.read_rows(path)
 
 
 def newest(rows: Iterable[Row]) -> Row | None:

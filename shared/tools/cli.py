@@ -6,7 +6,6 @@ On a terminal, a run shows progress (accounts done of total) and ends with a rea
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared import jsonl
 from shared.config.modes import FileSinkSettings
 from shared.config.settings import load_settings
 from shared.config.transport import ClientOptions
@@ -71,7 +71,7 @@ class PrintSink:
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows:
-            self._stream.write(json.dumps({"Table": table.table, **row}) + "\n")
+            self._stream.write(jsonl.encode_line({"Table": table.table, **row}))
 
     def close(self) -> None:
         self._stream.flush()
@@ -90,14 +90,8 @@ class InMemorySecrets:
 
 
 def read_run_rows(path: Path, run_id: str) -> list[dict[str, Any]]:
-    rows = []
-    if path.exists():
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
-                if row.get("RunId") == run_id:
-                    rows.append(row)
-    return rows
+    """One run's rows of a file sink's file, by the package's one decoder (a torn last line is skipped)."""
+    return [row for row in jsonl.read_rows(path) if row.get("RunId") == run_id] if path.exists() else []
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -276,4 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except CollectorError as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 1
+    except jsonl.JsonLinesError as exc:  # a file sink's file with a line in its middle that is not a row
+        print(f"error: {exc}", file=sys.stderr)
         return 1

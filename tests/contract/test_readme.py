@@ -302,3 +302,21 @@ def test_a_link_to_a_missing_file_or_heading_is_found() -> None:
     docs[readme] = docs[readme] + "\nSee [the guide](docs/guide.md) and [retries](docs/azure.md#retries).\n"
     assert link_problems(docs) == ["README.md: link to docs/guide.md: no such file",
                                    "README.md: link to docs/azure.md#retries: no such heading"]
+
+
+def test_the_delivery_cells_are_in_the_failure_behaviour_doc_as_the_tests_assert() -> None:
+    """docs/failure-behaviour.md's delivery table: one row per DELIVERY_CELLS cell, its outcome the cell's own."""
+    from tests.support.fault_cells import DELIVERY_CELLS
+
+    doc = (ROOT / "docs" / "failure-behaviour.md").read_text(encoding="utf-8")
+    title = "## Delivery: what no fault of the sink or the outbox may cost"
+    match = re.search(rf"^{re.escape(title)}\n(.*?)(?=^## |\Z)", doc, re.M | re.S)
+    assert match, "docs/failure-behaviour.md has no delivery section"
+    header, _, *rows = tables(match[1])[0]
+    assert header == ["Test id", "Fault", "Outcome"]
+    documented = {row[0].strip("`"): row[2] for row in rows}
+    assert documented == {cell.id: cell.outcome for cell in DELIVERY_CELLS}
+    matrix = (ROOT / "tests" / "integration" / "test_fault_matrix.py").read_text(encoding="utf-8")
+    for cell in DELIVERY_CELLS:  # each cell is looked up by a test of the matrix: by its id, or "{sink}-hangs"
+        fault = cell.id.split("-", 1)[1]
+        assert f'deliver_cell("{cell.id}")' in matrix or f'deliver_cell(f"{{sink}}-{fault}")' in matrix, cell.id

@@ -162,7 +162,7 @@ def test_signature_matches_the_documented_example_form() -> None:
 
 def test_data_collector_signs_the_utf8_byte_length_with_non_ascii_names(azure: AzureFakes) -> None:
     sink = collector_sink(azure)
-    rows = [key_row(1, "jürgen"), key_row(2, "山田"), key_row(3, "zoë 🚀")]
+    rows = [key_row(1, "jürgen"), key_row(2, "山田"), key_row(3, "zoë 🚀"), key_row(4, "lone \ud800 surrogate")]
     sink.send(KEYS_TABLE, rows)
     sink.send(RUNS_TABLE, [{"RunId": "run-1", "Status": "Succeeded"}])
     sink.close()
@@ -351,25 +351,34 @@ def test_a_partial_upload_keeps_only_the_failed_chunks_rows_in_the_outbox(azure:
 
 
 def test_logs_ingestion_against_an_endpoint_that_never_answers_ends_by_the_deadline(azure: AzureFakes) -> None:
+    """A hung upload ends within its own bound (a quarter of the run's delivery window here), long before the
+    deadline, whatever azure-core's read timeout (production's 60 s) and retries would wait: the breaker opens in
+    time for the rest of the run to go to the outbox. azure-core's ``timeout`` alone cuts only the connect timeout."""
     from shared.deadline import Deadline
 
     azure.ingestion.reject = lambda stream, rows: Response(204, delay=120)  # accepts, never answers in time
     credential = build_credential(None, azure.options())
+    deadline = Deadline.after(9, reserve=1)  # an 8 s delivery window: one upload may use 2 s of it
     sink = LogsIngestionSink(azure.ingestion.url, RULE_ID, KEYS_STREAM, RUNS_STREAM, credential, azure.options(),
-                             deadline=Deadline.after(5, reserve=1))
+                             deadline=deadline)
     rows = [key_row(i, pad=1000) for i in range(2600)]  # three chunks: the later ones must not wait again
     started = time.monotonic()
     with pytest.raises(SinkError) as caught:
         sink.send(KEYS_TABLE, rows)
     elapsed = time.monotonic() - started
-    assert elapsed < 6, f"the upload took {elapsed:.1f} s past a 4 s delivery window"
+    assert elapsed < 3, f"the upload took {elapsed:.1f} s; its bound was 2 s of an 8 s delivery window"
+    assert "no answer within the upload's time bound" in str(caught.value)
     assert caught.value.undelivered == len(rows)
     assert caught.value.rows is None or len(caught.value.rows) == len(rows)
+    assert len(azure.ingestion.requests) <= 2  # the first chunk's attempts, cut to the bound; no later chunk tried
+    sink.close()
+    late = LogsIngestionSink(azure.ingestion.url, RULE_ID, KEYS_STREAM, RUNS_STREAM, credential, azure.options(),
+                             deadline=Deadline.after(0.5, reserve=1))
     started = time.monotonic()
     with pytest.raises(SinkError, match="no time left in the run"):  # past the window: not even tried
-        sink.send(RUNS_TABLE, [{"RunId": "r"}])
+        late.send(RUNS_TABLE, [{"RunId": "r"}])
     assert time.monotonic() - started < 0.5
-    sink.close()
+    late.close()
 
 
 def test_data_collector_against_an_endpoint_that_never_answers_ends_by_the_deadline(azure: AzureFakes) -> None:
@@ -377,10 +386,10 @@ def test_data_collector_against_an_endpoint_that_never_answers_ends_by_the_deadl
 
     azure.collector.faults.add(*[Response(200, delay=120) for _ in range(10)])
     sink = DataCollectorSink(WORKSPACE_ID, azure.collector.shared_key, DATA_COLLECTOR_DOMAIN, azure.options(),
-                             deadline=Deadline.after(5, reserve=1))
+                             deadline=Deadline.after(9, reserve=1))  # an 8 s delivery window: 2 s for one batch
     started = time.monotonic()
-    with pytest.raises(SinkError, match="deadline") as caught:
+    with pytest.raises(SinkError, match="time bound passed") as caught:
         sink.send(KEYS_TABLE, [key_row(1)])
-    assert time.monotonic() - started < 6
+    assert time.monotonic() - started < 3.5  # the bound, and at most one attempt's shortest wait (1 s) past it
     assert caught.value.undelivered == 1
     sink.close()

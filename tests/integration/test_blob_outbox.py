@@ -126,6 +126,28 @@ def test_unreadable_blob_items_go_under_the_dead_letter_prefix_and_the_rest_is_d
         assert kept[f"{DEAD_LETTER}/{name}"].metadata["reason"]
 
 
+def test_blob_items_are_trusted_for_no_more_rows_than_they_hold_and_dead_letters_are_bounded(
+    azurite: tuple[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """F12 on blob storage: an item's row count is bounded by its size (the storage service's, not its name), and
+    the dead-letter prefix keeps the newest DEAD_LETTER_MAX_ITEMS items, the oldest removed and counted."""
+    from shared.delivery import reliable_sink
+    from shared.delivery.outbox import encode_rows
+
+    monkeypatch.setattr(reliable_sink, "DEAD_LETTER_MAX_ITEMS", 1)
+    box = outbox(azurite, "outbox-planted")
+    box._container.create_container()
+    now = datetime.now(UTC)
+    planted = [item_name(KEYS_TABLE, 999_999_999, now - timedelta(hours=h)) for h in (3, 2)]
+    for name in planted:
+        box._container.upload_blob(name, encode_rows(rows(1)))  # test-only: a planted item
+    assert [i.rows for i in box.items()] == [len(encode_rows(rows(1))) // 3] * 2  # not 999,999,999
+    stats = ReliableSink(FlakySink(), outbox(azurite, "outbox-planted"), 1000, timedelta(hours=48)).replay(now)
+    assert (stats.dead_lettered, stats.dead_letter_removed, stats.replayed) == (2, 1, 0)
+    left = [b.name for b in box._container.list_blobs()]
+    assert left == [f"{DEAD_LETTER}/{planted[1]}"]  # the newer kept, the older removed
+
+
 def test_a_delete_after_the_lease_was_taken_over_is_survived(azurite: tuple[str, str]) -> None:
     """HTTP 412/409 on delete: our lease was lost and another run holds the item. Logged; nothing raised or lost."""
     box = outbox(azurite, "outbox-412")

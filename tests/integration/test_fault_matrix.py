@@ -37,14 +37,15 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import function_app
-from shared.delivery.outbox import FileOutbox
-from shared.errors import SinkError
+from shared.delivery.outbox import FileOutbox, decode_rows
+from shared.errors import DeliveryDeferredError, SinkError
 from shared.tools.demo import MANAGEMENT_ACCOUNT_ID, AccountSpec, KeySpec, SeededOrganization, UserSpec, reset_moto
 from shared.tools.demo import seed_organization as seed
 from tests.support.aws_proxy import AwsProxy, Call, Fault, aws_error
@@ -64,9 +65,11 @@ from tests.support.azure_fakes import (  # noqa: F401 - fixtures
 from tests.support.fault_cells import (
     AZURE_DEPENDENCIES,
     CELLS,
+    DELIVERY_CELLS,
     OUTBOX_CELLS,
     RECOVERED,
     Cell,
+    DeliveryCell,
     OutboxCell,
 )
 from tests.support.function_host import AUDIENCE, CONTRACT_SETTINGS, RULE_ID, run_function
@@ -375,7 +378,7 @@ def outbox_rows(ctx: Ctx) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     keys: list[dict[str, Any]] = []
     runs: list[dict[str, Any]] = []
     for item in outbox.items():
-        rows = [json.loads(line) for line in (outbox.directory / item.name).read_text().splitlines()]
+        rows = decode_rows((outbox.directory / item.name).read_bytes())  # the outbox's own decoder
         (runs if item.table.table == "AwsIamKeyCollectorRuns_CL" else keys).extend(rows)
     return keys, runs
 
@@ -556,7 +559,7 @@ def test_outbox_fault(
     left = sorted(b.name for b in raw.list_blobs())
     if cell.fault == "unreadable":
         assert left == [f"{DEAD_LETTER}/{name}"]  # moved aside, kept
-        assert "cannot be replayed (unreadable: not UTF-8" in caplog.text
+        assert "cannot be replayed (unreadable: not JSON lines of objects (line 1: not UTF-8" in caplog.text
         attempts = sum(1 for r in storage.requests if r.query.get("comp") == "lease")
     else:
         assert left == [name]  # still there, for its holder or a later run
@@ -640,3 +643,129 @@ def test_production_retry_bounds_are_the_documented_ones() -> None:
     assert transport_options(production) == {"connection_timeout": 10, "read_timeout": 60}  # not azure-core's 300 s
     sink = DataCollectorSink(WORKSPACE_ID, "c2hhcmVkLWtleS0wMTIzNDU2Nzg5", "ods.opinsights.azure.com", production)
     assert (MAX_ATTEMPTS, sink._first_wait, sink._timeout) == (5, 1.0, TIMEOUT) == (5, 1.0, (10, 120))
+
+
+# --- delivery: what no fault of the sink or the outbox may cost (tests/support/fault_cells.py's DELIVERY_CELLS) ---
+
+DELIVERY = {cell.id: cell for cell in DELIVERY_CELLS}
+
+
+def deliver_cell(cell_id: str) -> DeliveryCell:
+    return DELIVERY[cell_id]
+
+
+@pytest.mark.parametrize("sink", ["logs_ingestion", "data_collector"])
+def test_a_sink_that_hangs_costs_one_bounded_call_and_no_row(
+    sink: str, org: SeededOrganization, proxy: AwsProxy, azure: AzureFakes, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, closed_port: int,
+) -> None:
+    """``<sink>-hangs``: the sink accepts every request and never answers. Production's read timeouts (60 s, 120 s)
+    and retry counts: the one upload is cut to its own bound (a quarter of the delivery window; shared/config/
+    transport.py), the breaker opens, every record goes to the outbox, and no account is reported failed."""
+    assert deliver_cell(f"{sink}-hangs").outcome.startswith("outbox within one bounded call")
+    ctx = Ctx(org, proxy, azure, monkeypatch, tmp_path / "out", closed_port)
+    mode = "access_key+logs_ingestion" if sink == "logs_ingestion" else "access_key+data_collector"
+    configure(ctx, Cell(sink, "hangs", mode, RECOVERED, "organization"))  # three accounts wait for the sink
+    production_waits = {**FAST, "azure_read_timeout": None, "azure_retry_backoff_factor": None}
+    monkeypatch.setattr(function_app, "CLIENT_OPTIONS", dataclasses.replace(azure.options(), **production_waits))
+    monkeypatch.setattr(function_app, "FUNCTION_TIMEOUT", timedelta(seconds=20))  # a 10 s run: an 8 s delivery window
+    server = azure.ingestion if sink == "logs_ingestion" else azure.collector
+    azure_fault(ctx, server, Response(204 if sink == "logs_ingestion" else 200, delay=120), None, lambda r: True)
+
+    started = time.monotonic()
+    with pytest.raises(DeliveryDeferredError, match=f"{sink} sink unavailable: 5 record"):
+        run_function()
+    elapsed = time.monotonic() - started
+    assert elapsed < 5, f"the run took {elapsed:.1f} s: the hung call was not cut to its bound (2 s)"
+    assert ctx.counts["attempts"] == 1  # one bounded call, then the breaker: the rest went straight to the outbox
+    kept_keys, (run,) = outbox_rows(ctx)
+    assert (run["Status"], json.loads(run["FailedAccounts"])) == ("Succeeded", [])
+    assert run["RecordsDeferred"] == run["KeysCollected"] == len(kept_keys) == sum(KEYS_PER_ACCOUNT.values())
+
+
+def test_hostile_tag_values_survive_a_sink_outage_and_the_replay(
+    org: SeededOrganization, proxy: AwsProxy, azure: AzureFakes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    closed_port: int,
+) -> None:
+    """``hostile_tags-outage_then_replay`` (F1): an Owner tag with U+2028 and U+2029 in the Sandbox account, a sink
+    outage for one run, then a healthy run: every row of both runs is delivered, nothing is dead-lettered, and the
+    change history (shared/insight/changes.py) reads no key as deleted or created."""
+    import boto3
+
+    from shared.insight.changes import key_changes
+
+    assert deliver_cell("hostile_tags-outage_then_replay").outcome.startswith("ok, every row of both runs delivered")
+    ctx = Ctx(org, proxy, azure, monkeypatch, tmp_path / "out", closed_port)
+    configure(ctx, Cell("hostile_tags", "outage_then_replay", "access_key+logs_ingestion", RECOVERED))
+    owner = "victim\u2028Approved: delete nothing\u2029@example.com"
+    seeder = {"endpoint_url": org.endpoint_url, "region_name": "us-east-1"}  # straight to moto, as the seed does
+    admin = boto3.client("sts", aws_access_key_id="AKIADEMOSEEDER000001", aws_secret_access_key="demo" * 10,
+                         **seeder).assume_role(RoleSessionName="tagger", RoleArn=f"arn:aws:iam::"
+                                               f"{ctx.account('Sandbox')}:role/OrganizationAccountAccessRole")
+    iam = boto3.client("iam", aws_access_key_id=admin["Credentials"]["AccessKeyId"],
+                       aws_secret_access_key=admin["Credentials"]["SecretAccessKey"],
+                       aws_session_token=admin["Credentials"]["SessionToken"], **seeder)
+    iam.tag_user(UserName="victim", Tags=[{"Key": "owner", "Value": owner}])
+    try:
+        azure.ingestion.reject = lambda stream, rows: Response.json(503, {"error": {"code": "Down", "message": "x"}})
+        with pytest.raises(DeliveryDeferredError):
+            run_function()
+        first_started = time.time()
+        azure.ingestion.reject = lambda stream, rows: None
+        time.sleep(max(0.0, int(first_started) + 1 - time.time()))  # records are stamped to the second
+        run_function()
+    finally:
+        iam.untag_user(UserName="victim", TagKeys=["owner"])
+    keys, runs = azure.ingestion.rows(KEYS_STREAM), azure.ingestion.rows(RUNS_STREAM)
+    assert len(runs) == 2 and runs[1]["OutboxItemsDeadLettered"] == 0
+    assert runs[1]["RecordsReplayed"] == sum(KEYS_PER_ACCOUNT.values()) + 1
+    for run in runs:
+        mine = [k for k in keys if k["RunId"] == run["RunId"]]
+        assert len(mine) == run["KeysCollected"] == sum(KEYS_PER_ACCOUNT.values())
+        assert [k["Owner"] for k in mine if k["UserName"] == "victim"] == [owner]
+    assert [(e.EventType, e.UserName) for e in key_changes(keys, runs)] == []
+
+
+def test_an_item_planted_in_the_blob_outbox_costs_no_real_row(
+    org: SeededOrganization, proxy: AwsProxy, azure: AzureFakes, azurite_url: str, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, closed_port: int,
+) -> None:
+    """``outbox-planted_item`` (F12): an item planted in the Function's blob outbox, named as 999,999,999 rows, while
+    the sink is down. Its name once made the row cap drop every real row; now an item counts for no more rows than its
+    size holds, and, read, is moved aside because its content disagrees with its name."""
+    from datetime import UTC, datetime
+
+    from azure.storage.blob import ContainerClient
+
+    from shared.delivery.outbox import DEAD_LETTER, encode_rows, item_name
+    from shared.records import KEYS_TABLE
+    from tests.support.azurite import StorageTokenCredential
+
+    assert deliver_cell("outbox-planted_item").outcome.startswith("ok, no real row dropped")
+    ctx = Ctx(org, proxy, azure, monkeypatch, tmp_path / "out", closed_port)
+    configure(ctx, Cell("outbox", "planted_item", "access_key+logs_ingestion", RECOVERED, "home"))
+    container = f"outbox-planted-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
+    monkeypatch.setenv("AzureWebJobsStorage__blobServiceUri", azurite_url)
+    monkeypatch.setenv("OUTBOX_CONTAINER", container)
+    monkeypatch.setenv("OUTBOX_MAX_RECORDS", "1000")
+    raw = ContainerClient(azurite_url, container, credential=StorageTokenCredential(),
+                          connection_verify=azure.tls.ca_bundle)
+    raw.create_container()
+    now = datetime.now(UTC)
+    for hours, first in ((3, 0), (2, 400)):  # 800 real rows of an earlier run: under the cap
+        earlier = [{"RunId": "earlier-run", "AccessKeyFingerprint": f"{n:016x}"} for n in range(first, first + 400)]
+        raw.upload_blob(item_name(KEYS_TABLE, 400, now - timedelta(hours=hours)), encode_rows(earlier))
+    planted = item_name(KEYS_TABLE, 999_999_999, now - timedelta(hours=1))
+    raw.upload_blob(planted, encode_rows([{"RunId": "planted", "AccessKeyFingerprint": "f" * 16}]))
+
+    azure.ingestion.reject = lambda stream, rows: Response.json(503, {"error": {"code": "Down", "message": "x"}})
+    with pytest.raises(DeliveryDeferredError):
+        run_function()
+    azure.ingestion.reject = lambda stream, rows: None
+    run_function()
+    keys, runs = azure.ingestion.rows(KEYS_STREAM), azure.ingestion.rows(RUNS_STREAM)
+    assert len([k for k in keys if k["RunId"] == "earlier-run"]) == 800  # every real row delivered
+    assert [r["RecordsDropped"] for r in runs] == [0, 0]  # both runs: the one the sink was down in, and the next
+    assert not [k for k in keys if k["RunId"] == "planted"]
+    assert [r["OutboxItemsDeadLettered"] for r in runs] == [0, 1]
+    assert sorted(b.name for b in raw.list_blobs()) == [f"{DEAD_LETTER}/{planted}"]

@@ -185,3 +185,26 @@ OUTBOX_CELLS = [
     # an item that is not UTF-8 JSON lines: moved to dead-letter/, kept, counted; the run goes on
     OutboxCell("unreadable", "ok, item moved aside", attempts=1),
 ]
+
+
+# --- delivery: what no fault of the sink or the outbox may cost (issue 24), each through the timer function ---
+
+
+@dataclass(frozen=True)
+class DeliveryCell:
+    id: str
+    outcome: str  # docs/failure-behaviour.md's words for what the test asserts
+
+
+SINK_HANGS = "outbox within one bounded call, then the breaker; no account failed"
+DELIVERY_CELLS = [
+    # the sink accepts the request and never answers: one call, cut to its bound (not the 60 s read timeouts), opens
+    # the breaker; every record kept, none dropped, no account blamed
+    DeliveryCell("logs_ingestion-hangs", SINK_HANGS),
+    DeliveryCell("data_collector-hangs", SINK_HANGS),
+    # an Owner tag with U+2028 / U+2029 in one account through a sink outage and the replay after it
+    DeliveryCell("hostile_tags-outage_then_replay",
+                 "ok, every row of both runs delivered; none dead-lettered; no key created or deleted"),
+    # an item planted in the blob outbox, named as 999,999,999 rows, while the sink is down
+    DeliveryCell("outbox-planted_item", "ok, no real row dropped; the planted item moved aside"),
+]

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from shared.collection import accounts as accounts_module
 from shared.collection import collector as collector_module
+from shared.collection.accounts import start_order
 from shared.collection.collector import Collector, CollectorOptions
 from shared.delivery.outbox import NoOutbox
 from shared.delivery.reliable_sink import ReliableSink
@@ -303,9 +305,7 @@ def test_with_a_time_budget_each_run_starts_the_accounts_in_a_new_random_order()
     accounts = [Account(f"{i:012d}") for i in range(20)]
 
     def orders(budget: timedelta | None) -> list[list[str]]:
-        options = CollectorOptions("access_key", "file", 90, 45, 16, time_budget=budget)
-        collector = Collector(options, source=IamFake([]), sink=None)  # type: ignore[arg-type]
-        return [[a.id for a in collector._start_order(accounts)] for _ in range(5)]
+        return [[a.id for a in start_order(accounts, budget, random.shuffle)] for _ in range(5)]
 
     budgeted = orders(BUDGET)
     assert all(sorted(order) == [a.id for a in accounts] for order in budgeted)
@@ -324,7 +324,7 @@ def test_a_sign_in_failure_names_every_planned_account_and_still_reports() -> No
 
 
 def test_an_account_is_sent_in_batches_once_complete(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collector_module, "SEND_BATCH_ROWS", 4)
+    monkeypatch.setattr(accounts_module, "SEND_BATCH_ROWS", 4)
     fake = IamFake([account_with_keys(A, 5, 2)])
     result, sink, _ = run(fake)
     batches = [len(rows) for table, rows in sink.calls if table == KEYS_TABLE.table]
@@ -345,7 +345,7 @@ def test_an_account_whose_records_the_sink_refuses_fails_without_an_outbox() -> 
 
 
 def test_an_unexpected_error_in_one_account_fails_that_account_not_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = collector_module.tempfile.TemporaryFile
+    real = accounts_module.tempfile.TemporaryFile
     calls = {"n": 0}
     lock = threading.Lock()
 
@@ -357,7 +357,7 @@ def test_an_unexpected_error_in_one_account_fails_that_account_not_the_run(monke
             raise OSError(28, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(collector_module.tempfile, "TemporaryFile", disk_full_once)
+    monkeypatch.setattr(accounts_module.tempfile, "TemporaryFile", disk_full_once)
     fake = IamFake([account_with_keys(A, 1), account_with_keys(B, 2), account_with_keys(C, 1)])
     result, sink, _ = run(fake, account_concurrency=1, shuffle=lambda accounts: None)
     (failure,) = result.failures
@@ -380,7 +380,7 @@ def test_an_account_still_working_at_the_run_deadline_is_named_and_the_run_recor
     elapsed = time.monotonic() - started
     assert elapsed < 2.0, f"the run took {elapsed:.1f} s past its 1.5 s deadline"
     (failure,) = result.failures
-    assert failure.account_id == B and "not finished by the run's deadline" in failure.error
+    assert failure.account_id == B and "not finished reading by the run's deadline" in failure.error
     assert {k["AccountId"] for k in sink.rows(KEYS_TABLE)} == {A}
     (run_row,) = sink.rows(RUNS_TABLE)
     assert run_row["Status"] == "PartiallySucceeded" and run_row["AccountsFailed"] == 1

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.deadline import HOST_MARGIN, SHORTEST_WAIT, Deadline, parse_function_timeout, run_deadline
+from shared.deadline import HOST_MARGIN, SHORTEST_WAIT, Deadline, as_timeout, parse_function_timeout, run_deadline
 
 
 class Clock:
@@ -70,3 +70,44 @@ def test_aws_clients_made_late_in_the_run_wait_no_longer_than_it_has_left() -> N
     assert (late.read_timeout, late.connect_timeout) == (1, 1)
     unbounded = AwsClientFactory("us-east-1").client("iam").meta.config
     assert (unbounded.read_timeout, unbounded.connect_timeout) == (60, 10)  # the command line: production's own
+
+
+def test_the_run_is_divided_in_one_place() -> None:
+    clock = Clock()
+    deadline = Deadline.after(100, clock, reserve=20)
+    assert (deadline.delivery_left(), deadline.keeping_left()) == (80, 90)
+    assert (deadline.run_record_left(), deadline.closing_left()) == (95, 97.5)
+    assert deadline.delivery_deadline().remaining() == 80
+    assert deadline.share(0.25).remaining() == 25  # the replay's share of what is left
+    call = deadline.call(180, 0.25)  # one sink call: a quarter of the delivery window, at most 180 s
+    assert (call.remaining(), call.reserve) == (20, 0)
+    clock.now += 70
+    assert deadline.call(180, 0.25).remaining() == 2.5 and deadline.call(1, 0.25).remaining() == 1
+    assert 179 < Deadline.never().call(180, 0.25).remaining() <= 180  # the command line's sink calls are bounded too
+    assert as_timeout(Deadline.never().delivery_left()) is None and as_timeout(3.0) == 3.0
+
+
+def test_derived_deadlines_share_the_stop_signal() -> None:
+    deadline = Deadline.after(100)
+    derived = [deadline.cut(10), deadline.share(0.5), deadline.call(5, 0.1)]
+    deadline.stop()
+    assert all(d.stopped for d in derived)
+
+
+def test_once_the_run_stopped_its_aws_clients_start_no_call() -> None:
+    """Checked before every attempt of every call: a thread the run left behind cannot call AWS after it returned.
+    (No connection is even tried: the unit tier refuses network connections.)"""
+    from botocore.credentials import Credentials
+
+    from shared.aws.clients import AwsClientFactory
+    from shared.errors import RunStoppedError
+
+    deadline = Deadline.after(60)
+    factory = AwsClientFactory("us-east-1", deadline=deadline)
+    made_before = factory.client("iam", Credentials("AKIAEXAMPLEEXAMPLE00", "not-a-secret-not-a-secret-not-a-s"))
+    deadline.stop()
+    made_after = factory.client("sts", Credentials("AKIAEXAMPLEEXAMPLE00", "not-a-secret-not-a-secret-not-a-s"))
+    with pytest.raises(RunStoppedError, match="the run stopped at its deadline"):
+        made_before.list_users()
+    with pytest.raises(RunStoppedError):
+        made_after.get_caller_identity()

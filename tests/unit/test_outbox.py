@@ -384,3 +384,102 @@ def test_near_the_deadline_rows_go_straight_to_the_outbox(tmp_path: Path) -> Non
     run.send(RUNS_TABLE, [{"RunId": "r1"}])
     assert sink.calls == 1 and run.stats.deferred == 4
     assert "time is almost up" in run.stats.last_error
+
+
+def test_once_shut_neither_the_sink_nor_the_outbox_takes_anything_and_shut_waits_for_calls_inside(
+    tmp_path: Path,
+) -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    class SlowSink(FlakySink):
+        def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+            inside.set()
+            leave.wait(2)
+            super().send(table, rows)
+
+    sink = SlowSink()
+    run = ReliableSink(sink, FileOutbox(tmp_path), 1000, timedelta(hours=48))
+    caller = threading.Thread(target=run.send, args=(KEYS_TABLE, rows(1)))
+    caller.start()
+    assert inside.wait(2)
+    assert run.shut(wait=0.05) is False  # a call is still inside: not provably done
+    leave.set()
+    caller.join(2)
+    assert run.shut(wait=0.05) is True and len(sink.delivered) == 1
+    with pytest.raises(SinkError, match="the run has ended"):
+        run.send(KEYS_TABLE, rows(1))
+    with pytest.raises(SinkError, match="the run has ended"):
+        run.keep(RUNS_TABLE, [{"RunId": "r"}], "late")
+    assert FileOutbox(tmp_path).items() == [] and len(sink.delivered) == 1
+
+
+# ------------------------------------------------------------------------- nothing in the outbox is trusted blindly
+
+
+def test_a_planted_item_named_as_a_billion_rows_costs_no_real_row(tmp_path: Path) -> None:
+    """F12: the row cap counted rows from item names: one planted item named as 999,999,999 rows dropped every real
+    row. An item is trusted for no more rows than its size holds, and one whose content disagrees with its name is
+    moved aside when read."""
+    outbox = FileOutbox(tmp_path)
+    outbox.put(KEYS_TABLE, rows(300), NOW - timedelta(hours=3))
+    outbox.put(KEYS_TABLE, rows(300, 300), NOW - timedelta(hours=2))
+    planted = item_name(KEYS_TABLE, 999_999_999, NOW - timedelta(hours=1))
+    (tmp_path / planted).write_bytes(encode_rows(rows(1, 9000)))
+    sink = FlakySink()
+    sink.down = True
+    stats = ReliableSink(sink, outbox, 1000, timedelta(hours=48)).replay(NOW)
+    assert stats.dropped == 0 and sum(i.rows for i in outbox.items()) < 1000
+    sink.down = False
+    stats = ReliableSink(sink, outbox, 1000, timedelta(hours=48)).replay(NOW)
+    assert (stats.replayed, stats.dropped, stats.dead_lettered) == (600, 0, 1)
+    assert (tmp_path / DEAD_LETTER / planted).is_file() and outbox.items() == []
+
+
+def test_the_dead_letter_place_is_bounded_oldest_first_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from shared.delivery import reliable_sink
+
+    monkeypatch.setattr(reliable_sink, "DEAD_LETTER_MAX_ITEMS", 3)
+    names = [item_name(KEYS_TABLE, 1, NOW - timedelta(hours=10 - n)) for n in range(5)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"\xff not an item\n")
+    with caplog.at_level(logging.WARNING):
+        stats = ReliableSink(FlakySink(), FileOutbox(tmp_path), 1000, timedelta(hours=48)).replay(NOW)
+    assert (stats.dead_lettered, stats.dead_letter_removed) == (5, 2)
+    left = sorted(p.name for p in (tmp_path / DEAD_LETTER).iterdir())
+    assert left == sorted([*names[2:], *(f"{n}.reason.txt" for n in names[2:])])  # the newest three, with reasons
+    assert "Removed the 2 oldest item(s) set aside" in caplog.text
+
+
+def test_the_file_outbox_follows_no_link_and_reads_only_regular_files(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_bytes(encode_rows([{"RunId": "not-ours", "AccessKeyFingerprint": "0" * 16}]))
+    box = tmp_path / "outbox"
+    box.mkdir()
+    planted = item_name(KEYS_TABLE, 1, NOW - timedelta(hours=1))
+    (box / planted).symlink_to(outside)
+    sink = FlakySink()
+    stats = ReliableSink(sink, FileOutbox(box), 1000, timedelta(hours=48)).replay(NOW)
+    assert sink.delivered == [] and stats.dead_lettered == 1  # never read through the link
+    assert (box / DEAD_LETTER / planted).is_symlink() and outside.is_file()  # moved aside as a link; target intact
+    linked = tmp_path / "linked-outbox"
+    linked.symlink_to(box, target_is_directory=True)
+    with pytest.raises(SinkError, match="symbolic link"):
+        FileOutbox(linked).put(KEYS_TABLE, rows(1), NOW)
+
+
+def test_the_file_outbox_keeps_its_items_to_its_own_user(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    box = tmp_path / "outbox"
+    outbox = FileOutbox(box)
+    outbox.put(KEYS_TABLE, rows(1), NOW - timedelta(hours=1))
+    (item,) = outbox.items()
+    assert stat.S_IMODE(os.stat(box).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(box / item.name).st_mode) == 0o600
+    assert outbox.claim(item) is not None
+    outbox.dead_letter(item, "inspect")
+    assert stat.S_IMODE(os.stat(box / DEAD_LETTER).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(box / DEAD_LETTER / f"{item.name}.reason.txt").st_mode) == 0o600
