@@ -21,24 +21,27 @@ _ACCESS_KEY_ID = re.compile(
     r"(?![A-Z0-9])"
 )
 # Authorization headers and bearer tokens that a third-party DEBUG log may print.
-_BEARER = re.compile(r"(?i)(bearer\s+|sharedkey\s+[^:\s]+:)[A-Za-z0-9._~+/=-]{8,}")
+_BEARER = re.compile(r"(?i)(bearer\s+|sharedkey\s+[^:\s]+:)[A-Za-z0-9._~+/=-]{8,}", re.UNICODE)
 _SECRET_PARAMS = re.compile(
     r"(?i)([\"']?(?:SecretAccessKey|SessionToken|WebIdentityToken|access_token|client_secret|aws_secret_access_key|"
-    r"aws_session_token)[\"']?\s*[:=]\s*[\"']?)[^\"'&,\s<}]{8,}"
+    r"aws_session_token)[\"']?\s*[:=]\s*[\"']?)[^\"'&,\s<}]{8,}",
+    re.UNICODE,
 )
 # A bare JWT (an Entra ID token, a web identity token) wherever it appears: header.payload.signature, base64url.
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*", re.ASCII)
 # A SAS signature (sig=) and a storage account key (AccountKey= in a connection string).
-_SAS_SIG = re.compile(r"(?i)([?&;\s\"']sig=)[^&\s\"'<;]+")
-_ACCOUNT_KEY = re.compile(r"(?i)(AccountKey=)[^;\s\"'<]+")
+_SAS_SIG = re.compile(r"(?i)([?&;\s\"']sig=)[^&\s\"'<;]+", re.UNICODE)
+_ACCOUNT_KEY = re.compile(r"(?i)(AccountKey=)[^;\s\"'<]+", re.UNICODE)
 # The managed identity endpoint's header (App Service / Functions: X-IDENTITY-HEADER; older: secret), as a header
 # dump or a dict repr prints it; the header value is a credential for the identity endpoint.
 _IDENTITY_HEADER = re.compile(
-    r"(?i)([\"']?(?:x-identity-header|identity_header|msi_secret)[\"']?\s*[:=]\s*[\"']?)[^\"',\s}]+"
+    r"(?i)([\"']?(?:x-identity-header|identity_header|msi_secret)[\"']?\s*[:=]\s*[\"']?)[^\"',\s}]+", re.UNICODE
 )
 # STS answers (XML) and JSON bodies that carry credentials, as botocore's DEBUG log prints them.
 _SECRET_XML = re.compile(r"(<(SecretAccessKey|SessionToken|WebIdentityToken)>)[^<]+(</)")
-_SECRET_JSON = re.compile(r'(?i)("(?:value|access_token|refresh_token|SecretAccessKey|SessionToken)"\s*:\s*")[^"]{8,}"')
+_SECRET_JSON = re.compile(
+    r'(?i)("(?:value|access_token|refresh_token|SecretAccessKey|SessionToken)"\s*:\s*")[^"]{8,}"', re.UNICODE
+)
 
 _lock = threading.Lock()
 _known_secrets: set[str] = set()

@@ -7,7 +7,6 @@ field, so that an account with a bad answer fails clearly rather than producing 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +17,10 @@ from shared.errors import MalformedResponseError
 from shared.findings.catalogue import KeyFacts, Thresholds, record_flags
 from shared.findings.exceptions import annotate
 from shared.findings.owners import owner_from_tags
+from shared.identifiers import is_access_key_id
 from shared.records import ROOT_USER_NAME, KeyRecord
 from shared.redaction import mask_access_key_id
 
-_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 _STATUSES = ("Active", "Inactive")
 _SECONDS_PER_DAY = 86400
 
@@ -60,7 +59,7 @@ def parse_key_metadata(user_name: str, key: Mapping[str, Any]) -> tuple[str, str
     """(key id, status, creation date) of one ListAccessKeys item, checked."""
     where = f"IAM ListAccessKeys (user {user_name})"
     key_id = _field(key, "AccessKeyId", str, where)
-    if not _KEY_ID.match(key_id):
+    if not is_access_key_id(key_id):  # whole and ASCII: no trailing newline
         raise MalformedResponseError(f"{where}: field AccessKeyId is not an access key id")
     status = _field(key, "Status", str, where)
     if status not in _STATUSES:

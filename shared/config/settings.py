@@ -112,17 +112,21 @@ APP_DIR = Path(__file__).resolve().parents[2]
 # Set by the Functions platform (and our Bicep) for identity-based AzureWebJobsStorage; reused for the outbox.
 BLOB_SERVICE_URI_SETTING = "AzureWebJobsStorage__blobServiceUri"
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# re.ASCII everywhere: \d and \w must not accept other scripts' digits and letters (AWS and Azure do not).
-_ROLE_ARN = re.compile(r"^arn:(aws|aws-us-gov|aws-cn):iam::(\d{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}$", re.ASCII)
-_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
-_KV_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$", re.ASCII)
-_DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
-_STREAM = re.compile(r"^Custom-[A-Za-z0-9_]{1,100}$")
-_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
-_AUDIENCE = re.compile(r"^[\x21-\x7e]{1,512}$")
+# Matched whole (fullmatch, through _m) and ASCII only: \d and \w must not accept other scripts' digits and letters
+# (AWS and Azure do not), and no pattern ends in $ (which would admit a trailing newline with match).
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
+_ROLE_ARN = re.compile(r"arn:(aws|aws-us-gov|aws-cn):iam::([0-9]{12}):role/([\w+=,.@-]+/)*[\w+=,.@-]{1,64}", re.ASCII)
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_KV_SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}", re.ASCII)
+_ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}", re.ASCII)
+_DCR_ID = re.compile(r"dcr-[0-9a-f]{32}", re.ASCII)
+_STREAM = re.compile(r"Custom-[A-Za-z0-9_]{1,100}", re.ASCII)
+_CONTAINER = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(-[a-z0-9]+)*", re.ASCII)
+# The web identity audience: the application ID URI of the collector's own Entra application (the deployment hook
+# creates it as api://<app id>). Only an api:// URI: a token for any other resource (storage, ARM, Graph) must never
+# be asked for on the AWS side's behalf, nor sent to STS.
+_AUDIENCE = re.compile(r"api://[A-Za-z0-9][A-Za-z0-9._~/-]{0,500}", re.ASCII)
 
 T = TypeVar("T")
 
@@ -245,8 +249,8 @@ def load_settings(
     r.read(
         "AWS_WEB_IDENTITY_AUDIENCE",
         _is_audience,
-        "the application ID URI of the collector's own Entra application (azd output AWS_WEB_IDENTITY_AUDIENCE, "
-        "api://<app id>), which the AWS OIDC provider lists as its client id",
+        "the application ID URI of the collector's own Entra application, an api:// URI (azd output "
+        "AWS_WEB_IDENTITY_AUDIENCE, api://<app id>), which the AWS OIDC provider lists as its client id",
     )
 
     accounts_raw = r.raw("AWS_ACCOUNTS") or "home"
@@ -294,8 +298,8 @@ def load_settings(
     outbox_max_age_hours = r.integer("OUTBOX_MAX_AGE_HOURS", 1, 720)
     owner_tag_keys, exceptions_file, exceptions_max_days, exceptions = _owners_and_exceptions(r, now)
 
-    r.problems.extend(endpoints.aws_endpoint_problems(environ))
     role_arn, region = r.values.get("AWS_ROLE_ARN"), r.values.get("AWS_REGION")
+    r.problems.extend(endpoints.aws_endpoint_problems(environ, role_arn.split(":")[1] if role_arn else None))
     if role_arn and region and _partition_of_region(region) != role_arn.split(":")[1]:
         r.problems.append(
             f"AWS_ROLE_ARN / AWS_REGION: the role is in partition {role_arn.split(':')[1]} but region {region} is in "
@@ -390,7 +394,7 @@ def _owners_and_exceptions(
 
 def _is_audience(value: str) -> bool:
     # The scope requested is "<audience>/.default": the audience itself must not carry a scope suffix.
-    return _AUDIENCE.fullmatch(value) is not None and not value.endswith("/.default")
+    return _AUDIENCE.fullmatch(value) is not None and not value.endswith(("/.default", "/"))
 
 
 _EXAMPLE_REGION = {"aws": "us-east-1", "aws-us-gov": "us-gov-west-1", "aws-cn": "cn-north-1"}

@@ -24,7 +24,7 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_DAYS = 365
 MAX_DAYS_RANGE = (1, 730)
 _FIELDS = frozenset((*SELECTORS, "finding", "reason", "approvedBy", "expires"))
-_USER_ARN_PATTERN = re.compile(r"^arn:[\x21-\x7e]{1,2040}$")
+_USER_ARN_PATTERN = re.compile(r"arn:[\x21-\x7e]{1,2040}", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_REASON = 500
 _MAX_APPROVER = 200
@@ -206,7 +206,7 @@ def _expiry(value: Any, problem: Callable[[str, str], None]) -> datetime | None:
         problem("expires", f"required: {expected}; got {_show(value)}")
         return None
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
             return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

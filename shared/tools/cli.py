@@ -18,12 +18,18 @@ from typing import Any, TextIO
 
 from shared.config.modes import FileSinkSettings
 from shared.config.settings import load_settings
+from shared.config.transport import ClientOptions
 from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
 from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
 from shared.insight.summary import summarize
 from shared.records import KEYS_TABLE, Table
 from shared.redaction import install_log_safety, redact
+
+# Production's client options (TLS verification on, the clouds' own domains only). Tests replace this object with
+# monkeypatch to trust their local fakes' CA, as they do function_app.CLIENT_OPTIONS: a CA bundle variable in the
+# environment (REQUESTS_CA_BUNDLE and the like) is refused by the settings check.
+CLIENT_OPTIONS = ClientOptions()
 
 
 class TerminalProgress:
@@ -99,10 +105,11 @@ def read_run_rows(path: Path, run_id: str) -> list[dict[str, Any]]:
 def cmd_collect(args: argparse.Namespace) -> int:
     from shared.composition import compose
 
-    settings = load_settings(os.environ)
+    settings = load_settings(os.environ, CLIENT_OPTIONS.endpoints)
     sink = PrintSink() if args.dry_run else None
     # A dry run neither replays nor fills the outbox: it only shows what this run would send.
-    with compose(settings, progress=TerminalProgress(), sink=sink, use_outbox=not args.dry_run) as collector:
+    with compose(settings, CLIENT_OPTIONS, progress=TerminalProgress(), sink=sink,
+                 use_outbox=not args.dry_run) as collector:
         result = collector.run()
     if not args.dry_run and isinstance(settings.sink, FileSinkSettings):
         rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, result.run.run_id)
