@@ -24,7 +24,13 @@ FORMAT_VERSION = 1
 DEFAULT_MAX_DAYS = 365
 MAX_DAYS_RANGE = (1, 730)
 _FIELDS = frozenset((*SELECTORS, "finding", "reason", "approvedBy", "expires"))
-_USER_ARN_PATTERN = re.compile(r"arn:[\x21-\x7e]{1,2040}", re.ASCII)
+# A userArn glob: arn:<partition>:iam::<12-digit account>:user/<path and name>, the account and partition written out
+# (no wildcard: one entry per account), wildcards (* ? [...]) only in the user's path and name, where none crosses
+# a / (shared/findings/exceptions.py). IAM user names and paths: letters, digits and +=,.@_- (and / in a path).
+_USER_ARN_GLOB = re.compile(r"arn:(aws|aws-us-gov|aws-cn):iam::([0-9]{12}):user/[\w+=,.@/*?\[\]!-]{1,1024}", re.ASCII)
+_USER_ARN_EXPECTED = ("expected an IAM user ARN, or a glob over its user path and name, like "
+                      "arn:aws:iam::123456789012:user/ci-* (the account written out: no wildcard in the partition or "
+                      "account; * ? [...] never cross a / or :)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_REASON = 500
 _MAX_APPROVER = 200
@@ -163,16 +169,22 @@ def _parse_entry(
                 pattern = value
             else:
                 problem(selector, f"expected a 12-digit account id as a string, got {_show(value)}")
-        elif isinstance(value, str) and _USER_ARN_PATTERN.fullmatch(value):
+        elif isinstance(value, str) and _USER_ARN_GLOB.fullmatch(value):
             pattern = value
+        elif isinstance(value, str) and value.endswith(":root"):
+            problem(selector, "a root user has no IAM user ARN to select: select its key by fingerprint, or its "
+                              f"account by accountId, got {_show(value)}")
         else:
-            problem(selector, "expected an IAM user ARN or a glob over one (* ? [...]), starting with arn:, "
-                              f"got {_show(value)}")
+            problem(selector, f"{_USER_ARN_EXPECTED}, got {_show(value)}")
 
     finding = entry.get("finding")
     if not isinstance(finding, str) or (finding != WILDCARD and finding not in findings):
         problem("finding", f"expected one of {', '.join(sorted(findings))} or {WILDCARD} (every finding but "
                            f"{ROOT_KEY_FINDING}), got {_show(finding)}")
+    elif finding == ROOT_KEY_FINDING and selector == "userArn":
+        # A root key has no IAM user: it is accepted one by one (its fingerprint) or per account, never by a glob.
+        problem("finding", f"{ROOT_KEY_FINDING} is accepted only with a fingerprint or accountId selector, not "
+                           "userArn; name the root key's AccessKeyFingerprint or its account's accountId")
 
     reason = _text(entry.get("reason"), _MAX_REASON, "reason", problem,
                    "why the risk is accepted and what limits it")
