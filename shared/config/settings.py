@@ -106,7 +106,8 @@ class Settings:
 
 
 
-# The app's folder (where function_app.py and the deployed exceptions.json are): EXCEPTIONS_FILE is relative to it.
+# The app's folder (where function_app.py and the deployed exceptions.json are): EXCEPTIONS_FILE is relative to it,
+# and must resolve to a regular file inside it.
 APP_DIR = Path(__file__).resolve().parents[2]
 
 # Set by the Functions platform (and our Bicep) for identity-based AzureWebJobsStorage; reused for the outbox.
@@ -219,13 +220,19 @@ def _strip_url_secrets(value: str) -> str:
 
 
 def load_settings(
-    environ: Mapping[str, str], endpoint_policy: EndpointPolicy = PRODUCTION, *, now: datetime | None = None
+    environ: Mapping[str, str],
+    endpoint_policy: EndpointPolicy = PRODUCTION,
+    *,
+    now: datetime | None = None,
+    exceptions_root: Path | None = None,
 ) -> Settings:
     """Read and validate every setting. Raises SettingsError naming each bad one; makes no network call.
 
     ``endpoint_policy`` is never read from a setting: production passes ``PRODUCTION`` (the clouds' own domains
     only); tests with local fakes pass theirs from ``ClientOptions``. ``now`` is when the exceptions file's expiries
-    are checked against ``EXCEPTIONS_MAX_DAYS`` (default: the clock)."""
+    are checked against ``EXCEPTIONS_MAX_DAYS`` (default: the clock). ``exceptions_root``: the folder EXCEPTIONS_FILE
+    must be in, the app's (``APP_DIR``) unless a caller passes another in code (the demo its output folder, tests
+    their temporary one); never read from a setting."""
     r = _Reader(environ)
 
     def on(check: Callable[[str, str, EndpointPolicy], str | None]) -> Callable[[str, str], str | None]:
@@ -296,7 +303,7 @@ def load_settings(
     r.read("OUTBOX_CONTAINER", _m(_CONTAINER), "a blob container name (3-63 lower-case letters, digits and dashes)")
     outbox_max_records = r.integer("OUTBOX_MAX_RECORDS", 1000, 10_000_000)
     outbox_max_age_hours = r.integer("OUTBOX_MAX_AGE_HOURS", 1, 720)
-    owner_tag_keys, exceptions_file, exceptions_max_days, exceptions = _owners_and_exceptions(r, now)
+    owner_tag_keys, exceptions_file, exceptions_max_days, exceptions = _owners_and_exceptions(r, now, exceptions_root)
 
     role_arn, region = r.values.get("AWS_ROLE_ARN"), r.values.get("AWS_REGION")
     r.problems.extend(endpoints.aws_endpoint_problems(environ, role_arn.split(":")[1] if role_arn else None))
@@ -370,7 +377,7 @@ def exceptions_setting(environ: Mapping[str, str], now: datetime | None = None) 
 
 
 def _owners_and_exceptions(
-    r: _Reader, now: datetime | None
+    r: _Reader, now: datetime | None, root: Path | None = None
 ) -> tuple[tuple[str, ...], str | None, int, ExceptionSet]:
     owner_tag_keys = DEFAULT_OWNER_TAG_KEYS
     try:
@@ -383,10 +390,10 @@ def _owners_and_exceptions(
                                  "a file path relative to the app's folder, e.g. exceptions.json")
     exceptions = EMPTY
     if exceptions_file and len(r.problems) == before:
-        path = Path(exceptions_file)
+        path, folder = Path(exceptions_file), root or APP_DIR
         try:
-            exceptions = load_exceptions(path if path.is_absolute() else APP_DIR / path, now=now or datetime.now(UTC),
-                                         max_days=max_days, shown_as=exceptions_file)
+            exceptions = load_exceptions(path if path.is_absolute() else folder / path, now=now or datetime.now(UTC),
+                                         max_days=max_days, shown_as=exceptions_file, within=folder)
         except ExceptionsFileError as exc:
             r.problems += [f"EXCEPTIONS_FILE {exceptions_file}: {problem}" for problem in exc.problems]
     return owner_tag_keys, exceptions_file, max_days, exceptions

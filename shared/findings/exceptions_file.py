@@ -4,7 +4,9 @@ problem (``python -m shared exceptions check`` and the settings check both call 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from shared.findings.exceptions import (
 from shared.identifiers import is_account_id, is_fingerprint
 
 FORMAT_VERSION = 1
+MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: thousands of entries; a reviewed list is far shorter
 DEFAULT_MAX_DAYS = 365
 MAX_DAYS_RANGE = (1, 730)
 _FIELDS = frozenset((*SELECTORS, "finding", "reason", "approvedBy", "expires"))
@@ -63,19 +66,47 @@ def load_exceptions(
     max_days: int = DEFAULT_MAX_DAYS,
     known_findings: Iterable[str] = KNOWN_FINDINGS,
     shown_as: str | None = None,
+    within: Path | None = None,
 ) -> ExceptionSet:
-    """Read and validate one exceptions file. Raises ``ExceptionsFileError`` naming every problem."""
+    """Read and validate one exceptions file. Raises ``ExceptionsFileError`` naming every problem.
+
+    Only a regular file of at most ``MAX_FILE_BYTES`` is read (a device such as /dev/zero, a pipe or a folder is
+    refused before any read, and no more than the bound plus one byte is ever read). ``within``: the folder the file
+    must be in once symbolic links and ``..`` are resolved (the settings check passes the app's folder)."""
     source = shown_as or str(path)
+    if within is not None and not Path(path).resolve().is_relative_to(within.resolve()):
+        raise ExceptionsFileError(source, [f"not under the app's folder {within.resolve()} once links and .. are "
+                                           "resolved: EXCEPTIONS_FILE names a file deployed with the app, relative "
+                                           "to its folder (e.g. exceptions.json)"])
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = _read_bounded(Path(path))
     except FileNotFoundError:
         raise ExceptionsFileError(source, ["the file does not exist (EXCEPTIONS_FILE names a path relative to "
                                            "the app; leave it empty for no exceptions)"]) from None
-    except UnicodeDecodeError as exc:
-        raise ExceptionsFileError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
     except OSError as exc:
         raise ExceptionsFileError(source, [f"cannot be read: {exc.strerror or exc}"]) from None
+    if data is None:
+        raise ExceptionsFileError(source, ["not a regular file (a device, pipe or folder is never read)"])
+    if len(data) > MAX_FILE_BYTES:
+        raise ExceptionsFileError(source, [f"larger than {MAX_FILE_BYTES // 1024} KiB: an exceptions file is a short "
+                                           "reviewed list; split out what is not needed"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExceptionsFileError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
     return parse_exceptions(text, source=source, now=now, max_days=max_days, known_findings=known_findings)
+
+
+def _read_bounded(path: Path) -> bytes | None:
+    """At most MAX_FILE_BYTES + 1 bytes of a regular file; None when it is not one. Opened without blocking (a
+    named pipe would otherwise wait for a writer), then checked on the open descriptor (no swap between a check and
+    the read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(MAX_FILE_BYTES + 1)
 
 
 def parse_exceptions(

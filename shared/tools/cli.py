@@ -132,7 +132,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seeded = seed_organization(endpoint)
         print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys at {endpoint}",
               file=sys.stderr)
-        settings = load_settings(demo_environment(seeded, out_dir))
+        # The demo's exceptions file is written into its output folder: that folder is where EXCEPTIONS_FILE may be.
+        settings = load_settings(demo_environment(seeded, out_dir), exceptions_root=Path(out_dir))
         results: list[RunResult] = []
         changes: list[str] = []
         for n in (1, 2):
