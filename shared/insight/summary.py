@@ -10,6 +10,7 @@ from typing import Any
 from shared.domain import RunResult
 from shared.findings.catalogue import FINDINGS, ROOT_KEY, Finding, findings_of, is_active, is_excepted, open_findings_of
 from shared.findings.exceptions import ExceptionSet, describe_expired
+from shared.insight.snapshot import printable
 
 NO_OWNER = "(no owner)"
 
@@ -98,10 +99,11 @@ def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions:
         lines += [f"  {line}" for line in describe_expired(expired)]
     if result.failures:
         lines += ["", "Failed accounts:"] + [f"  {f.account_id}: {f.error}" for f in result.failures]
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # no line may hold a control or bidi character from AWS
 
 
 def _format_table(rows: list[list[str]]) -> list[str]:
+    rows = [[printable(cell) for cell in row] for row in rows]  # before measuring: what is shown is what aligns
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for n, row in enumerate(rows):

@@ -22,6 +22,7 @@ from shared.config.transport import ClientOptions
 from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
 from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
+from shared.insight.snapshot import printable
 from shared.insight.summary import summarize
 from shared.records import KEYS_TABLE, Table
 from shared.redaction import install_log_safety, redact
@@ -50,7 +51,8 @@ class TerminalProgress:
         self._done += 1
         label = f"{account.id}{' (' + account.name + ')' if account.name else ''}"
         status = f"{keys} key(s)" if error is None else f"FAILED: {error}"
-        line = f"[{self._done:>{len(str(self._total))}}/{self._total}] {label}: {status}"
+        # The account name (Organizations) and the error (AWS's message) are AWS-supplied: no control or bidi character
+        line = printable(f"[{self._done:>{len(str(self._total))}}/{self._total}] {label}: {status}")
         if self._tty and error is None:
             self._stream.write("\r\033[K" + line)
             if self._done == self._total:
