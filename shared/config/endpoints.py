@@ -17,9 +17,13 @@ https on AWS's own domains for the role's partition, as botocore's partitions.js
 ``*.api.amazonwebservices.com.cn`` (aws-cn), and the isolated partitions' own. That covers boto3's own settings
 (``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>``) and every ``endpoint_url`` of the files botocore reads
 (``AWS_CONFIG_FILE`` or ~/.aws/config, and ``AWS_SHARED_CREDENTIALS_FILE`` or ~/.aws/credentials, whose sections
-botocore merges into the profiles): profile sections and ``[services ...]`` sections alike. Loopback only
-(127.0.0.0/8, ::1, localhost) may be anything, over http too: traffic that never leaves the machine, as the demo's and
-the tests' emulated AWS uses.
+botocore merges into the profiles): profile sections and ``[services ...]`` sections alike. On those domains, only the
+host names AWS gives the endpoints of the collector's services (STS, IAM, Organizations), as botocore's endpoint rules
+make them: ``<service>[-fips][.<region> | .global | .us-gov | .aws-<partition>-global].<domain>``, or a VPC
+interface endpoint ``vpce-<id>.<service>.<region>.vpce.<domain>``. Anything else there is someone's resource with
+a valid certificate: an API Gateway (``<id>.execute-api.<region>.amazonaws.com``), a load balancer, an S3 bucket.
+Loopback only (127.0.0.0/8, ::1, localhost) may be anything, over http too: traffic that never leaves the machine, as
+the demo's and the tests' emulated AWS uses.
 
 No CA bundle may replace the trust store: ``AWS_CA_BUNDLE`` (botocore), ``REQUESTS_CA_BUNDLE`` and ``CURL_CA_BUNDLE``
 (requests, under azure-core and the data_collector sink) are refused unless they name the platform's own bundle (the
@@ -59,6 +63,10 @@ AWS_DOMAINS: dict[str, tuple[str, ...]] = {
     "aws-iso-e": ("cloud.adc-e.uk", "api.cloud-aws.adc-e.uk"),
     "aws-iso-f": ("csp.hci.ic.gov", "api.aws.hci.ic.gov"),
 }
+# The services the collector calls, by botocore's service ids (AWS_ENDPOINT_URL_<ID> and [services] subsections).
+COLLECTOR_SERVICES = ("sts", "iam", "organizations")
+# Where a service's endpoint host may be: a region, or the names the endpoint rules give global endpoints.
+_LOCATION = r"[a-z]{2}(?:-[a-z0-9]+)*-[0-9]{1,2}|global|us-gov|aws(?:-[a-z]+)*-global"
 # Environment variables that replace the trust store of botocore (AWS_CA_BUNDLE) or requests (the other two).
 CA_BUNDLE_SETTINGS = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
@@ -141,13 +149,14 @@ def aws_endpoint_problems(environ: Mapping[str, str], partition: str | None = No
     for name in sorted(n for n in environ if AWS_ENDPOINT_SETTING.fullmatch(n)):
         value = environ[name].strip()
         if value:
-            problems += _aws_url_problems(name, value, domains, partition)
-    for where, key, value in _aws_config_values(environ, problems):
+            service = name.removeprefix("AWS_ENDPOINT_URL").removeprefix("_").lower() or None
+            problems += _aws_url_problems(name, value, domains, partition, service)
+    for where, service, key, value in _aws_config_values(environ, problems):
         if key == "ca_bundle":
             problems.append(f"{where}: ca_bundle is not allowed (it would replace the trust store of every AWS "
                             "request); remove it")
         elif isinstance(value, str) and value.strip():
-            problems += _aws_url_problems(f"{where}: endpoint_url", value.strip(), domains, partition)
+            problems += _aws_url_problems(f"{where}: endpoint_url", value.strip(), domains, partition, service)
     for name in CA_BUNDLE_SETTINGS:
         value = environ.get(name, "").strip()
         if value and not _is_platform_trust_store(value):
@@ -173,7 +182,11 @@ def _is_platform_trust_store(value: str) -> bool:
     return os.path.realpath(value) in {os.path.realpath(path) for path in own}
 
 
-def _aws_url_problems(name: str, value: str, domains: tuple[str, ...], partition: str | None) -> list[str]:
+def _aws_url_problems(
+    name: str, value: str, domains: tuple[str, ...], partition: str | None, service: str | None
+) -> list[str]:
+    """``service``: the service the setting is for (None: every service, as AWS_ENDPOINT_URL and a profile's
+    endpoint_url are); one the collector does not call is held to AWS's domains only."""
     try:
         parts = urlsplit(value)
         host = (parts.hostname or "").lower()
@@ -193,12 +206,28 @@ def _aws_url_problems(name: str, value: str, domains: tuple[str, ...], partition
     if not _on_suffixes(host, tuple("." + d for d in domains)):
         return [f"{name}: host {host} is not on AWS's own domains (AWS sign-in, the web identity token and signed "
                 f"IAM requests are sent there); expected {allowed} (allowed: *.{', *.'.join(domains)}, or loopback)"]
+    services = COLLECTOR_SERVICES if service is None else (service,) if service in COLLECTOR_SERVICES else None
+    if services is not None and not _is_service_host(host, services, domains):
+        return [f"{name}: host {host} is on AWS's domains but is no endpoint of {' or '.join(services)} (AWS names "
+                f"them like {services[0]}.us-east-1.{domains[0]}; any other host there, such as an API Gateway or a "
+                "load balancer, can be anyone's); expected " + allowed.replace("<service>", services[0])]
     return []
 
 
-def _aws_config_values(environ: Mapping[str, str], problems: list[str]) -> Iterator[tuple[str, str, Any]]:
-    """(where, key, value) of every endpoint_url and ca_bundle in the config and credentials files botocore reads,
-    parsed by botocore's own parser: profile sections, and [services ...] sections' per-service subsections."""
+def _is_service_host(host: str, services: tuple[str, ...], domains: tuple[str, ...]) -> bool:
+    service = "|".join(re.escape(s) for s in services)
+    domain = "|".join(re.escape(d) for d in domains)
+    shape = (rf"(?:{service})(?:-fips)?(?:\.(?:{_LOCATION}))?\.(?:{domain})"
+             rf"|vpce-[a-z0-9-]+\.(?:{service})(?:-fips)?\.(?:{_LOCATION})\.vpce\.(?:{domain})")
+    return re.fullmatch(shape, host, re.ASCII) is not None
+
+
+def _aws_config_values(
+    environ: Mapping[str, str], problems: list[str]
+) -> Iterator[tuple[str, str | None, str, Any]]:
+    """(where, service, key, value) of every endpoint_url and ca_bundle in the config and credentials files botocore
+    reads, parsed by botocore's own parser: profile sections (service None: every service), and [services ...]
+    sections' per-service subsections."""
     from botocore.configloader import raw_config_parse
     from botocore.exceptions import BotoCoreError
 
@@ -215,14 +244,14 @@ def _aws_config_values(environ: Mapping[str, str], problems: list[str]) -> Itera
             problems.append(f"{setting} {path}: cannot be read by botocore ({type(exc).__name__}); fix or remove it")
             continue
         for section, values in sections.items():
-            yield from _config_keys(f"{setting} {path} [{section}]", values)
+            yield from _config_keys(f"{setting} {path} [{section}]", None, values)
 
 
-def _config_keys(where: str, values: Any) -> Iterator[tuple[str, str, Any]]:
+def _config_keys(where: str, service: str | None, values: Any) -> Iterator[tuple[str, str | None, str, Any]]:
     if not isinstance(values, Mapping):
         return
     for key, value in values.items():
         if key in ("endpoint_url", "ca_bundle"):
-            yield where, key, value
+            yield where, service, key, value
         elif isinstance(value, Mapping):  # a [services ...] section's subsection: sts = \n  endpoint_url = ...
-            yield from _config_keys(f"{where} {key}", value)
+            yield from _config_keys(f"{where} {key}", str(key).lower(), value)

@@ -46,11 +46,43 @@ def test_an_aws_endpoint_off_aws_domains_is_refused(name: str, value: str) -> No
 
 
 @pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # Anyone's resources with a valid certificate under amazonaws.com: an API Gateway stage (a Lambda behind it
+        # reads the body: the web identity token), an S3 bucket named like the service, a load balancer.
+        ("AWS_ENDPOINT_URL_STS", "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"),
+        ("AWS_ENDPOINT_URL", "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"),
+        ("AWS_ENDPOINT_URL_STS", "https://sts.s3.amazonaws.com"),
+        ("AWS_ENDPOINT_URL_STS", "https://sts.s3.us-east-1.amazonaws.com/"),
+        ("AWS_ENDPOINT_URL_IAM", "https://my-lb-1234.us-east-1.elb.amazonaws.com"),
+        ("AWS_ENDPOINT_URL_IAM", "https://sts.amazonaws.com"),  # another service's endpoint
+        ("AWS_ENDPOINT_URL_ORGANIZATIONS", "https://organizations.attacker.us-east-1.amazonaws.com"),
+    ],
+)
+def test_an_aws_host_that_is_no_endpoint_of_the_service_is_refused(name: str, value: str) -> None:
+    (found,) = problems(minimal(**{name: value}))
+    assert found.startswith(f"{name}: host ") and "is no endpoint of" in found
+
+
+def test_a_config_file_services_endpoint_is_held_to_its_service(tmp_path: Path) -> None:
+    (found,) = problems(config_env(tmp_path, "https://iam.amazonaws.com",
+                                   "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"))
+    assert "[services mine] sts: endpoint_url: host a1b2c3d4e5.execute-api" in found and "no endpoint of sts" in found
+
+
+@pytest.mark.parametrize(
     ("role", "name", "value"),
     [
         (None, "AWS_ENDPOINT_URL_STS", "https://sts.us-east-1.amazonaws.com"),
         (None, "AWS_ENDPOINT_URL_STS", "https://sts-fips.us-east-1.amazonaws.com"),
         (None, "AWS_ENDPOINT_URL_IAM", "https://iam.global.api.aws"),  # dual-stack
+        (None, "AWS_ENDPOINT_URL_IAM", "https://iam-fips.amazonaws.com"),
+        (None, "AWS_ENDPOINT_URL_ORGANIZATIONS", "https://organizations-fips.us-east-1.amazonaws.com"),
+        (None, "AWS_ENDPOINT_URL_STS", "https://vpce-0a1b2c3d4e5f67890-abcdefgh.sts.us-east-1.vpce.amazonaws.com"),
+        (None, "AWS_ENDPOINT_URL", "https://sts.amazonaws.com"),
+        (None, "AWS_ENDPOINT_URL_S3", "https://my-bucket.s3.amazonaws.com"),  # not a service the collector calls
+        (GOV_ROLE, "AWS_ENDPOINT_URL_IAM", "https://iam.us-gov.amazonaws.com"),
+        (CN_ROLE, "AWS_ENDPOINT_URL_IAM", "https://iam.cn-north-1.amazonaws.com.cn"),
         (None, "AWS_ENDPOINT_URL", "http://127.0.0.1:5000"),  # the demo's and tests' moto, on loopback
         (None, "AWS_ENDPOINT_URL", "https://localhost:5000"),
         (None, "AWS_ENDPOINT_URL_STS", "http://[::1]:5000"),
@@ -194,3 +226,38 @@ def test_a_ca_bundle_variable_naming_the_platforms_own_store_is_accepted() -> No
 
     system = ssl.get_default_verify_paths().openssl_cafile
     load_settings(minimal(AWS_CA_BUNDLE=certifi.where(), REQUESTS_CA_BUNDLE=system, CURL_CA_BUNDLE=system))
+
+
+def test_every_endpoint_botocore_resolves_for_the_collectors_services_is_accepted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The allow-list is not stricter than AWS: each endpoint botocore's own rules give STS, IAM and Organizations
+    (every partition the role ARN may name, FIPS and dual-stack) passes, as the setting that would name it."""
+    import itertools
+    import os
+
+    import botocore.session
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    session = botocore.session.get_session()
+    regions = {"us-east-1": minimal()["AWS_ROLE_ARN"], "eu-west-1": minimal()["AWS_ROLE_ARN"],
+               "ap-southeast-2": minimal()["AWS_ROLE_ARN"], "us-gov-west-1": GOV_ROLE, "us-gov-east-1": GOV_ROLE,
+               "cn-north-1": CN_ROLE, "cn-northwest-1": CN_ROLE}
+    checked = 0
+    variants = itertools.product(regions, ("sts", "iam", "organizations"), (False, True), (False, True))
+    for region, service, fips, dual in variants:
+        config = Config(use_fips_endpoint=fips, use_dualstack_endpoint=dual)
+        try:
+            client = session.create_client(service, region_name=region, aws_access_key_id="x",
+                                           aws_secret_access_key="y", config=config)
+        except BotoCoreError:  # that variant does not exist in that partition
+            continue
+        setting = f"AWS_ENDPOINT_URL_{service.upper()}"
+        load_settings(minimal(AWS_ROLE_ARN=regions[region], AWS_REGION=region, **{setting: client.meta.endpoint_url}))
+        checked += 1
+    assert checked > 60
