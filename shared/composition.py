@@ -36,6 +36,7 @@ from shared.errors import SecretError, SinkError, describe_error
 from shared.memory import limit_malloc_arenas
 from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
 from shared.records import Table
+from shared.redaction import run_secrets
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -96,6 +97,9 @@ def compose(
     deadline = deadline or Deadline.never()
     limit_malloc_arenas()  # a run's IAM threads would otherwise spread freed memory over many arenas (shared/memory.py)
     with ExitStack() as stack:
+        # First in, so last out: the secrets this run registers (keys, tokens) are forgotten once everything it built
+        # is closed, and the registry does not grow run after run in a warm worker (shared/redaction.py).
+        stack.enter_context(run_secrets())
         credential = RunCredential(settings.azure_client_id, options, stack)
 
         if secrets is None:

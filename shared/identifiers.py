@@ -1,5 +1,6 @@
 """The shapes of AWS identifiers we validate, defined once. ASCII only and matched whole (``fullmatch``): ``\\d``
-without ``re.ASCII`` admits Arabic-Indic digits, and ``$`` admits a trailing newline."""
+without ``re.ASCII`` admits Arabic-Indic digits, and ``$`` admits a trailing newline. tests/unit/test_identifiers.py
+scans shared/ so that no pattern elsewhere goes back to either."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import re
 ACCOUNT_ID = re.compile(r"[0-9]{12}", re.ASCII)
 ACCESS_KEY_ID = re.compile(r"[A-Z0-9]{16,128}", re.ASCII)
 FINGERPRINT = re.compile(r"[0-9a-f]{16}", re.ASCII)  # shared/collection/transform.py: sha256 prefix of the key id
+# AWS Organizations' own identifiers, as its API reference gives their patterns: an organization (o-), an
+# organizational unit (ou-<root part>-<8 to 32>) and a root (r-).
+ORGANIZATION_ID = re.compile(r"o-[a-z0-9]{10,32}", re.ASCII)
+ORGANIZATIONAL_UNIT_ID = re.compile(r"ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}", re.ASCII)
+ROOT_ID = re.compile(r"r-[a-z0-9]{4,32}", re.ASCII)
 
 
 def is_account_id(value: object) -> bool:
@@ -20,3 +26,15 @@ def is_access_key_id(value: object) -> bool:
 
 def is_fingerprint(value: object) -> bool:
     return isinstance(value, str) and FINGERPRINT.fullmatch(value) is not None
+
+
+def is_organization_id(value: object) -> bool:
+    return isinstance(value, str) and ORGANIZATION_ID.fullmatch(value) is not None
+
+
+def is_organizational_unit_id(value: object) -> bool:
+    return isinstance(value, str) and ORGANIZATIONAL_UNIT_ID.fullmatch(value) is not None
+
+
+def is_root_id(value: object) -> bool:
+    return isinstance(value, str) and ROOT_ID.fullmatch(value) is not None

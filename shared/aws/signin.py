@@ -2,7 +2,9 @@
 
 Credentials are used for exactly one thing, the STS call into the home role. Sessions are short (15 minutes, the STS
 minimum) and botocore refreshes them a few minutes before they expire, so a long inventory never runs on expired
-credentials.
+credentials. Every AssumeRole and AssumeRoleWithWebIdentity carries a read-only session policy
+(shared/aws/session_policy.py, a required argument here): the session holds at most those reads, whatever the role
+grants.
 """
 
 from __future__ import annotations
@@ -72,10 +74,20 @@ def iam_user_credentials(secrets: SecretProvider, key_id_secret: str, secret_key
     return Credentials(key_id, secret_key)
 
 
+def _extra_args(run_id: str, policy: str) -> dict[str, Any]:
+    return {"RoleSessionName": session_name(run_id), "DurationSeconds": SESSION_SECONDS, "Policy": policy}
+
+
 def assume_home_role_with_key(
-    factory: AwsClientFactory, user_credentials: Credentials, role_arn: str, external_id: str | None, run_id: str
+    factory: AwsClientFactory,
+    user_credentials: Credentials,
+    role_arn: str,
+    external_id: str | None,
+    run_id: str,
+    *,
+    policy: str,
 ) -> RefreshableCredentials:
-    extra: dict[str, Any] = {"RoleSessionName": session_name(run_id), "DurationSeconds": SESSION_SECONDS}
+    extra = _extra_args(run_id, policy)
     if external_id:
         extra["ExternalId"] = external_id
     fetcher = AssumeRoleCredentialFetcher(
@@ -90,7 +102,7 @@ def assume_home_role_with_key(
 
 
 def assume_home_role_with_web_identity(
-    factory: AwsClientFactory, tokens: WebIdentityTokenProvider, role_arn: str, run_id: str
+    factory: AwsClientFactory, tokens: WebIdentityTokenProvider, role_arn: str, run_id: str, *, policy: str
 ) -> RefreshableCredentials:
     def token() -> str:
         value = tokens.get_token()
@@ -101,7 +113,7 @@ def assume_home_role_with_web_identity(
         factory.client_creator,
         token,
         role_arn,
-        extra_args={"RoleSessionName": session_name(run_id), "DurationSeconds": SESSION_SECONDS},
+        extra_args=_extra_args(run_id, policy),
         expiry_window_seconds=60,
     )
     return _refreshing(
@@ -113,13 +125,13 @@ def assume_home_role_with_web_identity(
 
 
 def assume_member_role(
-    factory: AwsClientFactory, home: Credentials, role_arn: str, run_id: str
+    factory: AwsClientFactory, home: Credentials, role_arn: str, run_id: str, *, policy: str
 ) -> RefreshableCredentials:
     fetcher = AssumeRoleCredentialFetcher(
         factory.client_creator,
         home,
         role_arn,
-        extra_args={"RoleSessionName": session_name(run_id), "DurationSeconds": SESSION_SECONDS},
+        extra_args=_extra_args(run_id, policy),
         expiry_window_seconds=60,
     )
     return _refreshing(

@@ -23,6 +23,7 @@ from shared.aws.errors import describe_aws_error
 from shared.aws.iam import BotocoreIamReader, _IamClientSlot, _ServingCredentials
 from shared.aws.organizations import active_accounts, list_organization_accounts
 from shared.aws.rate_limit import CallRateLimiter
+from shared.aws.session_policy import home_session_policy, member_session_policy
 from shared.aws.signin import (
     assume_home_role_with_key,
     assume_home_role_with_web_identity,
@@ -76,13 +77,17 @@ class AwsSource:
             case WebIdentityAuth():
                 if self._tokens is None:
                     raise AwsSignInError("web_identity mode needs a token provider (composition error)")
-                self._home = assume_home_role_with_web_identity(self._factory, self._tokens, s.aws_role_arn, run_id)
+                self._home = assume_home_role_with_web_identity(
+                    self._factory, self._tokens, s.aws_role_arn, run_id, policy=self._home_policy()
+                )
             case AccessKeyAuth():
                 if self._secrets is None:
                     raise AwsSignInError("access_key mode needs a secret provider (composition error)")
                 auth = s.aws_auth
                 user = iam_user_credentials(self._secrets, auth.access_key_id_secret, auth.secret_access_key_secret)
-                self._home = assume_home_role_with_key(self._factory, user, s.aws_role_arn, s.aws_external_id, run_id)
+                self._home = assume_home_role_with_key(
+                    self._factory, user, s.aws_role_arn, s.aws_external_id, run_id, policy=self._home_policy()
+                )
 
     def planned_account_ids(self) -> list[str]:
         """The accounts known before any AWS call (for naming them if sign-in fails)."""
@@ -111,7 +116,7 @@ class AwsSource:
             credentials: Credentials = home
         else:
             arn = member_role_arn(s.aws_partition, account.id, s.aws_member_role_name)
-            credentials = assume_member_role(self._factory, home, arn, self._run_id)
+            credentials = assume_member_role(self._factory, home, arn, self._run_id, policy=member_session_policy())
         slot = self._iam_slot()
         slot.credentials.serving = credentials
         slot.limiter = CallRateLimiter(s.iam_max_calls_per_second) if s.iam_max_calls_per_second > 0 else None
@@ -123,6 +128,9 @@ class AwsSource:
                 self._idle_iam.append(slot)
 
         return BotocoreIamReader(slot.client, account.id, s.iam_concurrency, release)
+
+    def _home_policy(self) -> str:
+        return home_session_policy(self._settings.aws_partition, self._settings.aws_member_role_name)
 
     def _prepare_iam_client(self) -> None:
         try:

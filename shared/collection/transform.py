@@ -59,7 +59,7 @@ def parse_key_metadata(user_name: str, key: Mapping[str, Any]) -> tuple[str, str
     """(key id, status, creation date) of one ListAccessKeys item, checked."""
     where = f"IAM ListAccessKeys (user {user_name})"
     key_id = _field(key, "AccessKeyId", str, where)
-    if not is_access_key_id(key_id):
+    if not is_access_key_id(key_id):  # whole and ASCII: no trailing newline
         raise MalformedResponseError(f"{where}: field AccessKeyId is not an access key id")
     status = _field(key, "Status", str, where)
     if status not in _STATUSES:

@@ -97,25 +97,30 @@ class Settings:
 
 
 
-# The app's folder (where function_app.py and the deployed exceptions.json are): EXCEPTIONS_FILE is relative to it.
+# The app's folder (where function_app.py and the deployed exceptions.json are): EXCEPTIONS_FILE is relative to it,
+# and must resolve to a regular file inside it.
 APP_DIR = Path(__file__).resolve().parents[2]
 
 # Set by the Functions platform (and our Bicep) for identity-based AzureWebJobsStorage; reused for the outbox.
 BLOB_SERVICE_URI_SETTING = "AzureWebJobsStorage__blobServiceUri"
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-# re.ASCII everywhere: \d and \w must not accept other scripts' digits and letters (AWS and Azure do not).
+# Matched whole (fullmatch, through _m) and ASCII only: \d and \w must not accept other scripts' digits and letters
+# (AWS and Azure do not), and no pattern ends in $ (which would admit a trailing newline with match).
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}", re.ASCII)
 _ROLE_ARN = re.compile(
-    rf"^arn:(aws|aws-us-gov|aws-cn):iam::({ACCOUNT_ID.pattern}):role/([\w+=,.@-]+/)*[\w+=,.@-]{{1,64}}$", re.ASCII
+    rf"arn:(aws|aws-us-gov|aws-cn):iam::({ACCOUNT_ID.pattern}):role/([\w+=,.@-]+/)*[\w+=,.@-]{{1,64}}", re.ASCII
 )
-_EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
-_KV_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-_ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$", re.ASCII)
-_REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d{1,2}$", re.ASCII)
-_DCR_ID = re.compile(r"^dcr-[0-9a-f]{32}$")
-_STREAM = re.compile(r"^Custom-[A-Za-z0-9_]{1,100}$")
-_CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
-_AUDIENCE = re.compile(r"^[\x21-\x7e]{1,512}$")
+_EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}", re.ASCII)
+_KV_SECRET_NAME = re.compile(r"[0-9A-Za-z-]{1,127}", re.ASCII)
+_ROLE_NAME = re.compile(r"[\w+=,.@-]{1,64}", re.ASCII)
+_REGION = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}", re.ASCII)
+_DCR_ID = re.compile(r"dcr-[0-9a-f]{32}", re.ASCII)
+_STREAM = re.compile(r"Custom-[A-Za-z0-9_]{1,100}", re.ASCII)
+_CONTAINER = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(-[a-z0-9]+)*", re.ASCII)
+# The web identity audience: the application ID URI of the collector's own Entra application (the deployment hook
+# creates it as api://<app id>). Only an api:// URI: a token for any other resource (storage, ARM, Graph) must never
+# be asked for on the AWS side's behalf, nor sent to STS.
+_AUDIENCE = re.compile(r"api://[A-Za-z0-9][A-Za-z0-9._~/-]{0,500}", re.ASCII)
 
 T = TypeVar("T")
 
@@ -210,13 +215,19 @@ def _strip_url_secrets(value: str) -> str:
 
 
 def load_settings(
-    environ: Mapping[str, str], endpoint_policy: EndpointPolicy = PRODUCTION, *, now: datetime | None = None
+    environ: Mapping[str, str],
+    endpoint_policy: EndpointPolicy = PRODUCTION,
+    *,
+    now: datetime | None = None,
+    exceptions_root: Path | None = None,
 ) -> Settings:
     """Read and validate every setting. Raises SettingsError naming each bad one; makes no network call.
 
     ``endpoint_policy`` is never read from a setting: production passes ``PRODUCTION`` (the clouds' own domains
     only); tests with local fakes pass theirs from ``ClientOptions``. ``now`` is when the exceptions file's expiries
-    are checked against ``EXCEPTIONS_MAX_DAYS`` (default: the clock)."""
+    are checked against ``EXCEPTIONS_MAX_DAYS`` (default: the clock). ``exceptions_root``: the folder EXCEPTIONS_FILE
+    must be in, the app's (``APP_DIR``) unless a caller passes another in code (the demo its output folder, tests
+    their temporary one); never read from a setting."""
     r = _Reader(environ)
 
     def on(check: Callable[[str, str, EndpointPolicy], str | None]) -> Callable[[str, str], str | None]:
@@ -240,8 +251,8 @@ def load_settings(
     r.read(
         "AWS_WEB_IDENTITY_AUDIENCE",
         _is_audience,
-        "the application ID URI of the collector's own Entra application (azd output AWS_WEB_IDENTITY_AUDIENCE, "
-        "api://<app id>), which the AWS OIDC provider lists as its client id",
+        "the application ID URI of the collector's own Entra application, an api:// URI (azd output "
+        "AWS_WEB_IDENTITY_AUDIENCE, api://<app id>), which the AWS OIDC provider lists as its client id",
     )
 
     accounts_raw = r.raw("AWS_ACCOUNTS") or "home"
@@ -296,10 +307,10 @@ def load_settings(
     r.read("EXCEPTIONS_BLOB", lambda v: 0 < len(v) <= 1024 and "\x00" not in v and not v.endswith("/"),
            "a blob name, e.g. exceptions.json")
     owner_tag_keys, exceptions_file, exceptions_max_days, exceptions = _owners_and_exceptions(
-        r, now, read_file=exceptions_source != "blob")
+        r, now, exceptions_root, read_file=exceptions_source != "blob")
 
-    r.problems.extend(endpoints.aws_endpoint_problems(environ))
     role_arn, region = r.values.get("AWS_ROLE_ARN"), r.values.get("AWS_REGION")
+    r.problems.extend(endpoints.aws_endpoint_problems(environ, role_arn.split(":")[1] if role_arn else None))
     if role_arn and region and _partition_of_region(region) != role_arn.split(":")[1]:
         r.problems.append(
             f"AWS_ROLE_ARN / AWS_REGION: the role is in partition {role_arn.split(':')[1]} but region {region} is in "
@@ -366,7 +377,7 @@ def exceptions_setting(environ: Mapping[str, str], now: datetime | None = None) 
 
 
 def _owners_and_exceptions(
-    r: _Reader, now: datetime | None, *, read_file: bool = True
+    r: _Reader, now: datetime | None, root: Path | None = None, *, read_file: bool = True
 ) -> tuple[tuple[str, ...], str | None, int, ExceptionSet]:
     owner_tag_keys = DEFAULT_OWNER_TAG_KEYS
     try:
@@ -379,10 +390,10 @@ def _owners_and_exceptions(
                                  "a file path relative to the app's folder, e.g. exceptions.json")
     exceptions = EMPTY
     if exceptions_file and read_file and len(r.problems) == before:
-        path = Path(exceptions_file)
+        path, folder = Path(exceptions_file), root or APP_DIR
         try:
-            exceptions = load_exceptions(path if path.is_absolute() else APP_DIR / path, now=now or datetime.now(UTC),
-                                         max_days=max_days, shown_as=exceptions_file)
+            exceptions = load_exceptions(path if path.is_absolute() else folder / path, now=now or datetime.now(UTC),
+                                         max_days=max_days, shown_as=exceptions_file, within=folder)
         except ExceptionsFileError as exc:
             r.problems += [f"EXCEPTIONS_FILE {exceptions_file}: {problem}" for problem in exc.problems]
     return owner_tag_keys, exceptions_file, max_days, exceptions
@@ -390,7 +401,7 @@ def _owners_and_exceptions(
 
 def _is_audience(value: str) -> bool:
     # The scope requested is "<audience>/.default": the audience itself must not carry a scope suffix.
-    return _AUDIENCE.fullmatch(value) is not None and not value.endswith("/.default")
+    return _AUDIENCE.fullmatch(value) is not None and not value.endswith(("/.default", "/"))
 
 
 _EXAMPLE_REGION = {"aws": "us-east-1", "aws-us-gov": "us-gov-west-1", "aws-cn": "cn-north-1"}

@@ -65,7 +65,8 @@ RETIREMENT_WARNING = (
 # retirement notices use). The run then says so in one line instead of a signature or workspace hint.
 RETIRED_STATUSES = frozenset({400, 403, 404, 410})
 _RETIRED_WORDS = re.compile(
-    r"\b(retired|retirement|deprecated|decommissioned|no longer (supported|available|accepted))\b", re.IGNORECASE
+    r"\b(retired|retirement|deprecated|decommissioned|no longer (supported|available|accepted))\b",
+    re.IGNORECASE | re.ASCII,
 )
 RETIRED = (
     "the HTTP Data Collector API is retired (Microsoft retired it on 2026-09-14) and this workspace no longer accepts "

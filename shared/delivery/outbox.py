@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 TABLES = {KEYS_TABLE.file_name: KEYS_TABLE, RUNS_TABLE.file_name: RUNS_TABLE}
 # <UTC time>-<row count>-<unique>-<table file name>: sortable by age, countable without reading the body.
-_ITEM_NAME = re.compile(r"^([0-9]{8}T[0-9]{12}Z)-([0-9]{1,9})-([0-9a-f]{32})-(.+\.jsonl)$")
+_ITEM_NAME = re.compile(r"([0-9]{8}T[0-9]{12}Z)-([0-9]{1,9})-([0-9a-f]{32})-(.+\.jsonl)", re.ASCII)
 # Where unreadable items are moved: a folder inside the file outbox, a name prefix in the blob container.
 DEAD_LETTER = "dead-letter"
 # A name whose time is later than now by more than this was not written by a sane clock: it could never age out.
@@ -82,7 +82,7 @@ def item_name(table: Table, rows: int, now: datetime) -> str:
 
 
 def parse_item_name(name: str) -> OutboxItem | None:
-    match = _ITEM_NAME.match(name)
+    match = _ITEM_NAME.fullmatch(name)
     if not match or match.group(4) not in TABLES:
         return None
     try:

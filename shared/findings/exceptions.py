@@ -13,10 +13,12 @@ the same review as code. The format (documented in docs/exceptions.md)::
       ]
     }
 
-Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerprint``), ``userArn`` (an
-fnmatch-style glob over ``UserArn``: ``*``, ``?``, ``[...]``; case-sensitive) or ``accountId`` (every key of one
-account). ``finding`` names one finding, or ``*`` for every finding of the selected keys except a root account key,
-which is never accepted by a wildcard: it must be named (``root_key``). ``expires`` is a date (``YYYY-MM-DD``: the
+Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerprint``), ``userArn`` (a glob over
+the ``UserArn`` of IAM users in one account: ``*``, ``?``, ``[...]``, case-sensitive, none of which crosses ``/`` or
+``:``, so ``user/ci-*`` never reaches ``user/ci-x/admin``; the account is written out, never a wildcard) or
+``accountId`` (every key of one account). ``finding`` names one finding, or ``*`` for every finding of the selected
+keys except a root account key, which is never accepted by a wildcard: it must be named (``root_key``), and only with
+a ``fingerprint`` or ``accountId`` selector. ``expires`` is a date (``YYYY-MM-DD``: the
 exception stops applying at 00:00 UTC that day) or an ISO 8601 time with a zone, at most ``EXCEPTIONS_MAX_DAYS``
 ahead of today. An exception past its date is not an error (the app must not stop the day one lapses): it stops
 applying and is reported as expired.
@@ -27,10 +29,11 @@ Pure: parsing takes the text and the current time; nothing here reads the clock 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from fnmatch import fnmatchcase
+from functools import lru_cache
 
 from shared.findings.catalogue import FINDINGS, ROOT_KEY, findings_of
 from shared.records import KeyRecord
@@ -41,6 +44,34 @@ ROOT_KEY_FINDING = ROOT_KEY.name
 KNOWN_FINDINGS: tuple[str, ...] = tuple(f.name for f in FINDINGS)
 
 SELECTORS = ("fingerprint", "userArn", "accountId")
+
+
+@lru_cache(maxsize=1024)
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A userArn glob as a regular expression in which no wildcard crosses an ARN's ``/`` or ``:``: ``*`` is any run
+    of other characters, ``?`` one, ``[...]`` (``[!...]`` negated) one of a set; anything else is literal."""
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            out.append("[^/:]*")
+        elif c == "?":
+            out.append("[^/:]")
+        elif c == "[" and (end := pattern.find("]", i + (pattern[i:i + 1] in ("!", "]")))) != -1:
+            body = pattern[i:end]
+            i = end + 1
+            negated = body.startswith("!")
+            members = re.escape(body[1:] if negated else body).replace("\\-", "-")
+            out.append(f"[^/:{members}]" if negated else f"(?![/:])[{members}]")
+        else:
+            out.append(re.escape(c))
+    return re.compile("".join(out), re.ASCII)
+
+
+def arn_matches(pattern: str, user_arn: str) -> bool:
+    """Whether a userArn glob selects this ARN (segment-aware: no wildcard crosses ``/`` or ``:``)."""
+    return _glob(pattern).fullmatch(user_arn) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +99,7 @@ class RiskException:
             return fingerprint == self.pattern
         if self.selector == "accountId":
             return account_id == self.pattern
-        return fnmatchcase(user_arn, self.pattern)
+        return arn_matches(self.pattern, user_arn)
 
     def covers(self, finding: str) -> bool:
         return self.finding == finding or (self.finding == WILDCARD and finding != ROOT_KEY_FINDING)
@@ -127,7 +158,7 @@ class ExceptionSet:
     def candidates(self, *, account_id: str, user_arn: str, fingerprint: str) -> list[RiskException]:
         """Every exception (in force or not) selecting this key, in file order."""
         found = [*self._by_fingerprint.get(fingerprint, ()), *self._by_account.get(account_id, ())]
-        found += [e for e in self._by_arn if fnmatchcase(user_arn, e.pattern)]
+        found += [e for e in self._by_arn if arn_matches(e.pattern, user_arn)]
         return sorted(found, key=lambda e: e.entry)
 
     def decide(

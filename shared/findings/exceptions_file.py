@@ -4,7 +4,9 @@ problem (``python -m shared exceptions check`` and the settings check both call 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,11 +24,18 @@ from shared.findings.exceptions import (
 from shared.identifiers import is_account_id, is_fingerprint
 
 FORMAT_VERSION = 1
+MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: thousands of entries; a reviewed list is far shorter
 # EXCEPTIONS_MAX_DAYS, defined here only: its default (shared/config/defaults.py shows it to the settings) and range.
 DEFAULT_MAX_DAYS = 365
 MAX_DAYS_RANGE = (1, 730)
 _FIELDS = frozenset((*SELECTORS, "finding", "reason", "approvedBy", "expires"))
-_USER_ARN_PATTERN = re.compile(r"^arn:[\x21-\x7e]{1,2040}$")
+# A userArn glob: arn:<partition>:iam::<12-digit account>:user/<path and name>, the account and partition written out
+# (no wildcard: one entry per account), wildcards (* ? [...]) only in the user's path and name, where none crosses
+# a / (shared/findings/exceptions.py). IAM user names and paths: letters, digits and +=,.@_- (and / in a path).
+_USER_ARN_GLOB = re.compile(r"arn:(aws|aws-us-gov|aws-cn):iam::([0-9]{12}):user/[\w+=,.@/*?\[\]!-]{1,1024}", re.ASCII)
+_USER_ARN_EXPECTED = ("expected an IAM user ARN, or a glob over its user path and name, like "
+                      "arn:aws:iam::123456789012:user/ci-* (the account written out: no wildcard in the partition or "
+                      "account; * ? [...] never cross a / or :)")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_REASON = 500
 _MAX_APPROVER = 200
@@ -59,19 +68,47 @@ def load_exceptions(
     max_days: int = DEFAULT_MAX_DAYS,
     known_findings: Iterable[str] = KNOWN_FINDINGS,
     shown_as: str | None = None,
+    within: Path | None = None,
 ) -> ExceptionSet:
-    """Read and validate one exceptions file. Raises ``ExceptionsFileError`` naming every problem."""
+    """Read and validate one exceptions file. Raises ``ExceptionsFileError`` naming every problem.
+
+    Only a regular file of at most ``MAX_FILE_BYTES`` is read (a device such as /dev/zero, a pipe or a folder is
+    refused before any read, and no more than the bound plus one byte is ever read). ``within``: the folder the file
+    must be in once symbolic links and ``..`` are resolved (the settings check passes the app's folder)."""
     source = shown_as or str(path)
+    if within is not None and not Path(path).resolve().is_relative_to(within.resolve()):
+        raise ExceptionsFileError(source, [f"not under the app's folder {within.resolve()} once links and .. are "
+                                           "resolved: EXCEPTIONS_FILE names a file deployed with the app, relative "
+                                           "to its folder (e.g. exceptions.json)"])
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = _read_bounded(Path(path))
     except FileNotFoundError:
         raise ExceptionsFileError(source, ["the file does not exist (EXCEPTIONS_FILE names a path relative to "
                                            "the app; leave it empty for no exceptions)"]) from None
-    except UnicodeDecodeError as exc:
-        raise ExceptionsFileError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
     except OSError as exc:
         raise ExceptionsFileError(source, [f"cannot be read: {exc.strerror or exc}"]) from None
+    if data is None:
+        raise ExceptionsFileError(source, ["not a regular file (a device, pipe or folder is never read)"])
+    if len(data) > MAX_FILE_BYTES:
+        raise ExceptionsFileError(source, [f"larger than {MAX_FILE_BYTES // 1024} KiB: an exceptions file is a short "
+                                           "reviewed list; split out what is not needed"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ExceptionsFileError(source, [f"not UTF-8 text (byte {exc.start})"]) from None
     return parse_exceptions(text, source=source, now=now, max_days=max_days, known_findings=known_findings)
+
+
+def _read_bounded(path: Path) -> bytes | None:
+    """At most MAX_FILE_BYTES + 1 bytes of a regular file; None when it is not one. Opened without blocking (a
+    named pipe would otherwise wait for a writer), then checked on the open descriptor (no swap between a check and
+    the read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(MAX_FILE_BYTES + 1)
 
 
 def parse_exceptions(
@@ -165,16 +202,22 @@ def _parse_entry(
                 pattern = value
             else:
                 problem(selector, f"expected a 12-digit account id as a string, got {_show(value)}")
-        elif isinstance(value, str) and _USER_ARN_PATTERN.fullmatch(value):
+        elif isinstance(value, str) and _USER_ARN_GLOB.fullmatch(value):
             pattern = value
+        elif isinstance(value, str) and value.endswith(":root"):
+            problem(selector, "a root user has no IAM user ARN to select: select its key by fingerprint, or its "
+                              f"account by accountId, got {_show(value)}")
         else:
-            problem(selector, "expected an IAM user ARN or a glob over one (* ? [...]), starting with arn:, "
-                              f"got {_show(value)}")
+            problem(selector, f"{_USER_ARN_EXPECTED}, got {_show(value)}")
 
     finding = entry.get("finding")
     if not isinstance(finding, str) or (finding != WILDCARD and finding not in findings):
         problem("finding", f"expected one of {', '.join(sorted(findings))} or {WILDCARD} (every finding but "
                            f"{ROOT_KEY_FINDING}), got {_show(finding)}")
+    elif finding == ROOT_KEY_FINDING and selector == "userArn":
+        # A root key has no IAM user: it is accepted one by one (its fingerprint) or per account, never by a glob.
+        problem("finding", f"{ROOT_KEY_FINDING} is accepted only with a fingerprint or accountId selector, not "
+                           "userArn; name the root key's AccessKeyFingerprint or its account's accountId")
 
     reason = _text(entry.get("reason"), _MAX_REASON, "reason", problem,
                    "why the risk is accepted and what limits it")
@@ -208,7 +251,7 @@ def _expiry(value: Any, problem: Callable[[str, str], None]) -> datetime | None:
         problem("expires", f"required: {expected}; got {_show(value)}")
         return None
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
             return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

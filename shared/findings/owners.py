@@ -16,8 +16,9 @@ from shared.errors import MalformedResponseError
 from shared.redaction import redact
 
 DEFAULT_OWNER_TAG_KEYS: tuple[str, ...] = ("owner", "Owner", "email", "contact")
-# IAM tag keys: 1-128 Unicode letters, digits, spaces and _ . : / = + - @ (the IAM API's own pattern).
-_TAG_KEY = re.compile(r"^[\w .:/=+\-@]{1,128}$")
+# IAM tag keys: 1-128 Unicode letters, digits, spaces and _ . : / = + - @ (the IAM API's own pattern,
+# [\p{L}\p{Z}\p{N}_.:/=+\-@]+: Unicode on purpose, unlike identifiers). Matched whole (fullmatch).
+_TAG_KEY = re.compile(r"[\w .:/=+\-@]{1,128}", re.UNICODE)
 _MAX_KEYS = 20
 _MAX_OWNER = 256  # IAM's limit for a tag value
 

@@ -39,6 +39,7 @@ from shared.insight.snapshot import (
     key_creation_trend,
     latest_snapshot,
     parse_time,
+    printable,
     read_jsonl,
     root_keys,
     rotation_due,
@@ -286,7 +287,7 @@ def render_report(
                ("UserActiveKeyCount", "Active keys of user"), ("Stale", "Stale")),
               key="latest-snapshot", row_class=_key_row_class, open_=False),
     ]
-    return (
+    document = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>AWS IAM access keys</title>"
@@ -296,6 +297,8 @@ def render_report(
         f"<footer>Generated {escape(now.strftime('%Y-%m-%d %H:%M'))} UTC by python -m shared report; the same "
         "questions as the queries in queries/ and the Azure Monitor workbook.</footer></body></html>\n"
     )
+    # AWS-supplied names and tags are escaped for HTML above; here no control or bidi character of theirs remains.
+    return printable(document, keep="\n")
 
 
 def write_report(

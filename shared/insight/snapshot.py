@@ -9,6 +9,7 @@ queries end at the newest run here (not at the current time), so that an old fol
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,22 @@ TREND_DAYS = 365
 # whose every finding is accepted by an exception (Excepted) counts under none of them: it has a table of its own.
 UNKNOWN_ROOT = "Unknown (no credential report)"
 NO_OWNER = "(no owner)"
+
+
+# Characters that change how the text around them is shown, never part of a name worth showing: C0 and C1 controls
+# (an ESC starts a terminal escape sequence, CR rewrites a line), the line and paragraph separators, and the
+# bidirectional marks, embeddings, overrides and isolates (U+061C, U+200E/F, U+202A-U+202E, U+2066-U+2069) that can
+# make "nimda" read as "admin". User names, tags (Owner) and account names come from AWS: anyone who can tag a user
+# writes them.
+_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, keep: str = "") -> str:
+    """``text`` without the characters above (but those in ``keep``, e.g. the newlines of a whole document): how the
+    CLI summary and the HTML report show AWS-supplied text."""
+    if keep:
+        return _UNSHOWABLE.sub(lambda m: m.group() if m.group() in keep else "", text)
+    return _UNSHOWABLE.sub("", text)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 from shared.domain import AccountFailure, RunResult
 from shared.findings.catalogue import FINDINGS, ROOT_KEY, Finding, findings_of, is_active, is_excepted, open_findings_of
 from shared.findings.exceptions import ExceptionSet, describe_expired
+from shared.insight.snapshot import printable
 
 Row = dict[str, Any]
 
@@ -31,7 +32,7 @@ def summarize(result: RunResult, key_rows: Iterable[Row], exceptions: ExceptionS
     the worst keys, the excepted keys, the expired exceptions and the failed accounts. Each part is empty when it has
     nothing to show; excepted keys (every finding accepted) count under no finding: they are listed on their own."""
     rows = list(key_rows)
-    return "\n".join([
+    lines = [
         *_run_line(result),
         *_per_account_table(rows),
         *_by_owner_table(rows),
@@ -39,7 +40,8 @@ def summarize(result: RunResult, key_rows: Iterable[Row], exceptions: ExceptionS
         *_excepted_keys(rows),
         *_expired_exceptions(exceptions, result.run.started_at),
         *_failed_accounts(result.failures),
-    ])
+    ]
+    return "\n".join(printable(line) for line in lines)  # no line may hold a control or bidi character from AWS
 
 
 def _run_line(result: RunResult) -> list[str]:
@@ -169,6 +171,7 @@ def _failed_accounts(failures: Sequence[AccountFailure]) -> list[str]:
 
 
 def _format_table(rows: list[list[str]]) -> list[str]:
+    rows = [[printable(cell) for cell in row] for row in rows]  # before measuring: what is shown is what aligns
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     out = []
     for n, row in enumerate(rows):

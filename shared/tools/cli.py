@@ -22,11 +22,14 @@ from shared.config.transport import ClientOptions
 from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
 from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
+from shared.insight.snapshot import printable
 from shared.insight.summary import summarize
 from shared.records import KEYS_TABLE, Table
 from shared.redaction import install_log_safety, redact
 
-# Production: the SDKs' defaults. Tests with local HTTPS fakes replace it (as function_app.CLIENT_OPTIONS).
+# Production's client options (TLS verification on, the clouds' own domains only). Tests replace this object with
+# monkeypatch to trust their local fakes' CA, as they do function_app.CLIENT_OPTIONS: a CA bundle variable in the
+# environment (REQUESTS_CA_BUNDLE and the like) is refused by the settings check.
 CLIENT_OPTIONS = ClientOptions()
 
 
@@ -48,7 +51,8 @@ class TerminalProgress:
         self._done += 1
         label = f"{account.id}{' (' + account.name + ')' if account.name else ''}"
         status = f"{keys} key(s)" if error is None else f"FAILED: {error}"
-        line = f"[{self._done:>{len(str(self._total))}}/{self._total}] {label}: {status}"
+        # The account name (Organizations) and the error (AWS's message) are AWS-supplied: no control or bidi character
+        line = printable(f"[{self._done:>{len(str(self._total))}}/{self._total}] {label}: {status}")
         if self._tty and error is None:
             self._stream.write("\r\033[K" + line)
             if self._done == self._total:
@@ -97,10 +101,11 @@ def read_run_rows(path: Path, run_id: str) -> list[dict[str, Any]]:
 def cmd_collect(args: argparse.Namespace) -> int:
     from shared.composition import compose
 
-    settings = load_settings(os.environ)
+    settings = load_settings(os.environ, CLIENT_OPTIONS.endpoints)
     sink = PrintSink() if args.dry_run else None
     # A dry run neither replays nor fills the outbox: it only shows what this run would send.
-    with compose(settings, progress=TerminalProgress(), sink=sink, use_outbox=not args.dry_run) as collector:
+    with compose(settings, CLIENT_OPTIONS, progress=TerminalProgress(), sink=sink,
+                 use_outbox=not args.dry_run) as collector:
         result = collector.run()
     if not args.dry_run and isinstance(settings.sink, FileSinkSettings):
         rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, result.run.run_id)
@@ -123,7 +128,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seeded = seed_organization(endpoint)
         print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys at {endpoint}",
               file=sys.stderr)
-        settings = load_settings(demo_environment(seeded, out_dir))
+        # The demo's exceptions file is written into its output folder: that folder is where EXCEPTIONS_FILE may be.
+        settings = load_settings(demo_environment(seeded, out_dir), exceptions_root=Path(out_dir))
         results: list[RunResult] = []
         changes: list[str] = []
         for n in (1, 2):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.tools import cli
 from shared.tools.cli import main
 from shared.tools.demo import SeededOrganization, seed_organization
 from tests.support.aws_proxy import AwsProxy
@@ -63,9 +64,9 @@ def test_dry_run_prints_records_and_sends_nothing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     org: SeededOrganization = seed_organization(moto_url)
-    # web_identity + file: the managed identity (the fake, trusted through requests' own CA-bundle variable) gives
-    # the token; no Key Vault, no AWS secret.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", azure.tls.ca_bundle)
+    # web_identity + file: the managed identity (the fake, trusted through the test-only client options: a CA bundle
+    # variable in the environment is refused) gives the token; no Key Vault, no AWS secret.
+    monkeypatch.setattr(cli, "CLIENT_OPTIONS", azure.options())
     for name, value in {
         "AWS_AUTH_MODE": "web_identity", "AWS_WEB_IDENTITY_AUDIENCE": "api://AzureADTokenExchange",
         "AWS_ROLE_ARN": org.home_role_arn, "AWS_ACCOUNTS": "organization", "LOG_SINK": "file",

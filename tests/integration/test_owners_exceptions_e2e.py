@@ -35,7 +35,7 @@ def test_owner_and_exceptions_on_the_records(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="shared")
     env = env_for(org, tmp_path / "out", AWS_ACCOUNTS="organization", EXCEPTIONS_FILE=exceptions_file(org, tmp_path))
-    run, rows = collect(env, org)
+    run, rows = collect(env, org, exceptions_root=tmp_path)
     (expired,) = [r.getMessage() for r in caplog.records if "expired" in r.getMessage()]  # once per run
     assert expired.startswith("1 exception(s) of ") and "entry 2 (userArn " in expired and "Renew them" in expired
     assert run.status == "Succeeded" and len(rows) == org.expected_keys

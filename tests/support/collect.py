@@ -40,10 +40,11 @@ def env_for(org: SeededOrganization, out: Path, **extra: str) -> dict[str, str]:
 
 
 def collect(
-    env: dict[str, str], org: SeededOrganization, *, tokens: Any = None
+    env: dict[str, str], org: SeededOrganization, *, tokens: Any = None, exceptions_root: Path | None = None
 ) -> tuple[RunResult, list[dict[str, Any]]]:
-    """One run composed as the command line composes it, into the file sink: its result and its key rows."""
-    settings = load_settings(env)
+    """One run composed as the command line composes it, into the file sink: its result and its key rows.
+    ``exceptions_root``: the test's folder where its EXCEPTIONS_FILE is (production: the app's folder only)."""
+    settings = load_settings(env, exceptions_root=exceptions_root)
     sink = FileSink(settings.file_sink_dir)
     secrets = None if tokens else InMemorySecrets(org.secrets())
     with compose(settings, secrets=secrets, tokens=tokens, sink=sink) as collector:

@@ -168,7 +168,7 @@ def test_globs_accounts_and_the_wildcard_that_never_hides_a_root_key() -> None:
                                  fingerprint="f" * 16, findings={"unused"}, now=NOW).excepted
     # A wildcard does not cover a root key; a root key exception names it.
     root_arn = "arn:aws:iam::123456789012:root"
-    wildcard = parse_exceptions(entry(accountId=None, userArn=root_arn, finding="*"), source="x.json", now=NOW)
+    wildcard = parse_exceptions(entry(finding="*"), source="x.json", now=NOW)  # accountId 123456789012
     assert not wildcard.decide(account_id="123456789012", user_arn=root_arn, fingerprint="e" * 16,
                                findings={"root_key"}, now=NOW).excepted
     sandbox_root = exceptions.decide(account_id="602955238310", user_arn="arn:aws:iam::602955238310:root",
