@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.findings.exceptions import (
     KNOWN_FINDINGS,
-    ROOT_KEY_FINDING,
+    NAMED_ONLY,
     SELECTORS,
     WILDCARD,
     ExceptionSet,
@@ -172,7 +172,7 @@ def _parse_entry(
     finding = entry.get("finding")
     if not isinstance(finding, str) or (finding != WILDCARD and finding not in findings):
         problem("finding", f"expected one of {', '.join(sorted(findings))} or {WILDCARD} (every finding but "
-                           f"{ROOT_KEY_FINDING}), got {_show(finding)}")
+                           f"{' and '.join(NAMED_ONLY)}), got {_show(finding)}")
 
     reason = _text(entry.get("reason"), _MAX_REASON, "reason", problem,
                    "why the risk is accepted and what limits it")
