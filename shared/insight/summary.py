@@ -1,5 +1,5 @@
-"""The command line's end-of-run summary: run status, findings per account and by owner, the worst keys, the
-excepted keys and the expired exceptions, as plain-text tables."""
+"""The command line's end-of-run summary: run status, findings per account and by owner, the keys to kill first, the
+worst keys, the excepted keys and the expired exceptions, as plain-text tables."""
 
 from __future__ import annotations
 
@@ -8,10 +8,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from shared.domain import RunResult
-from shared.findings.catalogue import FINDINGS, ROOT_KEY, Finding, findings_of, is_active, is_excepted, open_findings_of
+from shared.findings.catalogue import (
+    FINDINGS,
+    ROOT_KEY,
+    Finding,
+    findings_of,
+    is_active,
+    is_excepted,
+    kill_first,
+    open_findings_of,
+)
 from shared.findings.exceptions import ExceptionSet, describe_expired
 
 NO_OWNER = "(no owner)"
+KILL_FIRST_SHOWN = 25  # the first of the kill-first order (queries/kill-first.kql lists 50, the report too)
 
 
 def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions: ExceptionSet | None = None) -> str:
@@ -25,7 +35,9 @@ def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions:
     names: dict[str, str] = {}
     worst: list[tuple[dict[str, Any], list[Finding]]] = []
     excepted: list[dict[str, Any]] = []
+    every: list[dict[str, Any]] = []
     for row in key_rows:
+        every.append(row)
         names[row["AccountId"]] = row["AccountName"] or ""
         counts = per_account.setdefault(row["AccountId"], Counter())
         counts["Keys"] += 1
@@ -71,6 +83,17 @@ def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions:
         lines += _format_table(by_owner)
         if len(ranked) > 15:
             lines.append(f"... and {len(ranked) - 15} more owners")
+    ranked = kill_first(every, limit=len(every))
+    if ranked:
+        lines += ["", "Kill first (active keys by RiskScore, highest first; an exception lowers nothing):"]
+        rows = [["Score", "Account", "User", "Owner", "Key", "Why", "Excepted"]]
+        for r in ranked[:KILL_FIRST_SHOWN]:
+            rows.append([str(r["RiskScore"]), r["AccountId"], r["UserName"], r.get("Owner") or "-",
+                         r["AccessKeyId"] or "(root)", str(r.get("RiskReasons") or ""),
+                         "yes" if is_excepted(r) else ""])
+        lines += _format_table(rows)
+        if len(ranked) > KILL_FIRST_SHOWN:
+            lines.append(f"... and {len(ranked) - KILL_FIRST_SHOWN} more (queries/kill-first.kql, the report)")
     if worst:
         lines += ["", "Findings (active keys):"]
         detail = [["Account", "User", "Owner", "Key", "Age (days)", "Last used (days ago)", "Findings"]]

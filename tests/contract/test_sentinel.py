@@ -211,7 +211,7 @@ def output_columns(query: str) -> str:
     return query[query.rindex(";\n") + 2:] if ";\n" in query else query
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_entities_details_and_names_use_columns_the_query_returns(index: int) -> None:
     rule = rules()[index]
     text = query_path(rule["query"]).read_text(encoding="utf-8")
@@ -225,7 +225,7 @@ def test_entities_details_and_names_use_columns_the_query_returns(index: int) ->
 
 def test_user_rules_map_the_account_by_user_name_and_arn_and_the_new_source_its_ip() -> None:
     by_id = {rule["id"]: rule for rule in rules()}
-    for rule_id in ("new-key", "new-source", "usage-mismatch"):
+    for rule_id in ("new-key", "new-source", "usage-mismatch", "key-quarantined"):
         (account,) = [e for e in by_id[rule_id]["entities"] if e["entityType"] == "Account"]
         assert {(m["identifier"], m["columnName"]) for m in account["fieldMappings"]} == {
             ("Name", "UserName"), ("FullName", "UserArn")}
@@ -259,7 +259,7 @@ def test_hunting_queries_are_saved_searches_of_the_usage_join() -> None:
     assert properties["category"] == "Hunting Queries"
     assert {tag["name"] for tag in properties["tags"]} == {"description", "tactics", "techniques"}
     queries = {query_path(h["query"]).stem: h["query"] for h in hunting_queries()}
-    assert set(queries) == {"key-usage", "alert-key-new-source", "alert-key-usage-mismatch"}
+    assert set(queries) == {"kill-first", "key-usage", "alert-key-new-source", "alert-key-usage-mismatch"}
     for name in ("alert-key-new-source", "alert-key-usage-mismatch"):
         kind, path, old, new = queries[name]
         assert kind == "replace" and old in path.read_text(encoding="utf-8")  # the replacement applies
