@@ -249,7 +249,7 @@ def build_workbook() -> dict[str, Any]:
                            account_filter=False),
                 group_item("drill-down", "Findings", [
                     table_item("root-keys", "Root-account access keys (CIS 1.4)"),
-                    table_item("quarantined-keys", "Keys of users AWS quarantined (a key of theirs was found in public)"),
+                    table_item("quarantined-keys", "Keys of users AWS quarantined (a key of theirs seen in public)"),
                     table_item("rotation-due", "Keys due for rotation"),
                     table_item("unused-keys", "Unused and never-used active keys"),
                     table_item("two-active-keys", "Users with two active keys"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 Row = Mapping[str, Any]  # a key record as a row: KeyRecord.to_row(), a JSON line of the file sink, a query result
 
@@ -276,6 +276,9 @@ def kill_first_order(row: Row) -> tuple[Any, ...]:
             str(row.get("UserName") or ""), str(row.get("AccessKeyFingerprint") or ""))
 
 
-def kill_first(rows: Iterable[Row], limit: int = KILL_FIRST_ROWS) -> list[Row]:
+AnyRow = TypeVar("AnyRow", bound=Row)
+
+
+def kill_first(rows: Iterable[AnyRow], limit: int = KILL_FIRST_ROWS) -> list[AnyRow]:
     """The keys to kill first: those that score, in the kill-first order, at most ``limit`` of them."""
     return sorted((r for r in rows if int(r.get("RiskScore") or 0) > 0), key=kill_first_order)[:limit]

@@ -83,17 +83,17 @@ def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions:
         lines += _format_table(by_owner)
         if len(ranked) > 15:
             lines.append(f"... and {len(ranked) - 15} more owners")
-    ranked = kill_first(every, limit=len(every))
-    if ranked:
+    to_kill = kill_first(every, limit=len(every))
+    if to_kill:
         lines += ["", "Kill first (active keys by RiskScore, highest first; an exception lowers nothing):"]
-        rows = [["Score", "Account", "User", "Owner", "Key", "Why", "Excepted"]]
-        for r in ranked[:KILL_FIRST_SHOWN]:
-            rows.append([str(r["RiskScore"]), r["AccountId"], r["UserName"], r.get("Owner") or "-",
-                         r["AccessKeyId"] or "(root)", str(r.get("RiskReasons") or ""),
-                         "yes" if is_excepted(r) else ""])
-        lines += _format_table(rows)
-        if len(ranked) > KILL_FIRST_SHOWN:
-            lines.append(f"... and {len(ranked) - KILL_FIRST_SHOWN} more (queries/kill-first.kql, the report)")
+        kill_rows = [["Score", "Account", "User", "Owner", "Key", "Why", "Excepted"]]
+        for k in to_kill[:KILL_FIRST_SHOWN]:
+            kill_rows.append([str(k["RiskScore"]), k["AccountId"], k["UserName"], k.get("Owner") or "-",
+                              k["AccessKeyId"] or "(root)", str(k.get("RiskReasons") or ""),
+                              "yes" if is_excepted(k) else ""])
+        lines += _format_table(kill_rows)
+        if len(to_kill) > KILL_FIRST_SHOWN:
+            lines.append(f"... and {len(to_kill) - KILL_FIRST_SHOWN} more (queries/kill-first.kql, the report)")
     if worst:
         lines += ["", "Findings (active keys):"]
         detail = [["Account", "User", "Owner", "Key", "Age (days)", "Last used (days ago)", "Findings"]]
