@@ -9,8 +9,9 @@ twice. The second exercises the stale fallback, the
 failing-accounts history, the "newly due" alert and the at-least-once de-duplication.
 
 A query the engine cannot run is listed in UNSUPPORTED with the construct that stops it; it stays covered by the
-Kusto language-service check (tests/contract/test_kql_language_service.py). A query with no Python counterpart to compare with
-is listed in NOT_COMPARED with the reason. Any other new query fails test_every_query_is_compared_or_listed.
+Kusto language-service check (tests/contract/test_kql_language_service.py). A query with no Python counterpart to
+compare with is listed in NOT_COMPARED with the reason. Any other new query fails
+test_every_query_is_compared_or_listed.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import json
 import re
 import subprocess
 import sys
-from html.parser import HTMLParser
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
