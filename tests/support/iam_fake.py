@@ -161,7 +161,7 @@ class FakeIamReader:
         if user.tags:  # IAM leaves Tags out for a user without tags
             detail["Tags"] = [{"Key": k, "Value": v} for k, v in user.tags.items()]
         if user.boundary:
-            detail["PermissionsBoundary"] = {"PermissionsBoundaryType": "Policy",
+            detail["PermissionsBoundary"] = {"PermissionsBoundaryType": "PermissionsBoundaryPolicy",
                                              "PermissionsBoundaryArn": user.boundary}
         return detail
 

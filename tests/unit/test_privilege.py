@@ -146,11 +146,11 @@ def test_a_permissions_boundary_caps_what_the_user_gets() -> None:
     page = {
         "UserDetailList": [
             user("capped-out", AttachedManagedPolicies=attached(ADMIN),
-                 PermissionsBoundary={"PermissionsBoundaryType": "Policy", "PermissionsBoundaryArn": READ_ONLY}),
+                 PermissionsBoundary={"PermissionsBoundaryType": "PermissionsBoundaryPolicy", "PermissionsBoundaryArn": READ_ONLY}),
             user("capped-at-iam", AttachedManagedPolicies=attached(ADMIN),
-                 PermissionsBoundary={"PermissionsBoundaryType": "Policy", "PermissionsBoundaryArn": bounded}),
+                 PermissionsBoundary={"PermissionsBoundaryType": "PermissionsBoundaryPolicy", "PermissionsBoundaryArn": bounded}),
             user("admin-boundary", AttachedManagedPolicies=attached(ADMIN),
-                 PermissionsBoundary={"PermissionsBoundaryType": "Policy", "PermissionsBoundaryArn": ADMIN}),
+                 PermissionsBoundary={"PermissionsBoundaryType": "PermissionsBoundaryPolicy", "PermissionsBoundaryArn": ADMIN}),
         ],
         "Policies": [customer_policy("iam-only", allow("iam:*"))],
     }
