@@ -37,6 +37,10 @@ def user(name: str, **fields: Any) -> dict[str, Any]:
     return detail
 
 
+def boundary(arn: str) -> dict[str, str]:
+    return {"PermissionsBoundaryType": "PermissionsBoundaryPolicy", "PermissionsBoundaryArn": arn}
+
+
 def attached(*arns: str) -> list[dict[str, str]]:
     return [{"PolicyName": arn.rsplit("/", 1)[-1], "PolicyArn": arn} for arn in arns]
 
@@ -146,11 +150,11 @@ def test_a_permissions_boundary_caps_what_the_user_gets() -> None:
     page = {
         "UserDetailList": [
             user("capped-out", AttachedManagedPolicies=attached(ADMIN),
-                 PermissionsBoundary={"PermissionsBoundaryType": "PermissionsBoundaryPolicy", "PermissionsBoundaryArn": READ_ONLY}),
+                 PermissionsBoundary=boundary(READ_ONLY)),
             user("capped-at-iam", AttachedManagedPolicies=attached(ADMIN),
-                 PermissionsBoundary={"PermissionsBoundaryType": "PermissionsBoundaryPolicy", "PermissionsBoundaryArn": bounded}),
+                 PermissionsBoundary=boundary(bounded)),
             user("admin-boundary", AttachedManagedPolicies=attached(ADMIN),
-                 PermissionsBoundary={"PermissionsBoundaryType": "PermissionsBoundaryPolicy", "PermissionsBoundaryArn": ADMIN}),
+                 PermissionsBoundary=boundary(ADMIN)),
         ],
         "Policies": [customer_policy("iam-only", allow("iam:*"))],
     }
