@@ -1,5 +1,6 @@
-"""shared/insight/changes.py on canned records (rows as the file sink writes them, built from the record dataclasses): the
-key lifecycle events of queries/key-changes.kql between consecutive good snapshots, and the key age distribution."""
+"""shared/insight/changes.py on canned records (rows as the file sink writes them, built from the record
+dataclasses): the key lifecycle events of queries/key-changes.kql between consecutive good snapshots, and the key age
+distribution."""
 
 from __future__ import annotations
 
