@@ -142,7 +142,7 @@ class DirectoryBuilder:
         tags = _list(item, "Tags", where)
         owner = owner_from_tags(tags, self.owner_tag_keys, user_name=safe_name(name))
         descriptions = tuple(
-            (str(tag["Key"]), redact(str(tag.get("Value") or "").strip()[:_MAX_DESCRIPTION]))
+            (str(tag["Key"]), _printable(str(tag.get("Value") or "")))
             for tag in tags if _KEY_ID_TAG.match(str(tag.get("Key") or "")) and str(tag.get("Value") or "").strip()
         )
         groups = _list(item, "GroupList", where)
@@ -170,6 +170,11 @@ def read_directory(pages: Iterable[Mapping[str, Any]], owner_tag_keys: Sequence[
     for page in pages:
         builder.add_page(page)
     return builder.build()
+
+
+def _printable(text: str) -> str:
+    """A tag value shown as a key's description: hostile text, kept to one printable line with no key id."""
+    return redact("".join(c if c.isprintable() else " " for c in text.strip()[:_MAX_DESCRIPTION]))
 
 
 def _with_privilege(entry: UserEntry, privilege: Privilege) -> UserEntry:

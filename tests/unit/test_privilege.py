@@ -202,9 +202,9 @@ def test_tags_give_the_owner_and_each_keys_console_description() -> None:
 
 
 def test_a_description_never_carries_a_key_id() -> None:
-    tags = [{"Key": "AKIAIOSFODNN7EXAMPLE", "Value": "replaces AKIAOLDKEY0000000001"}]
+    tags = [{"Key": "AKIAIOSFODNN7EXAMPLE", "Value": "replaces AKIAOLDKEY0000000001\n\x1b[2Jgone"}]
     u = users_of({"UserDetailList": [user("alice", Tags=tags)]})["alice"]
-    assert u.description("AKIAIOSFODNN7EXAMPLE") == "replaces AKIA...0001"
+    assert u.description("AKIAIOSFODNN7EXAMPLE") == "replaces AKIA...0001  [2Jgone"  # one printable line
 
 
 @pytest.mark.parametrize(
