@@ -177,6 +177,19 @@ def test_globs_accounts_and_the_wildcard_that_never_hides_a_root_key() -> None:
     assert sandbox_root.excepted and sandbox_root.reason == "break-glass root key held in the safe, audited monthly"
 
 
+def test_the_wildcard_never_hides_a_quarantined_users_key_naming_it_does() -> None:
+    """AWS quarantined the user after it saw one of its keys in public: a blanket exception must not silence that."""
+    wildcard = parse_exceptions(entry(accountId=None, userArn=CI_ARN, finding="*"), source="x.json", now=NOW)
+    named = parse_exceptions(entry(accountId=None, userArn=CI_ARN, finding="quarantined"), source="x.json", now=NOW)
+    for exceptions, excepted in ((wildcard, False), (named, True)):
+        decision = exceptions.decide(account_id="123456789012", user_arn=CI_ARN, fingerprint="f" * 16,
+                                     findings={"quarantined"}, now=NOW)
+        assert decision.excepted is excepted
+    # and a record's findings name it
+    assert key_findings(record(Owner="t", RotationDue=False, Quarantined=True)) == {"quarantined"}
+    assert key_findings(record(Owner="t", RotationDue=False, Quarantined=True, Status="Inactive")) == set()
+
+
 def test_an_expired_exception_stops_applying_and_is_reported() -> None:
     exceptions = valid()  # entry 3 (sandbox, unused) expired on 2026-10-01
     decision = exceptions.decide(account_id="602955238310", user_arn="arn:aws:iam::602955238310:user/old",
