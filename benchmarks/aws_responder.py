@@ -10,9 +10,19 @@ Which account a call is for: STS issues session keys ``ASIA<12-digit account><4 
 are attributed to the account found in the SigV4 ``Authorization: ... Credential=<AKID>/...`` header.
 
 Served (query protocol, XML): STS AssumeRole, AssumeRoleWithWebIdentity; IAM ListUsers (Marker/MaxItems,
-default 100 per page like IAM), ListAccessKeys, GetAccessKeyLastUsed, ListUserTags, GenerateCredentialReport and
-GetCredentialReport. JSON protocol: Organizations ListAccounts (20 per page at most, like Organizations). Control (no
+default 100 per page like IAM; the serial walk's), GetAccountAuthorizationDetails (the product's: Marker/MaxItems,
+default 100 entities a page like IAM, users then groups then customer-managed policies, policy documents URL-encoded
+as IAM sends them), ListAccessKeys, GetAccessKeyLastUsed, GenerateCredentialReport and GetCredentialReport. JSON
+protocol: Organizations ListAccounts (20 per page at most, like Organizations). Control (no
 latency, not counted): ``GET /__stats`` (calls by action), ``POST /__reset``.
+
+Users' tags, groups and policies are derived from the user index too (``Generated.user_detail``), and what the
+product must conclude from them is derived alongside (``Generated.privileged``, ``quarantined``, ``owner``), so the
+benchmark can check the product's flags against the truth: every other user has an owner tag, every fifth a console
+description on its first key, some are in the Admins group (AdministratorAccess) or the Developers group (a customer
+policy and an inline one, not admin-equivalent), some have AdministratorAccess, a customer policy whose default
+version allows iam:*, or an inline Allow of ``*`` of their own, some a ReadOnlyAccess boundary that caps all of it,
+and some are quarantined (AWSCompromisedKeyQuarantineV2).
 
 The credential report agrees with the other answers, as IAM's does: one row per user (``user_creation_time`` = the
 user's ``CreateDate``), key slot N holding the user's N-th key (``access_key_N_active`` from its status,
@@ -36,153 +46,22 @@ import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
-HOME_ACCOUNT_ID = "111111111111"  # the management account: home role, and the first account of every workload
-HOME_ROLE_NAME = "AwsIamKeyCollectorHome"
-MEMBER_ROLE_NAME = "AwsIamKeyCollector"
-USER_ACCESS_KEY_ID = "AKIABENCHUSER0000001"  # the collector's IAM user (access_key mode); signs AssumeRole only
-USER_SECRET_ACCESS_KEY = "bench" * 8
-IAM_NS = "https://iam.amazonaws.com/doc/2010-05-08/"
-STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
-REPORT_HEADER = (
-    "user,arn,user_creation_time,password_enabled,password_last_used,password_last_changed,password_next_rotation,"
-    "mfa_active,access_key_1_active,access_key_1_last_rotated,access_key_1_last_used_date,"
-    "access_key_1_last_used_region,access_key_1_last_used_service,access_key_2_active,access_key_2_last_rotated,"
-    "access_key_2_last_used_date,access_key_2_last_used_region,access_key_2_last_used_service,cert_1_active,"
-    "cert_1_last_rotated,cert_2_active,cert_2_last_rotated"
+from generated_org import (
+    HOME_ACCOUNT_ID,
+    IAM_NS,
+    REPORT_AGE_WHEN_FRESH,
+    REPORT_MAX_AGE,
+    STS_NS,
+    USER_ACCESS_KEY_ID,
+    WORKLOADS,
+    Generated,
+    Workload,
+    _digest,
 )
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    description: str
-    accounts: int  # account 0 is the home (management) account
-    users_per_account: int
-    keys_per_account: int  # spread over the users: every user has 1 or 2 keys (IAM's maximum is 2)
-    scope: str  # AWS_ACCOUNTS for the product: "home" or "organization"
-    latency: float  # seconds added to every AWS call
-    seed: int = 2019
-
-    @property
-    def total_keys(self) -> int:
-        return self.accounts * self.keys_per_account
-
-    @property
-    def total_users(self) -> int:
-        return self.accounts * self.users_per_account
-
-
-WORKLOADS = {
-    "W1": Workload("W1", "1 account, 300 users, 450 keys, 100 ms per call", 1, 300, 450, "home", 0.1),
-    "W2": Workload("W2", "10 accounts x 30 users (45 keys each), 100 ms per call", 10, 30, 45, "organization", 0.1),
-    "W3": Workload(
-        "W3", "10 accounts x 5,000 users x 2 keys = 100,000 keys, no latency", 10, 5000, 10_000, "organization", 0.0
-    ),
-    "many-small": Workload(
-        "many-small", "150 accounts x 2 users (3 keys each), 100 ms per call", 150, 2, 3, "organization", 0.1
-    ),
-}
-REPORT_MAX_AGE = timedelta(hours=4)  # IAM makes a new report at most every 4 hours: a younger one is COMPLETE
-REPORT_AGE_WHEN_FRESH = timedelta(minutes=30)
-
-
-def account_id(index: int) -> str:
-    return HOME_ACCOUNT_ID if index == 0 else f"{222222220000 + index:012d}"
-
-
-def _digest(*parts: object) -> int:
-    return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
-
-
-class Generated:
-    """The workload's organization, derived on demand from the seed: nothing is stored per user or key."""
-
-    def __init__(self, workload: Workload, now: datetime) -> None:
-        self.w = workload
-        self.now = now.replace(microsecond=0)
-        self.account_ids = [account_id(i) for i in range(workload.accounts)]
-        self.index_of = {a: i for i, a in enumerate(self.account_ids)}
-        # which users have two keys: the first (keys - users) of a seeded permutation
-        doubles = workload.keys_per_account - workload.users_per_account
-        if not 0 <= doubles <= workload.users_per_account:
-            raise ValueError(f"{workload.name}: every user must have 1 or 2 keys")
-        order = sorted(range(workload.users_per_account), key=lambda u: _digest(workload.seed, "double", u))
-        self._double = frozenset(order[:doubles])
-
-    def user_name(self, user: int) -> str:
-        return f"svc-user-{user:06d}"
-
-    def key_count(self, user: int) -> int:
-        return 2 if user in self._double else 1
-
-    def key_id(self, account: int, user: int, slot: int) -> str:
-        check = f"{_digest(self.w.seed, account, user, slot) % 0x10000:04X}"
-        return f"AKIA{account:03d}{user:07d}{slot}{check}Q"  # 20 characters, like a real key id
-
-    @staticmethod
-    def parse_key_id(key_id: str) -> tuple[int, int, int] | None:
-        if len(key_id) != 20 or not key_id.startswith("AKIA") or not key_id[4:15].isdigit():
-            return None
-        return int(key_id[4:7]), int(key_id[7:14]), int(key_id[14])
-
-    def days(self, *parts: object, low: int, high: int) -> int:
-        return low + _digest(self.w.seed, *parts) % (high - low + 1)
-
-    # Every fact about a user or key is derived here, once, so ListUsers, ListAccessKeys, GetAccessKeyLastUsed and
-    # the credential report can never disagree.
-
-    def user_created(self, account: int, user: int) -> datetime:
-        return self.now - timedelta(days=self.days(account, user, "user", low=400, high=1500))
-
-    def key_status(self, account: int, user: int, slot: int) -> str:
-        return "Inactive" if self.days(account, user, slot, "status", low=0, high=9) == 0 else "Active"
-
-    def key_created(self, account: int, user: int, slot: int) -> datetime:
-        return self.now - timedelta(days=self.days(account, user, slot, "age", low=1, high=700))
-
-    def key_last_used(self, account: int, user: int, slot: int) -> tuple[datetime, str, str] | None:
-        """(when, region, service) of the key's last use; None: never used."""
-        ago = self.days(account, user, slot, "used", low=-1, high=200)  # -1: never used
-        if ago < 0:
-            return None
-        service = ("s3", "ec2", "sts", "dynamodb", "ecr")[self.days(account, user, slot, "svc", low=0, high=4)]
-        return self.now - timedelta(days=ago, hours=3), "eu-west-1", service
-
-    def report_csv(self, account: int) -> str:
-        """The account's credential report, as IAM writes it (dates as ``+00:00``, ``N/A`` where nothing applies)."""
-
-        def stamp(moment: datetime) -> str:
-            return moment.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-        acct_id = self.account_ids[account]
-        lines = [
-            REPORT_HEADER,
-            f"<root_account>,arn:aws:iam::{acct_id}:root,{stamp(self.now - timedelta(days=2000))},not_supported,N/A,"
-            "not_supported,not_supported,true,false,N/A,N/A,N/A,N/A,false,N/A,N/A,N/A,N/A,false,N/A,false,N/A",
-        ]
-        for user in range(self.w.users_per_account):
-            name = self.user_name(user)
-            cells = [name, f"arn:aws:iam::{acct_id}:user/{name}", stamp(self.user_created(account, user)),
-                     "false", "N/A", "N/A", "N/A", "false"]
-            for slot in range(2):
-                if slot >= self.key_count(user):
-                    cells += ["false", "N/A", "N/A", "N/A", "N/A"]
-                    continue
-                used = self.key_last_used(account, user, slot)
-                active = "true" if self.key_status(account, user, slot) == "Active" else "false"
-                cells += [active, stamp(self.key_created(account, user, slot))]
-                cells += ["N/A", "N/A", "N/A"] if used is None else [stamp(used[0]), used[1], used[2]]
-            cells += ["false", "N/A", "false", "N/A"]
-            lines.append(",".join(cells))
-        return "\n".join(lines) + "\n"
-
-    def iso(self, moment: datetime) -> str:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _xml(action: str, namespace: str, result: str) -> bytes:
@@ -350,6 +229,31 @@ class Responder:
         tail = f"<IsTruncated>true</IsTruncated><Marker>{end}</Marker>" if more else "<IsTruncated>false</IsTruncated>"
         return 200, "text/xml", _xml("ListUsers", IAM_NS, f"<Users>{''.join(members)}</Users>{tail}")
 
+    def q_GetAccountAuthorizationDetails(  # noqa: N802
+        self, params: dict[str, str], account: int | None
+    ) -> tuple[int, str, bytes]:
+        """Users, then groups, then customer-managed policies (the product's Filter), MaxItems entities a page."""
+        if account is None:
+            return _xml_error("InvalidClientTokenId", "unknown session", 403)
+        wanted = {v for k, v in params.items() if k.startswith("Filter.member.")}
+        if wanted != {"User", "Group", "LocalManagedPolicy"}:
+            return _xml_error("ValidationError", f"the benchmark serves Filter User, Group, LocalManagedPolicy only, "
+                                                 f"not {sorted(wanted)}")
+        gen, users = self.gen, self.workload.users_per_account
+        groups, policies = gen.group_details(account), gen.policy_details(account)
+        total = users + len(groups) + len(policies)
+        start = int(params["Marker"]) if params.get("Marker", "").isdigit() else 0
+        size = max(1, min(1000, int(params.get("MaxItems") or 100)))
+        end = min(start + size, total)
+        page_users = [gen.user_detail(account, u) for u in range(start, min(end, users))]
+        page_groups = groups[max(0, start - users):max(0, end - users)]
+        page_policies = policies[max(0, start - users - len(groups)):max(0, end - users - len(groups))]
+        more = end < total
+        tail = f"<IsTruncated>true</IsTruncated><Marker>{end}</Marker>" if more else "<IsTruncated>false</IsTruncated>"
+        result = (f"<UserDetailList>{''.join(page_users)}</UserDetailList><GroupDetailList>{''.join(page_groups)}"
+                  f"</GroupDetailList><RoleDetailList/><Policies>{''.join(page_policies)}</Policies>{tail}")
+        return 200, "text/xml", _xml("GetAccountAuthorizationDetails", IAM_NS, result)
+
     def _user_index(self, name: str) -> int | None:
         prefix = "svc-user-"
         if not name.startswith(prefix) or not name[len(prefix) :].isdigit():
@@ -392,15 +296,6 @@ class Responder:
                     f"<ServiceName>{service}</ServiceName>")
         result = f"<UserName>{gen.user_name(user)}</UserName><AccessKeyLastUsed>{used}</AccessKeyLastUsed>"
         return 200, "text/xml", _xml("GetAccessKeyLastUsed", IAM_NS, result)
-
-    def q_ListUserTags(self, params: dict[str, str], account: int | None) -> tuple[int, str, bytes]:  # noqa: N802
-        """Every other user carries an owner tag (OWNER_TAG_KEYS), so both owned and unowned keys are generated."""
-        name = params.get("UserName", "")
-        user = self._user_index(name)
-        if account is None or user is None:
-            return _xml_error("NoSuchEntity", f"The user with name {name} cannot be found.", 404)
-        tags = f"<member><Key>owner</Key><Value>team-{user % 7}@example.com</Value></member>" if user % 2 == 0 else ""
-        return 200, "text/xml", _xml("ListUserTags", IAM_NS, f"<Tags>{tags}</Tags><IsTruncated>false</IsTruncated>")
 
     def q_GetCredentialReport(  # noqa: N802
         self, params: dict[str, str], account: int | None

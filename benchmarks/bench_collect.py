@@ -28,17 +28,19 @@ import time
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 # Run as a script: this folder is on sys.path (its own modules); the product is imported only by the measured child
 # process, whose PYTHONPATH is the repository. Nothing here comes from tests/.
-from aws_responder import (
+from generated_org import (
     HOME_ACCOUNT_ID,
     HOME_ROLE_NAME,
     USER_ACCESS_KEY_ID,
     USER_SECRET_ACCESS_KEY,
     WORKLOADS,
+    Generated,
     Workload,
 )
 from ingestion_fake import IngestionFakes
@@ -117,16 +119,24 @@ def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, 
         result = collector.run()
     wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
     rows = 0
+    flags: Counter[str] = Counter()  # after the measured run: what the records say, to check against the truth
     keys_file = Path(out) / "AwsIamAccessKeys.jsonl"
     if keys_file.exists():
         with keys_file.open(encoding="utf-8") as handle:
-            rows = sum(1 for _ in handle)
+            for line in handle:
+                rows += 1
+                record = json.loads(line)
+                flags.update(name for name, on in (
+                    ("privileged", record["Privileged"] and not record["IsRootKey"]),
+                    ("quarantined", record["Quarantined"]), ("owned", bool(record["Owner"])),
+                    ("described", bool(record["Description"]))) if on)
     measured = {
         "wall": wall,
         "cpu": cpu,  # CPU seconds of every thread of the process, user and system
         "keys": result.keys_collected,
         "status": result.status,
         "file_rows": rows,
+        "flags": dict(flags),
         "peak_rss_mb": peak_rss_mb(),
         "account_concurrency": settings.account_concurrency,
         "iam_concurrency": settings.iam_concurrency,
@@ -252,6 +262,20 @@ def _naive_estimate(workload: Workload) -> float:
     return calls * (workload.latency + (0.003 if workload.latency else 0.0015))
 
 
+def expected_flags(workload: Workload) -> dict[str, int]:
+    """What the records must say, from the generated organization's truth (generated_org.py): keys of privileged,
+    quarantined and owned users, and keys with a console description (a user's first key, every fifth user)."""
+    gen = Generated(workload, datetime.now(UTC))
+    truth: Counter[str] = Counter()
+    for user in range(workload.users_per_account):
+        keys = gen.key_count(user)
+        truth["privileged"] += keys * gen.privileged(user)
+        truth["quarantined"] += keys * gen.quarantined(user)
+        truth["owned"] += keys * bool(gen.owner(user))
+        truth["described"] += user % 5 == 0
+    return {name: truth[name] * workload.accounts for name in ("privileged", "quarantined", "owned", "described")}
+
+
 @dataclass
 class Verdict:
     ok: bool
@@ -272,6 +296,11 @@ def judge(workload: Workload, naive: Measured | None, products: list[Measured]) 
         elif product.detail.get("file_rows") is not None and "file" in product.label:
             rows = product.detail["file_rows"]
             verdicts.append(Verdict(rows == product.keys, f"{product.label}: {rows} key rows in the file sink"))
+            truth = expected_flags(workload)
+            found = {name: product.detail.get("flags", {}).get(name, 0) for name in truth}
+            verdicts.append(Verdict(found == truth, f"{product.label}: keys flagged (privileged, quarantined, with an "
+                                                    f"owner, with a description) {found}, as the responder's IAM says "
+                                                    f"{truth}"))
     if naive is not None and workload.name in WALL_TARGETS:
         fraction = WALL_TARGETS[workload.name]
         limit = naive.wall * fraction
@@ -302,10 +331,11 @@ def calls_by_api(runs: list[Measured]) -> list[str]:
     """The AWS calls by API, one column per run (the naive walk first), with the totals."""
     actions = sorted({action for m in runs for action in m.calls})
     width = max(14, *(len(m.label) for m in runs))
-    lines = [f"  {'AWS calls by API':<24}" + "".join(f" {m.label:>{width}}" for m in runs)]
+    first = max(24, *(len(a) for a in actions)) if actions else 24
+    lines = [f"  {'AWS calls by API':<{first}}" + "".join(f" {m.label:>{width}}" for m in runs)]
     for action in actions:
-        lines.append(f"  {action:<24}" + "".join(f" {m.calls.get(action, 0):>{width}}" for m in runs))
-    lines.append(f"  {'total':<24}" + "".join(f" {m.total_calls:>{width}}" for m in runs))
+        lines.append(f"  {action:<{first}}" + "".join(f" {m.calls.get(action, 0):>{width}}" for m in runs))
+    lines.append(f"  {'total':<{first}}" + "".join(f" {m.total_calls:>{width}}" for m in runs))
     return lines
 
 

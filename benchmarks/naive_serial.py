@@ -2,9 +2,10 @@
 
 One boto3 session; AssumeRole into the home role with the IAM user's key; for an organization, ListAccounts and then,
 account after account, AssumeRole into the member role and one IAM client. In each account: the ListUsers paginator
-(IAM's default page of 100 users), then for each user ListAccessKeys (and ListUserTags when it has keys: the owner
-the product reads too), then for each key GetAccessKeyLastUsed, one call after another. Every record is built in
-memory (a list) and written out at the end.
+(IAM's default page of 100 users), then for each user ListAccessKeys, then for each key GetAccessKeyLastUsed, one call
+after another. Every record is built in memory (a list) and written out at the end. It reads no tags and no
+privileges (the 2019 algorithm never did; issue 20): the product does more (owners, key descriptions, privilege,
+quarantine, console facts, root keys) with fewer calls.
 
 Endpoints come from ``AWS_ENDPOINT_URL`` (boto3's own convention), like the product.
 ``python benchmarks/naive_serial.py --scope home|organization --out FILE`` prints ``RESULT {json}`` on stdout.
@@ -78,8 +79,6 @@ def walk(scope: str, progress_every: int = 100) -> list[dict[str, Any]]:
             for user in page["Users"]:
                 keys = iam.list_access_keys(UserName=user["UserName"])["AccessKeyMetadata"]
                 active = sum(1 for k in keys if k["Status"] == "Active")
-                if keys:  # the owner's tags, as the product reads them (one call per user with keys): same work
-                    iam.list_user_tags(UserName=user["UserName"])
                 for key in keys:
                     used = iam.get_access_key_last_used(AccessKeyId=key["AccessKeyId"])["AccessKeyLastUsed"]
                     key_id = key["AccessKeyId"]

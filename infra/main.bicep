@@ -315,6 +315,14 @@ var keyColumns = [
   { name: 'Excepted', type: 'boolean' }
   { name: 'ExceptionReason', type: 'string' }
   { name: 'ExceptionExpires', type: 'datetime' }
+  { name: 'Privileged', type: 'boolean' }
+  { name: 'PrivilegeReasons', type: 'string' }
+  { name: 'Quarantined', type: 'boolean' }
+  { name: 'ConsoleWithoutMfa', type: 'boolean' }
+  { name: 'KeyAtUserSetup', type: 'boolean' }
+  { name: 'Description', type: 'string' }
+  { name: 'RiskScore', type: 'int' }
+  { name: 'RiskReasons', type: 'string' }
 ]
 var runColumns = [
   { name: 'TimeGenerated', type: 'datetime' }

@@ -257,6 +257,7 @@ def build_workbook() -> dict[str, Any]:
             tabs_item(),
             tab_group("keys", [
                 tiles,
+                table_item("kill-first", "Kill first: active keys by RiskScore (the formula: README, kill-first)"),
                 trend,
                 by_account_chart,
                 table_item("findings-by-account", "Keys and findings per account", width=50),
@@ -264,6 +265,7 @@ def build_workbook() -> dict[str, Any]:
                            account_filter=False),
                 group_item("drill-down", "Findings", [
                     table_item("root-keys", f"Root-account access keys ({ROOT_KEY.benchmark})"),
+                    table_item("quarantined-keys", "Keys of users AWS quarantined (a key of theirs seen in public)"),
                     table_item("rotation-due", "Keys due for rotation"),
                     table_item("unused-keys", "Unused and never-used active keys"),
                     table_item("two-active-keys", "Users with two active keys"),

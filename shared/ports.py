@@ -60,13 +60,15 @@ class IamReader(Protocol):
 
     concurrency: int
 
-    def users(self) -> Iterator[Mapping[str, Any]]: ...  # ListUsers items, streamed page by page
+    def authorization_details(self) -> Iterator[Mapping[str, Any]]:
+        """GetAccountAuthorizationDetails pages (Filter User, Group, LocalManagedPolicy), streamed: users with their
+        tags, groups and policies, groups, customer-managed policies."""
+        ...
 
     def access_keys(self, user_name: str) -> Sequence[Mapping[str, Any]]: ...  # ListAccessKeys AccessKeyMetadata
 
     def key_last_used(self, key_id: str) -> Mapping[str, Any]: ...  # GetAccessKeyLastUsed AccessKeyLastUsed
 
-    def user_tags(self, user_name: str) -> Sequence[Mapping[str, Any]]: ...  # ListUserTags Tags (every page)
     def close(self) -> None:
         """The account is done with the reader (and the report's read has ended): its resources may serve another
         account."""

@@ -47,6 +47,15 @@ class KeyRecord:
     Excepted: bool = False  # every finding of the key is covered by an exception in force
     ExceptionReason: str | None = None  # the reasons of the exceptions used (null when not excepted)
     ExceptionExpires: datetime | None = None  # the earliest of their expiries (null when not excepted)
+    # Added by the blast-radius issue (shared/findings/privilege.py, shared/findings/catalogue.py's risk formula).
+    Privileged: bool = False  # the user holds admin-equivalent permissions by the documented heuristic (root: true)
+    PrivilegeReasons: str = ""  # "; "-separated; empty when not privileged
+    Quarantined: bool = False  # an AWSCompromisedKeyQuarantine* policy is attached to the user
+    ConsoleWithoutMfa: bool = False  # the user has a console password and no MFA device (credential report)
+    KeyAtUserSetup: bool = False  # the key was created when the user was, and the user has a console password
+    Description: str = ""  # the key's console description (the user tag whose key is the access key id)
+    RiskScore: int = 0  # 0-100, the kill-first order (shared/findings/catalogue.py)
+    RiskReasons: str = ""  # the parts of the score, "; "-separated
 
     def to_row(self) -> dict[str, Any]:
         return _to_row(self)

@@ -1,8 +1,9 @@
 // Scheduled query alert rules over the collector's tables, their queries loaded from queries/*.kql (the same files as
-// the workbook): a root-account access key exists, keys newly due for rotation, the collector silent, a run failed or
-// partially failed, a new access key, a long-term key used from a new source IP and IAM/CloudTrail disagreeing on a
-// key's use (the last two read AWSCloudTrail, and return nothing without it). They notify an existing action group, a
-// new one that emails alertEmailAddress, both, or none (the alerts still show in the portal).
+// the workbook): a root-account access key exists, an active key of a user AWS quarantined, keys newly due for
+// rotation, the collector silent, a run failed or partially failed, a new access key, a long-term key used from a new
+// source IP and IAM/CloudTrail disagreeing on a key's use (the last two read AWSCloudTrail, and return nothing without
+// it). They notify an existing action group, a new one that emails alertEmailAddress, both, or none (the alerts still
+// show in the portal).
 // The rules query the workspace with the permissions Azure Monitor grants log alerts on their scope; no identity.
 
 param location string
@@ -267,6 +268,59 @@ resource runFailed 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
+// Stateful, per account and user: fires while the account's newest collection has an active key of a user AWS
+// quarantined (an AWSCompromisedKeyQuarantine policy attached: AWS found one of the user's keys in public); resolved
+// once a collection finds the key deactivated or deleted, or the policy detached. Severity 1: a key is known leaked.
+resource quarantined 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-key-quarantined'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM: access key of a user AWS quarantined (exposed in public)'
+    description: 'An active access key of a user with an AWSCompromisedKeyQuarantine policy attached, in the newest collection (queries/alert-key-quarantined.kql): AWS found a key of this user in public.'
+    severity: 1
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-key-quarantined.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'AccountId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+            {
+              name: 'UserName'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
 // Stateful, per account: fires when a run whose record arrived within the hour brought new keys (Created, Rotated in,
 // RootKeyAppeared), resolves the next hour: one notification per run that created keys in the account.
 resource newKey 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
@@ -451,6 +505,7 @@ output actionGroupIds array = actionGroups
 output ruleIds array = [
   rootKey.id
   rotationDue.id
+  quarantined.id
   collectorSilent.id
   runFailed.id
   newKey.id

@@ -1,5 +1,6 @@
 // Microsoft Sentinel, natively: every alert of the product (infra/modules/alerts.bicep) also as a scheduled analytics
-// rule, with entity mappings (account: user name + AWS account id, and ARN; IP), and hunting queries for the AWSCloudTrail usage join.
+// rule, with entity mappings (account: user name + AWS account id, and ARN; IP), and hunting queries: the kill-first
+// list and the AWSCloudTrail usage join.
 // Every query is a file of queries/ loaded unchanged, as the workbook and the Azure Monitor alerts load them.
 // Nothing here is deployed unless sentinelWorkspace is true. A workspace this deployment creates is onboarded to
 // Microsoft Sentinel here (onboardingStates/default, before any rule: an alert rule on a workspace that is not
@@ -11,7 +12,7 @@
 //
 // Sentinel rules are stateless: a rule alerts on every run whose query returns rows. The event-like queries report
 // what arrived within their report window (1 hour, the rules' frequency), so each new key, new source or mismatch is
-// alerted once; the state-like ones (root key, rotation due, collector silent) repeat while the state lasts and land
+// alerted once; the state-like ones (root key, quarantined key, rotation due, collector silent) repeat while the state lasts and land
 // in one incident per entity through incident grouping.
 
 @description('The workspace is a Microsoft Sentinel workspace: deploy the analytics rules and hunting queries. Off by default: nothing Sentinel-specific is deployed.')
@@ -108,6 +109,35 @@ var rules = [
       AgeDays: 'AgeDays'
     }
     nameFormat: 'AWS account {{AccountId}} has a root access key'
+  }
+  {
+    id: 'key-quarantined'
+    displayName: 'AWS IAM: access key of a user AWS quarantined (exposed in public)'
+    description: 'An active access key of a user with an AWSCompromisedKeyQuarantine policy attached (V1, V2 or V3) in the newest collection (queries/alert-key-quarantined.kql): AWS found one of the user\'s keys in public. Kill it first; RiskScore and RiskReasons rank it against the rest (queries/kill-first.kql). A standing finding: reported daily while it lasts.'
+    severity: 'High'
+    query: loadTextContent('../../queries/alert-key-quarantined.kql')
+    frequency: 'PT1H'
+    period: 'P1D'
+    operator: 'GreaterThan'
+    threshold: 0
+    perResult: true
+    tactics: [
+      'CredentialAccess'
+      'InitialAccess'
+    ]
+    techniques: [
+      'T1552'
+      'T1078'
+    ]
+    entities: [
+      userEntity
+    ]
+    details: union(keyDetails, {
+      Privileged: 'Privileged'
+      RiskScore: 'RiskScore'
+      RiskReasons: 'RiskReasons'
+    })
+    nameFormat: 'AWS access key {{AccessKeyId}} of quarantined user {{UserName}} (account {{AccountId}})'
   }
   {
     id: 'rotation-due'
@@ -372,6 +402,14 @@ resource analyticsRules 'Microsoft.SecurityInsights/alertRules@2025-09-01' = [fo
 var huntingFrom = 'let reportWindow = 1h;'
 var huntingTo = 'let reportWindow = 7d;'
 var huntingQueries = [
+  {
+    id: 'kill-first'
+    displayName: 'AWS IAM: access keys to kill first'
+    description: 'The active keys of the latest snapshot ranked by RiskScore (0-100: quarantined, root, admin-equivalent user, console without MFA, unused, rotation due, never used, second key, made at user setup), each with its RiskReasons (queries/kill-first.kql).'
+    query: loadTextContent('../../queries/kill-first.kql')
+    tactics: 'CredentialAccess,PrivilegeEscalation'
+    techniques: 'T1078'
+  }
   {
     id: 'key-usage'
     displayName: 'AWS IAM: where each access key is used from'

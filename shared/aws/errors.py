@@ -28,7 +28,10 @@ def describe_aws_error(exc: BaseException) -> str:
     return shorten(redact(text))
 
 
-IAM_READ_ACTIONS = "iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed, iam:ListUserTags"
+IAM_READ_ACTIONS = "iam:GetAccountAuthorizationDetails, iam:ListAccessKeys, iam:GetAccessKeyLastUsed"
+# The permission the collector's roles gained with issue 20: a role deployed from an older stack lacks it.
+AUTHORIZATION_DETAILS = "GetAccountAuthorizationDetails"
+ROLE_STACKS = "infra/aws/member-account.yaml (member accounts) or infra/aws/home-account.yaml (the home account)"
 
 
 def describe_iam_error(exc: BaseException, account_id: str) -> str:
@@ -36,7 +39,10 @@ def describe_iam_error(exc: BaseException, account_id: str) -> str:
     text = f"IAM in account {account_id}: {describe_aws_error(exc)}"
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
     if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
-        return f"{text} (the account's collector role needs {IAM_READ_ACTIONS})"
+        if getattr(exc, "operation_name", "") == AUTHORIZATION_DETAILS:
+            return (f"{text} (the account's collector role needs iam:{AUTHORIZATION_DETAILS}: update its stack from "
+                    f"{ROLE_STACKS})")
+        return f"{text} (the account's collector role needs {IAM_READ_ACTIONS}; its stack: {ROLE_STACKS})"
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0
     if isinstance(exc, ResponseParserError):  # botocore does not retry an answer it cannot parse
         return f"{text} (IAM's answer was cut off or garbled; the next run retries the account)"

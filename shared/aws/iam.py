@@ -26,14 +26,20 @@ from shared.errors import (
 )
 from shared.redaction import mask_access_key_id
 
+AUTHORIZATION_FILTER = ("User", "Group", "LocalManagedPolicy")  # users, groups, customer-managed policies: no roles
 
-def list_users(iam: BaseClient, page_size: int = 1000) -> Iterator[dict[str, Any]]:
-    """Every IAM user, streamed page by page (1,000 per page by default: the API's maximum, so fewest calls)."""
-    for page in iam.get_paginator("list_users").paginate(PaginationConfig={"PageSize": page_size}):
-        users = page.get("Users")
-        if not isinstance(users, list):
-            raise MalformedResponseError("IAM ListUsers: field Users is missing")
-        yield from users
+
+def account_authorization_details(iam: BaseClient, page_size: int = 1000) -> Iterator[dict[str, Any]]:
+    """Every user with its tags, groups and policies, every group and every customer-managed policy of the account,
+    streamed page by page (``GetAccountAuthorizationDetails``, 1,000 entities per page by default: the API's maximum,
+    so fewest calls). Each page's lists are checked where they are read (``shared.collection.directory``)."""
+    pages = iam.get_paginator("get_account_authorization_details").paginate(
+        Filter=list(AUTHORIZATION_FILTER), PaginationConfig={"PageSize": page_size}
+    )
+    for page in pages:
+        if not isinstance(page, dict):
+            raise MalformedResponseError("IAM GetAccountAuthorizationDetails: the answer is not an object")
+        yield page
 
 
 def list_access_keys(iam: BaseClient, user_name: str) -> list[dict[str, Any]]:
@@ -54,17 +60,6 @@ def get_access_key_last_used(iam: BaseClient, key_id: str) -> dict[str, Any]:
             f"IAM GetAccessKeyLastUsed (key {mask_access_key_id(key_id)}): field AccessKeyLastUsed is missing"
         )
     return used
-
-
-def list_user_tags(iam: BaseClient, user_name: str) -> list[dict[str, Any]]:
-    """The user's tags (IAM allows 50 a user: one page)."""
-    tags: list[dict[str, Any]] = []
-    for page in iam.get_paginator("list_user_tags").paginate(UserName=user_name):
-        found = page.get("Tags")
-        if not isinstance(found, list):  # absent must not read as "no owner"
-            raise MalformedResponseError(f"IAM ListUserTags (user {user_name}): field Tags is missing")
-        tags.extend(found)
-    return tags
 
 
 class _ServingCredentials(Credentials):  # type: ignore[misc]
@@ -123,9 +118,9 @@ class BotocoreIamReader:
             message = describe_iam_error(exc, self._account_id)
             raise (NoSuchEntityError if is_no_such_entity(exc) else IamCallError)(message) from None
 
-    def users(self) -> Iterator[dict[str, Any]]:
+    def authorization_details(self) -> Iterator[dict[str, Any]]:
         with self._translated():
-            yield from list_users(self._iam)
+            yield from account_authorization_details(self._iam)
 
     def access_keys(self, user_name: str) -> list[dict[str, Any]]:
         with self._translated():
@@ -134,10 +129,6 @@ class BotocoreIamReader:
     def key_last_used(self, key_id: str) -> dict[str, Any]:
         with self._translated():
             return get_access_key_last_used(self._iam, key_id)
-
-    def user_tags(self, user_name: str) -> list[dict[str, Any]]:
-        with self._translated():
-            return list_user_tags(self._iam, user_name)
 
     def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
         try:

@@ -15,14 +15,12 @@ import json
 
 # Every IAM read the collector makes in an account (home and members alike).
 IAM_READ_ACTIONS: tuple[str, ...] = (
-    "iam:ListUsers",
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
-    "iam:ListUserTags",  # the owner tags (OWNER_TAG_KEYS)
     "iam:GenerateCredentialReport",  # root keys: the report is generated, then read
     "iam:GetCredentialReport",
-    "iam:GetAccountAuthorizationDetails",  # issue 20 (policy inventory): allowed now so its calls are not denied
-    "iam:ListServiceSpecificCredentials",  # issue 21 (service-specific credentials): likewise
+    "iam:GetAccountAuthorizationDetails",  # users with their tags (owners), groups and policies (privilege)
+    "iam:ListServiceSpecificCredentials",  # issue 21 (service-specific credentials): allowed before its calls land
 )
 # What only the home role's session does besides: list the organization's accounts and assume the member roles.
 HOME_ACTIONS: tuple[str, ...] = ("organizations:ListAccounts", "sts:AssumeRole")

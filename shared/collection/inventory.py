@@ -1,33 +1,43 @@
 """One account's inventory: every access key of every IAM user, read through the ``IamReader`` port (no SDK here),
 as records written to a spool; and its root keys, from the credential report.
 
-ListUsers pages stream in while up to ``iam.concurrency`` users are read in parallel (ListAccessKeys per user). A
-key's last use comes from the account's credential report whenever the report can vouch for it
-(``shared.last_use``); ``GetAccessKeyLastUsed`` is called only for the keys it cannot vouch for (created after the
-report, no certain slot, or values the report does not give, such as moto's ``not_supported`` region and service).
-A user that still has keys then gets one ListUserTags (its owner). So the common case costs ⌈users/1000⌉ ListUsers +
-one ListAccessKeys per user + one ListUserTags per user with keys + the report's own calls.
+Three named steps (``inventory_account``):
+
+1. ``read_directory``: the account's users, from ``GetAccountAuthorizationDetails`` (Filter User, Group,
+   LocalManagedPolicy; ⌈entities/1000⌉ calls): each user with its owner and its keys' console descriptions (its
+   tags), and its privilege (its policies, its groups', its boundary: ``shared.findings.privilege``).
+2. ``AccountWalk``: up to ``iam.concurrency`` users read in parallel: one ListAccessKeys per user. A key's last use
+   comes from the account's credential report whenever the report can vouch for it (``shared.last_use``);
+   ``GetAccessKeyLastUsed`` is called only for the keys it cannot vouch for (created after the report, no certain
+   slot, or values the report does not give, such as moto's ``not_supported`` region and service).
+3. The records, one per key, written as each user is finished (``key_records_for_user``), with the user's console
+   facts from the same report.
+
+So the common case costs ⌈entities/1000⌉ GetAccountAuthorizationDetails + one ListAccessKeys per user + the report's
+own calls.
 
 The report is read alongside (the collector starts it with the account): users whose keys are listed before it is
 ready wait, as key metadata only, and are finished as soon as it is. When the report cannot be had, every key's last
-use comes from the API, as before.
+use comes from the API, as before, and the console facts are unknown (false).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any
 
 from shared import jsonl
+from shared.collection.console import ConsoleAccess, console_access
+from shared.collection.directory import UserEntry, read_directory
 from shared.collection.last_use import LastUse, ReportKeySlots, key_slots, last_use_from_report
 from shared.collection.transform import key_records_for_user, last_use_from_api, parse_key_metadata
 from shared.domain import Account, CredentialReport, RunContext
-from shared.errors import MalformedResponseError, NoSuchEntityError, describe_error
+from shared.errors import NoSuchEntityError, describe_error
 from shared.ports import IamReader
 from shared.records import KeyRecord
 
@@ -40,14 +50,15 @@ def write_rows(records: list[KeyRecord], out: IO[bytes]) -> None:
 
 
 class ReportSlots:
-    """The account's credential report as key slots, parsed once, for every worker: ``None`` when the report could
-    not be had (then every key's last use comes from the API)."""
+    """The account's credential report as key slots and console facts, parsed once, for every worker: ``None`` when
+    the report could not be had (then every key's last use comes from the API, and console facts are unknown)."""
 
     def __init__(self, report: Future[CredentialReport] | None) -> None:
         self._report = report
         self._lock = threading.Lock()
         self._parsed = False
         self._slots: ReportKeySlots | None = None
+        self._console: dict[str, ConsoleAccess] = {}
 
     def ready(self) -> bool:
         return self._report is None or self._report.done()
@@ -61,10 +72,15 @@ class ReportSlots:
                     try:
                         report = self._report.result()
                         self._slots = key_slots(report.rows, report.generated_at)
+                        self._console = console_access(report.rows)
                     except Exception as exc:  # the collector reports an unavailable report (root keys unknown)
                         log.info("Credential report not usable for last use (GetAccessKeyLastUsed for every key): %s",
                                  describe_error(exc))
             return self._slots
+
+    def console(self, user_name: str) -> ConsoleAccess | None:
+        """The user's console facts from the report (None: unknown); only once ``get`` has returned."""
+        return self._console.get(user_name)
 
 
 class LastUseCalls:
@@ -85,10 +101,9 @@ class LastUseCalls:
 
 @dataclass(frozen=True)
 class _UserKeys:
-    user: Mapping[str, Any]
+    user: UserEntry
     keys: list[Mapping[str, Any]]
     last_used: dict[str, LastUse] | None  # None: waiting for the credential report
-    tags: Sequence[Mapping[str, Any]] = ()  # ListUserTags, read once the user's keys are known
 
 
 def inventory_account(
@@ -106,58 +121,114 @@ def inventory_account(
     stamps an API answer's ``LastUsedAsOf``. A user or key deleted while the account is walked has no record; any
     other error fails the account (raised). ``in_flight``, shared by every account of the run, bounds the per-user and
     per-key calls in flight in the whole process."""
-    clock = now or (lambda: run.started_at)
-    gate = in_flight or _NO_GATE
-    slots = ReportSlots(report)
-    calls = LastUseCalls()
-    count = 0
-    waiting: list[_UserKeys] = []
-
-    workers = max(1, iam.concurrency)
-    window = workers * 4  # bounded look-ahead: memory does not grow with the number of users
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"iam-{account.id}") as pool:
-        pending: set[Future[_UserKeys | None]] = set()
-
-        def take(done: set[Future[_UserKeys | None]]) -> None:
-            nonlocal count
-            for future in done:
-                result = future.result()
-                if result is None:
-                    continue
-                if result.last_used is None:
-                    waiting.append(result)
-                    continue
-                records = key_records_for_user(result.user, result.keys, result.last_used, account, run, result.tags)
-                write_rows(records, out)
-                count += len(records)
-            if waiting and slots.ready():  # the report is here: finish the users that waited for it
-                for held in waiting:
-                    pending.add(pool.submit(_finish_user, iam, held.user, held.keys, slots, clock, calls, gate))
-                waiting.clear()
-
-        try:
-            for user in iam.users():
-                pending.add(pool.submit(_read_user, iam, user, slots, clock, calls, gate))
-                if len(pending) >= window:
-                    done, rest = wait(pending, return_when=FIRST_COMPLETED)
-                    pending.clear()
-                    pending.update(rest)
-                    take(done)
-            while pending or waiting:
-                if not pending:
-                    slots.get()  # only users waiting for the report are left: wait for it, then finish them
-                    take(set())
-                    continue
-                done, rest = wait(pending, return_when=FIRST_COMPLETED)
-                pending.clear()
-                pending.update(rest)
-                take(done)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    log.debug("Account %s: last use of %d key(s) from the credential report, %d from GetAccessKeyLastUsed",
-              account.id, calls.from_report, calls.from_api)
+    directory = read_directory(iam.authorization_details(), run.owner_tag_keys)
+    walk = AccountWalk(iam, account, run, out, ReportSlots(report), now or (lambda: run.started_at),
+                       in_flight or _NO_GATE)
+    count = walk.run(directory.users)
+    log.debug("Account %s: %d user(s), %d group(s), %d customer-managed policies; last use of %d key(s) from the "
+              "credential report, %d from GetAccessKeyLastUsed", account.id, len(directory.users), directory.groups,
+              directory.policies, walk.calls.from_report, walk.calls.from_api)
     return count
+
+
+class AccountWalk:
+    """Step 2 and 3 of one account: its users' keys read in parallel (a bounded look-ahead, so memory does not grow
+    with the number of users), each user finished once the credential report is here, its records written."""
+
+    def __init__(self, iam: IamReader, account: Account, run: RunContext, out: IO[bytes], slots: ReportSlots,
+                 now: Callable[[], datetime], gate: Any) -> None:
+        self._iam = iam
+        self._account = account
+        self._run = run
+        self._out = out
+        self._slots = slots
+        self._now = now
+        self._gate = gate
+        self.calls = LastUseCalls()
+        self.count = 0
+        self._waiting: list[_UserKeys] = []  # users whose keys are listed, waiting for the credential report
+        self._pending: set[Future[_UserKeys | None]] = set()
+        self._workers = max(1, iam.concurrency)
+
+    def run(self, users: list[UserEntry]) -> int:
+        window = self._workers * 4
+        with ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix=f"iam-{self._account.id}") as pool:
+            try:
+                for user in users:
+                    self._pending.add(pool.submit(self._read_user, user))
+                    if len(self._pending) >= window:
+                        self._take_some(pool)
+                while self._pending or self._waiting:
+                    if not self._pending:
+                        self._slots.get()  # only users waiting for the report are left: wait for it, then finish them
+                        self._release_waiting(pool)
+                        continue
+                    self._take_some(pool)
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        return self.count
+
+    def _take_some(self, pool: ThreadPoolExecutor) -> None:
+        """Write the users finished so far; hold those that wait for the report; release them once it is here."""
+        done, rest = wait(self._pending, return_when=FIRST_COMPLETED)
+        self._pending = set(rest)
+        for future in done:
+            result = future.result()
+            if result is None:
+                continue
+            if result.last_used is None:
+                self._waiting.append(result)
+            else:
+                self._write(result)
+        self._release_waiting(pool)
+
+    def _release_waiting(self, pool: ThreadPoolExecutor) -> None:
+        if self._waiting and self._slots.ready():
+            for held in self._waiting:
+                self._pending.add(pool.submit(self._finish_user, held.user, held.keys))
+            self._waiting.clear()
+
+    def _write(self, result: _UserKeys) -> None:
+        records = key_records_for_user(result.user, result.keys, result.last_used or {}, self._account, self._run,
+                                       self._slots.console(result.user.name))
+        write_rows(records, self._out)
+        self.count += len(records)
+
+    def _read_user(self, user: UserEntry) -> _UserKeys | None:
+        """ListAccessKeys of one user; its keys' last use at once, or once the credential report is here."""
+        try:
+            with self._gate:
+                keys = list(self._iam.access_keys(user.name))
+        except NoSuchEntityError:
+            return None  # the user was deleted while we listed: it has no keys any more
+        for key in keys:
+            parse_key_metadata(user.name, key)  # a malformed key fails the account before any further call
+        if keys and not self._slots.ready():
+            return _UserKeys(user, keys, None)  # finished once the credential report is here
+        return self._finish_user(user, keys)
+
+    def _finish_user(self, user: UserEntry, keys: list[Mapping[str, Any]]) -> _UserKeys:
+        """Each key's last use: from the report when it vouches for it, else GetAccessKeyLastUsed."""
+        report = self._slots.get() if keys else None
+        last_used: dict[str, LastUse] = {}
+        present = []
+        for key in keys:
+            key_id, _, created = parse_key_metadata(user.name, key)
+            vouched = last_use_from_report(report, user.name, created) if report is not None else None
+            if isinstance(vouched, LastUse):
+                last_used[key_id] = vouched
+                self.calls.add(from_report=True)
+            else:
+                try:
+                    with self._gate:
+                        answer = self._iam.key_last_used(key_id)
+                except NoSuchEntityError:
+                    continue  # the key was deleted while we listed
+                last_used[key_id] = last_use_from_api(answer, self._now(), user.name, key_id)
+                self.calls.add(from_report=False)
+            present.append(key)
+        return _UserKeys(user, present, last_used)
 
 
 class _NoGate:
@@ -169,67 +240,6 @@ class _NoGate:
 
 
 _NO_GATE: Any = _NoGate()
-
-
-def _read_user(
-    iam: IamReader,
-    user: Mapping[str, Any],
-    slots: ReportSlots,
-    now: Callable[[], datetime],
-    calls: LastUseCalls,
-    gate: Any,
-) -> _UserKeys | None:
-    name = user.get("UserName") if isinstance(user, Mapping) else None
-    if not isinstance(name, str) or not name:
-        raise MalformedResponseError("IAM ListUsers: field UserName is missing")
-    try:
-        with gate:
-            keys = list(iam.access_keys(name))
-    except NoSuchEntityError:
-        return None  # the user was deleted while we listed: it has no keys any more
-    for key in keys:
-        parse_key_metadata(name, key)  # a malformed key fails the account before any further call
-    if keys and not slots.ready():
-        return _UserKeys(user, keys, None)  # finished once the credential report is here
-    return _finish_user(iam, user, keys, slots, now, calls, gate)
-
-
-def _finish_user(
-    iam: IamReader,
-    user: Mapping[str, Any],
-    keys: list[Mapping[str, Any]],
-    slots: ReportSlots,
-    now: Callable[[], datetime],
-    calls: LastUseCalls,
-    gate: Any,
-) -> _UserKeys | None:
-    name = str(user["UserName"])
-    report = slots.get() if keys else None
-    last_used: dict[str, LastUse] = {}
-    present = []
-    for key in keys:
-        key_id, _, created = parse_key_metadata(name, key)
-        vouched = last_use_from_report(report, name, created) if report is not None else None
-        if isinstance(vouched, LastUse):
-            last_used[key_id] = vouched
-            calls.add(from_report=True)
-        else:
-            try:
-                with gate:
-                    answer = iam.key_last_used(key_id)
-            except NoSuchEntityError:
-                continue  # the key was deleted while we listed
-            last_used[key_id] = last_use_from_api(answer, now(), name, key_id)
-            calls.add(from_report=False)
-        present.append(key)
-    if not present:
-        return _UserKeys(user, present, last_used)
-    try:  # the owner tags: one ListUserTags, only for a user that still has keys
-        with gate:
-            tags = iam.user_tags(name)
-    except NoSuchEntityError:
-        return None  # the user was deleted while we read it: its keys went with it
-    return _UserKeys(user, present, last_used, tags)
 
 
 def describe_account_error(exc: BaseException, account: Account) -> str:

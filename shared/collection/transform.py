@@ -11,12 +11,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.collection.console import ConsoleAccess, console_access, key_at_user_setup
+from shared.collection.directory import UserEntry
 from shared.collection.last_use import LastUse
 from shared.domain import Account, CredentialReport, RunContext, report_date
 from shared.errors import MalformedResponseError
-from shared.findings.catalogue import KeyFacts, Thresholds, record_flags
+from shared.findings.catalogue import KeyFacts, Thresholds, record_flags, risk_of
 from shared.findings.exceptions import annotate
-from shared.findings.owners import owner_from_tags
+from shared.findings.privilege import NOT_PRIVILEGED, ROOT_PRIVILEGE, Privilege
 from shared.identifiers import is_access_key_id
 from shared.records import ROOT_USER_NAME, KeyRecord
 from shared.redaction import mask_access_key_id
@@ -84,23 +86,21 @@ def last_use_from_api(answer: Mapping[str, Any], answered_at: datetime, user_nam
 
 
 def key_records_for_user(
-    user: Mapping[str, Any],
+    user: UserEntry,
     keys: Sequence[Mapping[str, Any]],
     last_used: Mapping[str, LastUse],
     account: Account,
     run: RunContext,
-    tags: Sequence[Mapping[str, Any]] = (),
+    console: ConsoleAccess | None = None,
 ) -> list[KeyRecord]:
     """One record per access key of one IAM user.
 
-    ``user`` is a ListUsers item, ``keys`` the user's ListAccessKeys metadata, ``last_used`` maps each key id to its
-    last use (from the credential report or GetAccessKeyLastUsed), ``tags`` the user's ListUserTags tags (its
-    owner). Keys missing from ``last_used`` are an error.
+    ``user`` is the user as the account's directory holds it (GetAccountAuthorizationDetails: its owner, its keys'
+    descriptions, its privilege), ``keys`` its ListAccessKeys metadata, ``last_used`` maps each key id to its last
+    use (from the credential report or GetAccessKeyLastUsed), ``console`` its credential report row's console facts
+    (None: the report could not be had). Keys missing from ``last_used`` are an error.
     """
-    user_name = _field(user, "UserName", str, "IAM ListUsers")
-    user_arn = _field(user, "Arn", str, f"IAM ListUsers (user {user_name})")
-    owner = owner_from_tags(tags, run.owner_tag_keys, user_name=user_name)
-    parsed = [parse_key_metadata(user_name, key) for key in keys]
+    parsed = [parse_key_metadata(user.name, key) for key in keys]
 
     active_count = sum(1 for _, status, _ in parsed if status == "Active")
     records = []
@@ -108,15 +108,15 @@ def key_records_for_user(
         used = last_used.get(key_id)
         if not isinstance(used, LastUse):
             raise MalformedResponseError(
-                f"IAM GetAccessKeyLastUsed (user {user_name}, key {mask_access_key_id(key_id)}): "
+                f"IAM GetAccessKeyLastUsed (user {user.name}, key {mask_access_key_id(key_id)}): "
                 "AccessKeyLastUsed is missing"
             )
         records.append(
             _key_record(
                 run=run,
                 account=account,
-                user_name=user_name,
-                user_arn=user_arn,
+                user_name=user.name,
+                user_arn=user.arn,
                 masked_id=mask_access_key_id(key_id),
                 key_fingerprint=fingerprint(key_id),
                 status=status,
@@ -124,7 +124,11 @@ def key_records_for_user(
                 used=used,
                 active_count=active_count,
                 is_root=False,
-                owner=owner,
+                owner=user.owner,
+                privilege=user.privilege,
+                console_without_mfa=console is not None and console.without_mfa,
+                key_at_setup=key_at_user_setup(created, user.created, console),
+                description=user.description(key_id),
             )
         )
     return records
@@ -144,9 +148,14 @@ def _key_record(
     active_count: int,
     is_root: bool,
     owner: str = "",
+    privilege: Privilege = NOT_PRIVILEGED,
+    console_without_mfa: bool = False,
+    key_at_setup: bool = False,
+    description: str = "",
 ) -> KeyRecord:
-    """Derives the contract's computed fields, the same way for IAM users' keys and root keys; then whether the
-    reviewed exceptions accept every finding the key has."""
+    """Derives the contract's computed fields, the same way for IAM users' keys and root keys; the kill-first score
+    from them (the findings catalogue's formula); then whether the reviewed exceptions accept every finding the key
+    has (an exception lowers no score)."""
     used_at = used.used_at
     age = whole_days(created, run.started_at)
     since_use = None if used_at is None else whole_days(used_at, run.started_at)
@@ -155,6 +164,12 @@ def _key_record(
         KeyFacts(active=status == "Active", age_days=age, days_since_last_use=since_use),
         Thresholds(rotation_days=run.rotation_days, unused_days=run.unused_days),
     )
+    facts: dict[str, Any] = {
+        "Status": status, "IsRootKey": is_root, "NeverUsed": used_at is None, "UserActiveKeyCount": active_count,
+        "Privileged": privilege.privileged, "Quarantined": privilege.quarantined,
+        "ConsoleWithoutMfa": console_without_mfa, "KeyAtUserSetup": key_at_setup, **flags,
+    }
+    score, reasons = risk_of(facts)
     record = KeyRecord(
         TimeGenerated=run.started_at,
         RunId=run.run_id,
@@ -176,6 +191,14 @@ def _key_record(
         UserActiveKeyCount=active_count,
         IsRootKey=is_root,
         Owner="" if is_root else owner,
+        Privileged=privilege.privileged,
+        PrivilegeReasons=privilege.reasons,
+        Quarantined=privilege.quarantined,
+        ConsoleWithoutMfa=console_without_mfa,
+        KeyAtUserSetup=key_at_setup,
+        Description=description,
+        RiskScore=score,
+        RiskReasons=reasons,
         **flags,
     )
     return annotate(record, exceptions=run.exceptions, now=run.started_at)[0]
@@ -207,6 +230,7 @@ def root_key_records(report: CredentialReport, account: Account, run: RunContext
         used_at = _report_date(root.get(f"access_key_{slot}_last_used_date"), f"{where}: last used date")
         slots.append((slot, "Active" if active == "true" else "Inactive", created, used_at))
     active_count = sum(1 for _, status, _, _ in slots if status == "Active")
+    console = console_access([root]).get(ROOT_USER_NAME)
     return [
         _key_record(
             run=run,
@@ -227,6 +251,8 @@ def root_key_records(report: CredentialReport, account: Account, run: RunContext
             ),
             active_count=active_count,
             is_root=True,
+            privilege=ROOT_PRIVILEGE,  # the root user: no IAM policy restricts it
+            console_without_mfa=console is not None and console.without_mfa,
         )
         for slot, status, created, used_at in slots
     ]

@@ -20,9 +20,9 @@ Pure: imports nothing from the project.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 Row = Mapping[str, Any]  # a key record as a row: KeyRecord.to_row(), a JSON line of the file sink, a query result
 
@@ -80,7 +80,9 @@ class Finding:
 # 1.4 up to v3.0.0). Every text that cites one (queries, workbook, alert and Sentinel rules, report, docs) writes it
 # exactly as here; tests/contract/test_benchmark_labels.py fails on any other mention of the benchmark's short name.
 # Only numbers checked against the benchmark's published audit items are cited: a finding whose v7.0.0 number could
-# not be checked (two active keys per user) cites none.
+# not be checked (two active keys per user) cites none. A risk factor that is not a finding cites its own, below.
+KEY_AT_SETUP_BENCHMARK = "CIS AWS Foundations Benchmark v3.0.0 1.11"  # "Do not setup access keys during initial user
+# setup for all IAM users that have a console password" (1.11 from v1.4.0 to v3.0.0; its v7.0.0 number unchecked)
 
 
 def is_active(row: Row) -> bool:
@@ -186,8 +188,26 @@ UNOWNED_ACTIVE_KEY = Finding(
     matches=lambda row: is_active(row) and not row.get("IsRootKey") and not row.get("Owner"),
 )
 
+QUARANTINED = Finding(
+    name="quarantined",
+    column="QuarantinedKeys",
+    label="Keys of quarantined users",
+    chart_label="Quarantined (exposed)",
+    cli_column="Quarantined",
+    cli_tag="QUARANTINED BY AWS",
+    severity=Severity.HIGH,
+    colour="#7a271a",
+    query="quarantined-keys",
+    # AWS attached an AWSCompromisedKeyQuarantine policy to the user: it found one of its keys in public. An inactive
+    # key no longer signs anything (deactivating is AWS's first remediation step), so only active keys count.
+    kql='Status == "Active" and Quarantined',
+    matches=lambda row: is_active(row) and row.get("Quarantined") is True,
+)
+
 # In the order of the tiles, the bar chart's series and queries/findings-summary.kql.
-FINDINGS: tuple[Finding, ...] = (ROOT_KEY, ROTATION_DUE, UNUSED, NEVER_USED, TWO_ACTIVE_KEYS, UNOWNED_ACTIVE_KEY)
+FINDINGS: tuple[Finding, ...] = (
+    ROOT_KEY, QUARANTINED, ROTATION_DUE, UNUSED, NEVER_USED, TWO_ACTIVE_KEYS, UNOWNED_ACTIVE_KEY,
+)
 
 # A key whose every finding an exception in force accepts (docs/exceptions.md) is left out of every count and listed
 # in a table of its own. In KQL ``Excepted != true``, not ``not(Excepted)``: rows written before the column existed
@@ -219,3 +239,61 @@ def record_flags(facts: KeyFacts, limits: Thresholds) -> dict[str, bool]:
     return {
         f.record_field: f.sets(facts, limits) for f in FINDINGS if f.record_field is not None and f.sets is not None
     }
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The kill-first ranking: RiskScore (0-100) and RiskReasons of each key, from one formula over the key record's own
+# fields. Only an active key scores (an inactive one signs nothing until someone reactivates it; the root-key alert
+# covers inactive root keys). The points add up, capped at 100; the reasons name each part with its points, in the
+# order below. An exception lowers nothing: an excepted key keeps its score, and every list shows it as excepted.
+# The same formula in words: README (kill-first) and docs/insight.md.
+
+
+@dataclass(frozen=True)
+class RiskFactor:
+    name: str
+    points: int
+    reason: str  # as RiskReasons shows it, before " +<points>"
+    matches: Callable[[Row], bool]  # over an active key's row
+
+
+RISK_FACTORS: tuple[RiskFactor, ...] = (
+    RiskFactor("quarantined", 40, "quarantined by AWS (key exposed in public)", lambda r: r.get("Quarantined") is True),
+    RiskFactor("root_key", 40, "root account key", lambda r: r.get("IsRootKey") is True),
+    RiskFactor("privileged", 25, "admin-equivalent user", lambda r: r.get("Privileged") is True),
+    RiskFactor("console_without_mfa", 10, "console password without MFA", lambda r: r.get("ConsoleWithoutMfa") is True),
+    RiskFactor("unused", 10, "unused", lambda r: r.get("Unused") is True),
+    RiskFactor("rotation_due", 10, "due for rotation", lambda r: r.get("RotationDue") is True),
+    RiskFactor("never_used", 5, "never used", lambda r: r.get("NeverUsed") is True),
+    RiskFactor("two_active_keys", 5, "second active key of the user",
+               lambda r: int(r.get("UserActiveKeyCount") or 0) > 1 and r.get("IsRootKey") is not True),
+    RiskFactor("key_at_user_setup", 5, "made at user setup",  # KEY_AT_SETUP_BENCHMARK
+               lambda r: r.get("KeyAtUserSetup") is True),
+)
+MAX_RISK = 100
+KILL_FIRST_ROWS = 50  # how many keys the kill-first lists show (queries/kill-first.kql: top 50)
+
+
+def risk_of(row: Row) -> tuple[int, str]:
+    """(RiskScore, RiskReasons) of one key row: the formula above."""
+    if not is_active(row):
+        return 0, ""
+    parts = [factor for factor in RISK_FACTORS if factor.matches(row)]
+    score = min(MAX_RISK, sum(factor.points for factor in parts))
+    return score, "; ".join(f"{factor.reason} +{factor.points}" for factor in parts)
+
+
+def kill_first_order(row: Row) -> tuple[Any, ...]:
+    """The kill-first sort key: highest score first, then the oldest key, then account, user and fingerprint (so
+    that the order is total and the same in Python and KQL: ``order by RiskScore desc, AgeDays desc, AccountId asc,
+    UserName asc, AccessKeyFingerprint asc``)."""
+    return (-int(row.get("RiskScore") or 0), -int(row.get("AgeDays") or 0), str(row.get("AccountId") or ""),
+            str(row.get("UserName") or ""), str(row.get("AccessKeyFingerprint") or ""))
+
+
+AnyRow = TypeVar("AnyRow", bound=Row)
+
+
+def kill_first(rows: Iterable[AnyRow], limit: int = KILL_FIRST_ROWS) -> list[AnyRow]:
+    """The keys to kill first: those that score, in the kill-first order, at most ``limit`` of them."""
+    return sorted((r for r in rows if int(r.get("RiskScore") or 0) > 0), key=kill_first_order)[:limit]

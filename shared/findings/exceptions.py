@@ -17,11 +17,11 @@ Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerp
 the ``UserArn`` of IAM users in one account: ``*``, ``?``, ``[...]``, case-sensitive, none of which crosses ``/`` or
 ``:``, so ``user/ci-*`` never reaches ``user/ci-x/admin``; the account is written out, never a wildcard) or
 ``accountId`` (every key of one account). ``finding`` names one finding, or ``*`` for every finding of the selected
-keys except a root account key, which is never accepted by a wildcard: it must be named (``root_key``), and only with
-a ``fingerprint`` or ``accountId`` selector. ``expires`` is a date (``YYYY-MM-DD``: the
-exception stops applying at 00:00 UTC that day) or an ISO 8601 time with a zone, at most ``EXCEPTIONS_MAX_DAYS``
-ahead of today. An exception past its date is not an error (the app must not stop the day one lapses): it stops
-applying and is reported as expired.
+keys except a root account key and a quarantined user's key, which are never accepted by a wildcard: each must be
+named (``root_key``, ``quarantined``), a root key only with a ``fingerprint`` or ``accountId`` selector.
+``expires`` is a date (``YYYY-MM-DD``: the exception stops applying at 00:00 UTC that day) or an ISO 8601 time with a
+zone, at most ``EXCEPTIONS_MAX_DAYS`` ahead of today. An exception past its date is not an error (the app must not
+stop the day one lapses): it stops applying and is reported as expired.
 
 Pure: parsing takes the text and the current time; nothing here reads the clock or the environment, except
 ``load_exceptions`` which reads the one file it is given.
@@ -35,11 +35,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 
-from shared.findings.catalogue import FINDINGS, ROOT_KEY, findings_of
+from shared.findings.catalogue import FINDINGS, QUARANTINED, ROOT_KEY, findings_of
 from shared.records import KeyRecord
 
 WILDCARD = "*"
 ROOT_KEY_FINDING = ROOT_KEY.name
+# Findings a wildcard never accepts: a root account key, and a key of a user AWS quarantined (it saw a key leak).
+NAMED_ONLY: tuple[str, ...] = (ROOT_KEY.name, QUARANTINED.name)
 # The findings a key record can carry, by the names an exception uses: the findings catalogue's ids.
 KNOWN_FINDINGS: tuple[str, ...] = tuple(f.name for f in FINDINGS)
 
@@ -102,7 +104,7 @@ class RiskException:
         return arn_matches(self.pattern, user_arn)
 
     def covers(self, finding: str) -> bool:
-        return self.finding == finding or (self.finding == WILDCARD and finding != ROOT_KEY_FINDING)
+        return self.finding == finding or (self.finding == WILDCARD and finding not in NAMED_ONLY)
 
 
 @dataclass(frozen=True, slots=True)

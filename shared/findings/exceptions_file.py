@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.findings.exceptions import (
     KNOWN_FINDINGS,
+    NAMED_ONLY,
     ROOT_KEY_FINDING,
     SELECTORS,
     WILDCARD,
@@ -213,7 +214,7 @@ def _parse_entry(
     finding = entry.get("finding")
     if not isinstance(finding, str) or (finding != WILDCARD and finding not in findings):
         problem("finding", f"expected one of {', '.join(sorted(findings))} or {WILDCARD} (every finding but "
-                           f"{ROOT_KEY_FINDING}), got {_show(finding)}")
+                           f"{' and '.join(NAMED_ONLY)}), got {_show(finding)}")
     elif finding == ROOT_KEY_FINDING and selector == "userArn":
         # A root key has no IAM user: it is accepted one by one (its fingerprint) or per account, never by a glob.
         problem("finding", f"{ROOT_KEY_FINDING} is accepted only with a fingerprint or accountId selector, not "

@@ -39,9 +39,10 @@ def parse_owner_tag_keys(value: str) -> tuple[str, ...]:
 def owner_from_tags(tags: Sequence[Mapping[str, Any]], tag_keys: Sequence[str], *, user_name: str = "?") -> str:
     """The value of the first of ``tag_keys`` present on the user with a non-blank value; ``""`` when none.
 
-    ``tags`` is the ``Tags`` list of ``ListUserTags`` (every page), each ``{"Key": ..., "Value": ...}``.
+    ``tags`` is the ``Tags`` list of the user's ``GetAccountAuthorizationDetails`` item, each
+    ``{"Key": ..., "Value": ...}``.
     """
-    where = f"IAM ListUserTags (user {user_name})"
+    where = f"IAM GetAccountAuthorizationDetails (user {user_name})"
     values: dict[str, str] = {}
     for tag in tags:
         key = tag.get("Key") if isinstance(tag, Mapping) else None

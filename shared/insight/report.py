@@ -37,9 +37,11 @@ from shared.insight.snapshot import (
     findings_by_owner,
     findings_summary,
     key_creation_trend,
+    kill_first_keys,
     latest_snapshot,
     parse_time,
     printable,
+    quarantined_keys,
     read_jsonl,
     root_keys,
     rotation_due,
@@ -218,6 +220,11 @@ def render_report(
     trend = key_creation_trend(keys, now)
     sections = [
         tiles_html(findings_summary(keys)),
+        table("Kill first: active keys by risk (RiskScore, highest first)", kill_first_keys(keys),
+              (("RiskScore", "Score"), ("RiskReasons", "Why"), *KEY_COLUMNS, ("Description", "Description"),
+               ("AgeDays", "Age (days)"), ("PrivilegeReasons", "Privilege"), ("Excepted", "Excepted"),
+               ("Stale", "Stale")),
+              key="kill-first", empty="No active key scores: nothing to kill first.", row_class=_key_row_class),
         f'<section class="card"><h2>Keys created per day</h2><p class="note">Creation date of the keys in the '
         f'snapshot, last {TREND_DAYS} days; a spike is worth a look.</p>{line_chart(trend)}</section>',
         f'<section class="card"><h2>Findings by account</h2>{bar_chart(by_account)}</section>'
@@ -230,6 +237,11 @@ def render_report(
                ("CreatedAt", "Created"), ("LastUsedAt", "Last used"), ("DaysSinceLastUse", "Days since use"),
                ("LastUsedService", "Service"), ("Stale", "Stale")),
               key="root-keys", empty="No root access key. Good.", row_class=lambda r: "root"),
+        table("Keys of users AWS quarantined (a key of theirs was found in public)", quarantined_keys(keys),
+              (*KEY_COLUMNS, ("Description", "Description"), ("PrivilegeReasons", "Privilege"),
+               ("AgeDays", "Age (days)"), ("DaysSinceLastUse", "Days since use"), ("RiskScore", "Score"),
+               ("Stale", "Stale")),
+              key="quarantined-keys", empty="No quarantined user. Good.", row_class=lambda r: "root"),
         table("Keys due for rotation", rotation_due(keys),
               (*KEY_COLUMNS, ("IsRootKey", "Root"), ("AgeDays", "Age (days)"), ("CreatedAt", "Created"),
                ("DaysSinceLastUse", "Days since use"), ("LastUsedService", "Service"), ("Stale", "Stale")),
@@ -284,7 +296,9 @@ def render_report(
         table("All keys (latest snapshot)", sorted(keys, key=lambda k: (k["AccountId"], k["UserName"], k["CreatedAt"])),
               (*KEY_COLUMNS, ("Status", "Status"), ("AgeDays", "Age (days)"), ("DaysSinceLastUse", "Days since use"),
                ("NeverUsed", "Never used"), ("RotationDue", "Rotation due"), ("Unused", "Unused"),
-               ("UserActiveKeyCount", "Active keys of user"), ("Stale", "Stale")),
+               ("UserActiveKeyCount", "Active keys of user"), ("Privileged", "Privileged"),
+               ("Quarantined", "Quarantined"), ("ConsoleWithoutMfa", "Console without MFA"),
+               ("KeyAtUserSetup", "Made at user setup"), ("RiskScore", "Score"), ("Stale", "Stale")),
               key="latest-snapshot", row_class=_key_row_class, open_=False),
     ]
     document = (

@@ -22,6 +22,7 @@ from shared.domain import GOOD_RUN_STATUSES
 from shared.findings.catalogue import (
     FINDINGS,
     NEVER_USED,
+    QUARANTINED,
     ROOT_KEY,
     ROTATION_DUE,
     TWO_ACTIVE_KEYS,
@@ -32,6 +33,7 @@ from shared.findings.catalogue import (
     findings_of,
     is_active,
     is_excepted,
+    kill_first,
     open_findings_of,
 )
 from shared.findings.exceptions import ExceptionSet, mapping_of
@@ -227,6 +229,17 @@ def key_creation_trend(keys: Sequence[Row], now: datetime) -> list[tuple[datetim
     start = end - timedelta(days=TREND_DAYS)
     per_day = Counter(parse_time(k["CreatedAt"]).date() for k in keys if k.get("CreatedAt"))
     return [(day, per_day[day.date()]) for day in (start + timedelta(days=i) for i in range(TREND_DAYS + 1))]
+
+
+def kill_first_keys(keys: Sequence[Row]) -> list[Row]:
+    """kill-first.kql: the keys that score, highest RiskScore first (the catalogue's order), excepted ones included."""
+    return kill_first(keys)
+
+
+def quarantined_keys(keys: Sequence[Row]) -> list[Row]:
+    """quarantined-keys.kql: active keys of users AWS quarantined (not excepted), highest score first."""
+    rows = [k for k in keys if counts(QUARANTINED, k)]
+    return sorted(rows, key=lambda k: (-int(k.get("RiskScore") or 0), k.get("AccountId", ""), k.get("UserName", "")))
 
 
 def rotation_due(keys: Sequence[Row]) -> list[Row]:

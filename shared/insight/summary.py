@@ -1,5 +1,5 @@
-"""The command line's end-of-run summary: run status, findings per account and by owner, the worst keys, the
-excepted keys and the expired exceptions, as plain-text tables.
+"""The command line's end-of-run summary: run status, findings per account and by owner, the keys to kill first, the
+worst keys, the excepted keys and the expired exceptions, as plain-text tables.
 
 What counts is the findings catalogue's answer (shared/findings/catalogue.py: ``open_findings_of``), as in the HTML
 report and queries/findings-by-account.kql: the summary never re-checks ``Status`` for a finding (an inactive root
@@ -15,7 +15,16 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain import AccountFailure, RunResult
-from shared.findings.catalogue import FINDINGS, ROOT_KEY, Finding, findings_of, is_active, is_excepted, open_findings_of
+from shared.findings.catalogue import (
+    FINDINGS,
+    ROOT_KEY,
+    Finding,
+    findings_of,
+    is_active,
+    is_excepted,
+    kill_first,
+    open_findings_of,
+)
 from shared.findings.exceptions import ExceptionSet, describe_expired
 from shared.insight.snapshot import printable
 
@@ -25,6 +34,7 @@ NO_OWNER = "(no owner)"
 OWNERS_SHOWN = 15
 WORST_SHOWN = 25
 OWNER_FINDINGS = tuple(f for f in FINDINGS if f is not ROOT_KEY)  # a root key has no owner: it is its own finding
+KILL_FIRST_SHOWN = 25  # the first of the kill-first order (queries/kill-first.kql lists 50, the report too)
 
 
 def summarize(result: RunResult, key_rows: Iterable[Row], exceptions: ExceptionSet | None = None) -> str:
@@ -36,6 +46,7 @@ def summarize(result: RunResult, key_rows: Iterable[Row], exceptions: ExceptionS
         *_run_line(result),
         *_per_account_table(rows),
         *_by_owner_table(rows),
+        *_kill_first_table(rows),
         *_worst_keys(rows),
         *_excepted_keys(rows),
         *_expired_exceptions(exceptions, result.run.started_at),
@@ -108,6 +119,22 @@ def _owner_counts(rows: Sequence[Row]) -> dict[str, Counter[str]]:
         c["Findings"] += len(found)
         c["Excepted"] += is_excepted(row)
     return counts
+
+
+# --- kill first: active keys by RiskScore, highest first (the catalogue's order, as queries/kill-first.kql) -------
+
+
+def _kill_first_table(rows: Sequence[Row]) -> list[str]:
+    to_kill = kill_first(rows, limit=len(rows))
+    if not to_kill:
+        return []
+    table = [["Score", "Account", "User", "Owner", "Key", "Why", "Excepted"]]
+    table += [[str(k["RiskScore"]), k["AccountId"], k["UserName"], k.get("Owner") or "-", _key_label(k),
+               str(k.get("RiskReasons") or ""), "yes" if is_excepted(k) else ""] for k in to_kill[:KILL_FIRST_SHOWN]]
+    more = ([f"... and {len(to_kill) - KILL_FIRST_SHOWN} more (queries/kill-first.kql, the report)"]
+            if len(to_kill) > KILL_FIRST_SHOWN else [])
+    return ["", "Kill first (active keys by RiskScore, highest first; an exception lowers nothing):",
+            *_format_table(table), *more]
 
 
 # --- the worst keys: root keys first, then the oldest ----------------------------------------------------------------

@@ -17,42 +17,28 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
+from shared.tools.demo_iam import (
+    AccountSpec,
+    GroupSpec,
+    KeySpec,
+    UserSpec,
+    allow,
+    client,
+    seed_account_iam,
+    seed_root_keys,
+)
 
-ROOT_USER = "<root_account>"
 MANAGEMENT_ACCOUNT_ID = "123456789012"  # moto's default account: the organization's management account
 HOME_ROLE_NAME = "AwsIamKeyCollectorHome"
 MEMBER_ROLE_NAME = "AwsIamKeyCollector"
 COLLECTOR_USER = "aws-iam-key-collector"
 EXTERNAL_ID = "demo-external-id-0001"
-# moto accepts any signature; these only have to look like credentials
-_SEED_CREDENTIALS = {"aws_access_key_id": "AKIADEMOSEEDER000001", "aws_secret_access_key": "demo" * 10}
 
 
-@dataclass(frozen=True)
-class KeySpec:
-    age_days: int
-    last_used_days_ago: int | None = None  # None: never used
-    status: str = "Active"
-    service: str = "s3"
-    region: str = "eu-west-1"
-
-
-@dataclass(frozen=True)
-class UserSpec:
-    name: str
-    keys: tuple[KeySpec, ...] = ()
-    tags: tuple[tuple[str, str], ...] = ()  # IAM user tags (Key, Value): the owner tags among them
-
-
-@dataclass(frozen=True)
-class AccountSpec:
-    name: str
-    users: tuple[UserSpec, ...]
-    root_keys: tuple[KeySpec, ...] = ()
-
-
-# Keys of every kind: old, fresh, used, never used, inactive, two active on one user, exact boundaries.
+# Keys of every kind: old, fresh, used, never used, inactive, two active on one user, exact boundaries; and users of
+# every blast radius: an admin (AdministratorAccess attached), a group admin (group Admins), a user with iam:* from a
+# customer-managed policy, a user AWS quarantined (AWSCompromisedKeyQuarantineV2), console users with and without MFA,
+# a key made at its user's setup.
 DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
     AccountSpec(
         "Management",
@@ -63,19 +49,29 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
                      tags=(("CostCenter", "4711"), ("email", "carol@example.com"))),
             UserSpec("dave", (KeySpec(400, 380, status="Inactive"),)),
             UserSpec("erin", (KeySpec(60),)),
+            UserSpec("ops-admin", (KeySpec(150, 1, service="iam", description="break-glass automation"),),
+                     tags=(("owner", "ops@example.com"),), policies=("aws:AdministratorAccess",), console=True,
+                     mfa=True),
         ),
     ),
     AccountSpec(
         "Production",
         (
             UserSpec("deploy-bot", (KeySpec(500, 0, service="cloudformation"),),
-                     tags=(("Owner", "platform-team@example.com"),)),
-            UserSpec("ci-runner", (KeySpec(5, 0), KeySpec(95, 1, service="ecr")),
+                     tags=(("Owner", "platform-team@example.com"),), policies=("deploy-all",)),
+            UserSpec("ci-runner", (KeySpec(5, 0, description="GitHub Actions runner"), KeySpec(95, 1, service="ecr")),
                      tags=(("owner", "  "), ("contact", "ci-team@example.com"))),
             UserSpec("frank"),
             UserSpec("grace", (KeySpec(46),)),
             UserSpec("heidi", (KeySpec(300, 200, status="Inactive"), KeySpec(20, 3))),
+            UserSpec("release-bot", (KeySpec(40, 0, service="ecs"),), tags=(("owner", "release@example.com"),),
+                     groups=("Admins",)),
+            # AWS found a key of it on a public repository: the old one is already switched off, the new one is not
+            UserSpec("build-agent", (KeySpec(20, 0, service="ec2"), KeySpec(400, 25, status="Inactive")),
+                     tags=(("owner", "build@example.com"),), policies=("aws:AWSCompromisedKeyQuarantineV2",)),
         ),
+        groups=(GroupSpec("Admins", ("aws:AdministratorAccess",)),),
+        policies=(("deploy-all", allow("iam:*")),),
     ),
     AccountSpec(
         "Sandbox",
@@ -85,6 +81,8 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
             UserSpec("ivan", (KeySpec(3, 1),)),
             UserSpec("judy", (KeySpec(91, 5),)),
             UserSpec("test-user", (KeySpec(90, 45),)),
+            UserSpec("contractor", (KeySpec(200, 120),), tags=(("owner", "vendor-mgmt@example.com"),), console=True,
+                     key_at_setup=True),
         ),
         root_keys=(KeySpec(700, 12, service="ec2", region="us-east-1"),),  # a root key: the worst finding
     ),
@@ -133,82 +131,13 @@ def reset_moto(endpoint_url: str) -> None:
     requests.post(f"{endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
 
 
-def _client(service: str, endpoint_url: str, credentials: dict[str, str] | None = None) -> Any:
-    return boto3.client(
-        service, endpoint_url=endpoint_url, region_name="us-east-1", **(credentials or _SEED_CREDENTIALS)
-    )
-
-
 def _assume(endpoint_url: str, role_arn: str) -> dict[str, str]:
-    creds = _client("sts", endpoint_url).assume_role(RoleArn=role_arn, RoleSessionName="demo-seeder")["Credentials"]
+    creds = client("sts", endpoint_url).assume_role(RoleArn=role_arn, RoleSessionName="demo-seeder")["Credentials"]
     return {
         "aws_access_key_id": creds["AccessKeyId"],
         "aws_secret_access_key": creds["SecretAccessKey"],
         "aws_session_token": creds["SessionToken"],
     }
-
-
-def backdate_key(account_id: str, key_id: str, spec: KeySpec, now: datetime) -> None:
-    """moto creates every key 'now' and never used; set the creation and last-use dates the spec asks for.
-    moto documents ``last_used`` as settable (its AccessKey comment); it runs in this process."""
-    from moto.iam.models import AccessKeyLastUsed, iam_backends
-
-    key = iam_backends[account_id]["aws"].access_keys[key_id]
-    key.create_date = (now - timedelta(days=spec.age_days, hours=1)).replace(tzinfo=None)
-    if spec.last_used_days_ago is None:
-        key.last_used = None
-    else:
-        used = (now - timedelta(days=spec.last_used_days_ago, minutes=30)).replace(tzinfo=None)
-        key.last_used = AccessKeyLastUsed(timestamp=used, service=spec.service, region=spec.region)
-
-
-def seed_root_keys(account_id: str, slots: tuple[KeySpec, ...], now: datetime) -> None:
-    """Give the account's root user access keys in its IAM credential report.
-
-    AWS has no API to create root access keys (only the root user can, in the console), and moto's report lists
-    IAM users only; so the demo adds the ``<root_account>`` row that AWS's report carries, with these keys."""
-    from moto.iam.models import iam_backends
-
-    backend = iam_backends[account_id]["aws"]
-    original = backend.get_credential_report
-
-    def fmt(value: datetime | None) -> str:
-        return "N/A" if value is None else value.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-    cells = [ROOT_USER, f"arn:aws:iam::{account_id}:root", fmt(now - timedelta(days=2000)), "not_supported",
-             fmt(now - timedelta(days=3)), "not_supported", "not_supported", "false"]
-    for n in (0, 1):
-        if n < len(slots):
-            spec = slots[n]
-            used = None if spec.last_used_days_ago is None else now - timedelta(days=spec.last_used_days_ago)
-            cells += [str(spec.status == "Active").lower(), fmt(now - timedelta(days=spec.age_days, hours=1)),
-                      fmt(used), "N/A" if used is None else spec.region, "N/A" if used is None else spec.service]
-        else:
-            cells += ["false", "N/A", "N/A", "N/A", "N/A"]
-    cells += ["false", "N/A", "false", "N/A"]
-
-    def report_with_root() -> str:
-        header, _, users = original().partition("\n")
-        return f"{header}\n{','.join(cells)}\n{users}"
-
-    backend.get_credential_report = report_with_root  # type: ignore[method-assign]  # moto runs in-process
-
-
-def seed_users(endpoint_url: str, account_id: str, credentials: dict[str, str] | None, users: tuple[UserSpec, ...],
-               now: datetime) -> int:
-    iam = _client("iam", endpoint_url, credentials)
-    count = 0
-    for user in users:
-        iam.create_user(UserName=user.name)
-        if user.tags:
-            iam.tag_user(UserName=user.name, Tags=[{"Key": k, "Value": v} for k, v in user.tags])
-        for spec in user.keys:
-            key = iam.create_access_key(UserName=user.name)["AccessKey"]
-            if spec.status != "Active":
-                iam.update_access_key(UserName=user.name, AccessKeyId=key["AccessKeyId"], Status=spec.status)
-            backdate_key(account_id, key["AccessKeyId"], spec, now)
-            count += 1
-    return count
 
 
 def name_management_account(name: str) -> None:
@@ -228,9 +157,9 @@ def seed_organization(
 ) -> SeededOrganization:
     """Management account (the first spec) + member accounts, the collector's home role, IAM user and member roles."""
     now = now or datetime.now(UTC)
-    org = _client("organizations", endpoint_url)
+    org = client("organizations", endpoint_url)
     org.create_organization(FeatureSet="ALL")
-    iam = _client("iam", endpoint_url)
+    iam = client("iam", endpoint_url)
     trust = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"},
                                                                   "Action": "sts:AssumeRole"}]})
     home = iam.create_role(RoleName=HOME_ROLE_NAME, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
@@ -247,7 +176,7 @@ def seed_organization(
     management, *members = accounts
     name_management_account(management.name)
     seeded.accounts[MANAGEMENT_ACCOUNT_ID] = management.name
-    seeded.expected_keys = 1 + seed_users(endpoint_url, MANAGEMENT_ACCOUNT_ID, None, management.users, now)
+    seeded.expected_keys = 1 + seed_account_iam(endpoint_url, MANAGEMENT_ACCOUNT_ID, None, management, now)
     if management.root_keys:
         seed_root_keys(MANAGEMENT_ACCOUNT_ID, management.root_keys, now)
         seeded.expected_keys += len(management.root_keys)
@@ -257,8 +186,8 @@ def seed_organization(
         ]["AccountId"]
         seeded.accounts[account_id] = spec.name
         admin = _assume(endpoint_url, f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole")
-        _client("iam", endpoint_url, admin).create_role(RoleName=MEMBER_ROLE_NAME, AssumeRolePolicyDocument=trust)
-        seeded.expected_keys += seed_users(endpoint_url, account_id, admin, spec.users, now)
+        client("iam", endpoint_url, admin).create_role(RoleName=MEMBER_ROLE_NAME, AssumeRolePolicyDocument=trust)
+        seeded.expected_keys += seed_account_iam(endpoint_url, account_id, admin, spec, now)
         if spec.root_keys:
             seed_root_keys(account_id, spec.root_keys, now)
             seeded.expected_keys += len(spec.root_keys)
@@ -322,7 +251,7 @@ def change_keys(seeded: SeededOrganization, changes: tuple[KeyChangeSpec, ...] =
         account_id = ids[change.account]
         credentials = None if account_id == MANAGEMENT_ACCOUNT_ID else _assume(
             seeded.endpoint_url, f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole")
-        iam = _client("iam", seeded.endpoint_url, credentials)
+        iam = client("iam", seeded.endpoint_url, credentials)
         keys = sorted(iam.list_access_keys(UserName=change.user)["AccessKeyMetadata"], key=lambda k: k["CreateDate"])
         if change.action in ("create", "rotate"):
             iam.create_access_key(UserName=change.user)

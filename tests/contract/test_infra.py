@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore import xform_name
 
 pycep = pytest.importorskip("pycep")
 cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml")
@@ -580,10 +581,10 @@ def test_checkov_suppressions_are_justified() -> None:
 # CloudFormation
 
 IAM_READ = {
-    "iam:ListUsers",
+    # users with their tags (OWNER_TAG_KEYS, key descriptions), groups and policies (privilege, quarantine)
+    "iam:GetAccountAuthorizationDetails",
     "iam:ListAccessKeys",
     "iam:GetAccessKeyLastUsed",
-    "iam:ListUserTags",  # the owner tags (OWNER_TAG_KEYS) of users with keys
     "iam:GenerateCredentialReport",
     "iam:GetCredentialReport",
 }
@@ -713,6 +714,42 @@ def test_member_role_trusts_only_the_home_role_and_only_reads_iam() -> None:
     assert all(s["Effect"] == "Allow" for s in statements)
     assert set().union(*(actions(s) for s in statements)) == IAM_READ
     assert "ManagedPolicyArns" not in role
+
+
+def iam_actions_called(sources: list[str]) -> set[str]:
+    """The IAM actions the code calls: botocore operations named in ``get_paginator("...")`` or ``iam.<op>(``."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("iam")
+    by_snake = {xform_name(op): op for op in model.operation_names}
+    found = set()
+    for text in sources:
+        for name in re.findall(r'get_paginator\("(\w+)"\)|\biam\.(?!get_paginator)(\w+)\(', text):
+            snake = next(n for n in name if n)
+            if snake in by_snake:
+                found.add(f"iam:{by_snake[snake]}")
+    return found
+
+
+def aws_sources() -> list[str]:
+    return [p.read_text(encoding="utf-8") for p in sorted((ROOT / "shared" / "aws").glob("*.py"))]
+
+
+def test_both_roles_grant_exactly_the_iam_calls_the_code_makes() -> None:
+    """Nothing the code no longer calls (ListUsers, ListUserTags since GetAccountAuthorizationDetails), nothing it
+    calls missing."""
+    called = iam_actions_called(aws_sources())
+    assert called == IAM_READ
+    for name in ("home-account.yaml", "member-account.yaml"):
+        tpl = template(name)
+        role = next(r for r in tpl["Resources"].values() if r["Type"] == "AWS::IAM::Role")["Properties"]
+        granted = {a for s in policy_statements(role) if "Fn::If" not in s for a in actions(s) if a.startswith("iam:")}
+        assert granted == called, name
+
+
+def test_the_calls_check_fails_on_a_copy_that_calls_list_users_again() -> None:
+    broken = [*aws_sources(), 'pages = iam.get_paginator("list_users").paginate()']
+    assert iam_actions_called(broken) - IAM_READ == {"iam:ListUsers"}
 
 
 def test_member_role_name_defaults_agree() -> None:

@@ -146,6 +146,8 @@ QUESTIONS = {
     "cloudtrail-coverage",
     # owners and exceptions
     "unowned-keys", "findings-by-owner", "excepted-keys", "expired-exceptions",
+    # blast radius: the kill-first ranking, keys of users AWS quarantined
+    "kill-first", "quarantined-keys", "alert-key-quarantined",
 }
 
 
@@ -231,6 +233,18 @@ def test_a_row_delivered_twice_counts_once() -> None:
 def test_the_trend_is_a_make_series_per_day_of_creation() -> None:
     text = read(QUERIES / "key-creation-trend.kql")
     assert re.search(r"make-series \w+ = count\(\) default = 0 on CreatedAt .*\n?\s*step 1d", text)
+
+
+def test_kill_first_orders_as_the_catalogue_and_lists_as_many() -> None:
+    from shared.findings.catalogue import KILL_FIRST_ROWS, kill_first_order
+
+    text = read(QUERIES / "kill-first.kql")
+    assert ("| order by RiskScore desc, AgeDays desc, AccountId asc, UserName asc, AccessKeyFingerprint asc\n"
+            f"| take {KILL_FIRST_ROWS}\n") in text
+    assert "| where RiskScore > 0" in text
+    # the Python sort key names the same columns, in the same order and directions
+    row = {"RiskScore": 5, "AgeDays": 7, "AccountId": "a", "UserName": "u", "AccessKeyFingerprint": "f"}
+    assert kill_first_order(row) == (-5, -7, "a", "u", "f")
 
 
 def test_root_keys_query_marks_the_unknown() -> None:
@@ -389,7 +403,7 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
     path = INFRA / "modules" / "alerts.bicep"
     rules = alert_rules()
     assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed", "newKey", "newSource",
-                          "usageMismatch", "keyForAnotherUser"}
+                          "usageMismatch", "keyForAnotherUser", "quarantined"}
     loaded = {}
     for name, config in rules.items():
         (criterion,) = config["properties"]["criteria"]["allOf"]
@@ -404,7 +418,8 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
                       "collectorSilent": "alert-collector-silent", "runFailed": "alert-run-failed",
                       "newKey": "alert-new-key", "newSource": "alert-key-new-source",
                       "usageMismatch": "alert-key-usage-mismatch",
-                      "keyForAnotherUser": "alert-key-created-for-another-user"}
+                      "keyForAnotherUser": "alert-key-created-for-another-user",
+                      "quarantined": "alert-key-quarantined"}
     assert {p.stem for p in QUERY_FILES if p.stem.startswith("alert-")} == set(loaded.values())
 
 
@@ -501,15 +516,16 @@ def contract_rows() -> list[dict[str, Any]]:
     only on Active keys; Excepted is null in rows from before the column existed), with the ``Active`` and ``Open``
     aliases findings-by-account.kql extends."""
     rows = []
-    for status, rotation, unused, never, root, count, owner, excepted in product(
+    for status, rotation, unused, never, root, count, owner, excepted, quarantined in product(
         ("Active", "Inactive"), (False, True), (False, True), (False, True), (False, True), (0, 1, 2, 3),
-        ("", "team@example.com"), (False, True, None),
+        ("", "team@example.com"), (False, True, None), (False, True, None),
     ):
         if status != "Active" and (rotation or unused):
             continue
         rows.append({"Status": status, "RotationDue": rotation, "Unused": unused, "NeverUsed": never,
                      "IsRootKey": root, "UserActiveKeyCount": count, "UserArn": "arn", "Owner": owner,
-                     "Excepted": excepted, "Active": status == "Active", "Open": excepted is not True})
+                     "Excepted": excepted, "Quarantined": quarantined, "Active": status == "Active",
+                     "Open": excepted is not True})
     return rows
 
 

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ class DataSet:
     keys: list[Row]
     runs: list[Row]
     cli_summary: str  # what `python -m shared demo` printed
+    report_html: str = ""  # the report it wrote
 
     def snapshot(self) -> report.Snapshot:
         return report.latest_snapshot(self.keys, self.runs)
@@ -93,7 +95,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DataSet:
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     return DataSet("demo", report.read_jsonl(out / KEYS_TABLE.file_name), report.read_jsonl(out / RUNS_TABLE.file_name),
-                   completed.stdout)
+                   completed.stdout, (out / "report.html").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")
@@ -171,10 +173,13 @@ def findings_summary(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     return pick(rows, "Finding", "Count"), [(label, n) for _, label, n in report.findings_summary(data.snapshot().keys)]
 
 
-BY_ACCOUNT = ("Account", "AccountId", "AccountName", "Keys", "ActiveKeys", "RootKeys", "RotationDueKeys", "UnusedKeys",
-              "NeverUsedKeys", "TwoActiveKeys", "UnownedKeys", "Findings", "ExceptedKeys", "Stale")
-BY_OWNER = ("Owner", "Accounts", "ActiveKeys", "RotationDueKeys", "UnusedKeys", "NeverUsedKeys", "TwoActiveKeys",
-            "UnownedKeys", "Findings", "ExceptedKeys")
+BY_ACCOUNT = ("Account", "AccountId", "AccountName", "Keys", "ActiveKeys", "RootKeys", "QuarantinedKeys",
+              "RotationDueKeys", "UnusedKeys", "NeverUsedKeys", "TwoActiveKeys", "UnownedKeys", "Findings",
+              "ExceptedKeys", "Stale")
+BY_OWNER = ("Owner", "Accounts", "ActiveKeys", "QuarantinedKeys", "RotationDueKeys", "UnusedKeys", "NeverUsedKeys",
+            "TwoActiveKeys", "UnownedKeys", "Findings", "ExceptedKeys")
+KILL_FIRST = ("RiskScore", "RiskReasons", "AccountId", "UserName", "AccessKeyId", "AccessKeyFingerprint", "Privileged",
+              "PrivilegeReasons", "Quarantined", "Excepted", "Stale")
 
 
 def findings_by_account(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
@@ -194,6 +199,22 @@ def excepted_keys(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
     fields = ("AccountId", "UserName", "Owner", "AccessKeyId", "ExceptionReason", "Stale")
     return (sorted(pick(rows, *fields), key=str), sorted(pick(report.excepted_keys(data.snapshot().keys), *fields),
                                                           key=str))
+
+
+def kill_first(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
+    """In order: the ranking is the answer."""
+    return pick(rows, *KILL_FIRST), pick(report.kill_first_keys(data.snapshot().keys), *KILL_FIRST)
+
+
+def quarantined_keys(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
+    fields = ("AccountId", "UserName", "AccessKeyId", "Description", "PrivilegeReasons", "RiskScore", "Stale")
+    return pick(rows, *fields), pick(report.quarantined_keys(data.snapshot().keys), *fields)
+
+
+def alert_key_quarantined(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
+    """Each account's newest collection: the snapshot's rows (a failed account's own newest run included)."""
+    fields = ("AccountId", "UserName", "AccessKeyFingerprint", "RiskScore")
+    return sorted(pick(rows, *fields)), sorted(pick(report.quarantined_keys(data.snapshot().keys), *fields))
 
 
 def rotation_due(rows: list[Row], data: DataSet) -> tuple[Any, Any]:
@@ -305,6 +326,9 @@ COMPARISONS: dict[str, Comparison] = {
     "unowned-keys.kql": unowned_keys,
     "excepted-keys.kql": excepted_keys,
     "rotation-due.kql": rotation_due,
+    "kill-first.kql": kill_first,
+    "quarantined-keys.kql": quarantined_keys,
+    "alert-key-quarantined.kql": alert_key_quarantined,
     "unused-keys.kql": unused_keys,
     "root-keys.kql": root_keys,
     "collector-runs.kql": collector_runs,
@@ -357,7 +381,8 @@ def test_cli_summary_agrees_with_findings_by_account(demo: DataSet) -> None:
     """The CLI's per-account table, as printed, against the query's answer over the same run's records."""
     rows = {r["AccountId"]: r for r in run_query(demo, (QUERIES / "findings-by-account.kql").read_text("utf-8"))}
     printed = cli_summary_accounts(demo.cli_summary)
-    columns = {"Keys": "Keys", "Active": "ActiveKeys", "Root keys": "RootKeys", "Rotation due": "RotationDueKeys",
+    columns = {"Keys": "Keys", "Active": "ActiveKeys", "Root keys": "RootKeys", "Quarantined": "QuarantinedKeys",
+               "Rotation due": "RotationDueKeys",
                "Unused": "UnusedKeys", "Never used": "NeverUsedKeys", "2 active/user": "TwoActiveKeys",
                "No owner": "UnownedKeys", "Excepted": "ExceptedKeys"}
     assert printed and set(printed) == set(rows)
@@ -389,6 +414,64 @@ def test_a_fresh_deployment_is_not_a_silent_collector() -> None:
     assert from_kql != from_python
 
 
+class _TableRows(HTMLParser):
+    """The cell texts of each row of one ``data-table`` of the report, in order."""
+
+    def __init__(self, table: str) -> None:
+        super().__init__()
+        self.table = table
+        self.rows: list[list[str]] = []
+        self._inside = False
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self._inside = dict(attrs).get("data-table") == self.table
+        elif self._inside and tag == "tr":
+            self.rows.append([])
+        elif self._inside and tag == "td":
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._inside = False
+        elif tag == "td" and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def cli_kill_first(summary: str) -> list[tuple[int, str, str, str]]:
+    """(score, account, user, key) of each row of the CLI's kill-first table, as printed."""
+    lines = summary.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Kill first"))
+    found = []
+    for line in lines[start + 3:]:
+        if not line.strip() or line.startswith("..."):
+            break
+        score, account, user, _owner, key = re.split(r"\s{2,}", line.strip())[:5]
+        found.append((int(score), account, user, key))
+    return found
+
+
+def test_the_kill_first_order_is_the_same_in_the_cli_the_report_and_the_executed_kql(demo: DataSet) -> None:
+    from_kql = [(r["RiskScore"], r["AccountId"], r["UserName"], r["AccessKeyId"] or "(root)")
+                for r in run_query(demo, (QUERIES / "kill-first.kql").read_text("utf-8"))]
+    printed = cli_kill_first(demo.cli_summary)
+    parser = _TableRows("kill-first")
+    parser.feed(demo.report_html)
+    # the report's columns: Score, Why, Account, Name, User, Owner, Key, ...; "—" stands for an empty cell
+    in_report = [(int(r[0]), r[2], r[4], "(root)" if r[6] == "—" else r[6]) for r in parser.rows if r]
+    assert len(from_kql) >= 10 and printed == from_kql[:len(printed)] and in_report == from_kql
+    # the demo's blast radius, first to last: the root key, the quarantined user's, then the admins'
+    users = [user for _, _, user, _ in from_kql]
+    assert users[:2] == ["<root_account>", "build-agent"]
+    assert {"ops-admin", "release-bot", "deploy-bot"} <= set(users[2:7])
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # A wrong query fails: mutants of the shipped texts.
 
@@ -406,6 +489,10 @@ MUTANTS = [
     ("alert-rotation-due-new.kql", DEDUPE, ";\nlet newestPerAccount"),
     ("alert-root-key.kql", DEDUPE, ";\nlet newestPerAccount"),
     ("findings-summary.kql", "\n    | summarize arg_max(TimeGenerated, *) by RunId, AccessKeyFingerprint;", ";"),
+    # the ranking's tie-break, and a ranking that leaves the excepted keys out
+    ("kill-first.kql", "AgeDays desc, AccountId asc", "AgeDays asc, AccountId asc"),
+    ("kill-first.kql", "| where RiskScore > 0", "| where RiskScore > 0 and Excepted != true"),
+    ("quarantined-keys.kql", 'where Status == "Active" and Quarantined', 'where Quarantined'),
 ]
 
 

@@ -338,7 +338,7 @@ def test_hunting_queries_are_saved_searches_of_the_usage_join() -> None:
     assert properties["category"] == "Hunting Queries"
     assert {tag["name"] for tag in properties["tags"]} == {"description", "tactics", "techniques"}
     queries = {query_path(h["query"]).stem: h["query"] for h in hunting_queries()}
-    assert set(queries) == {"key-usage", "alert-key-new-source", "alert-key-usage-mismatch"}
+    assert set(queries) == {"kill-first", "key-usage", "alert-key-new-source", "alert-key-usage-mismatch"}
     for name in ("alert-key-new-source", "alert-key-usage-mismatch"):
         kind, path, old, new = queries[name]
         assert kind == "replace" and old in path.read_text(encoding="utf-8")  # the replacement applies

@@ -33,9 +33,13 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     assert "[3/3]" in result.stderr  # progress: accounts done of total
     keys = [json.loads(line) for line in (out / "AwsIamAccessKeys.jsonl").read_text().splitlines()]
     runs = [json.loads(line) for line in (out / "AwsIamKeyCollectorRuns.jsonl").read_text().splitlines()]
-    # two runs, keys changed in between (one created, one deleted, one rotated: 18 keys again)
-    assert len(runs) == 2 and [r["KeysCollected"] for r in runs] == [18, 18] and len(keys) == 36
-    assert [k["RunId"] for k in keys] == [runs[0]["RunId"]] * 18 + [runs[1]["RunId"]] * 18
+    # two runs, keys changed in between (one created, one deleted, one rotated: 23 keys again)
+    assert len(runs) == 2 and [r["KeysCollected"] for r in runs] == [23, 23] and len(keys) == 46
+    assert [k["RunId"] for k in keys] == [runs[0]["RunId"]] * 23 + [runs[1]["RunId"]] * 23
+    # the kill-first list, each row with its reasons: the root key first, then the user AWS quarantined
+    kill_first = result.stdout.split("Kill first (")[1].split("\n\n")[0].splitlines()[3:]
+    assert kill_first[0].split()[:3] == ["85", kill_first[0].split()[1], "<root_account>"]
+    assert "build-agent" in kill_first[1] and "quarantined by AWS (key exposed in public) +40" in kill_first[1]
     assert {k["AccountName"] for k in keys} == {"Management", "Production", "Sandbox"}
     assert "Run 1 of 2" in result.stderr and "Run 2 of 2" in result.stderr
     assert "Between the two runs:" in result.stderr and "Management/alice: access key rotated" in result.stderr
@@ -46,12 +50,15 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     # Owners and exceptions: grouped by owner, unowned keys a finding, one exception in force, one expired.
     lines = result.stdout.splitlines()
     by_owner = lines.index("Findings by owner (active keys of IAM users):")
-    assert lines[by_owner + 1].split()[:3] == ["Owner", "Active", "Rotation"]
+    assert lines[by_owner + 1].split()[:4] == ["Owner", "Active", "Quarantined", "Rotation"]
     assert any(line.startswith("(no owner)") for line in lines[by_owner:]) and "no owner" in result.stdout
     assert any(line.startswith("platform-team@example.com") for line in lines[by_owner:])
     excepted = lines.index("Excepted (accepted risk, left out of the counts above):")
     assert "deploy-bot" in lines[excepted + 3] and "platform-team@example.com" in lines[excepted + 3]
-    assert [line for line in lines if "deploy-bot" in line] == [lines[excepted + 3]]  # counted nowhere else
+    # counted nowhere else; ranked as if it were not excepted (an exception lowers no score), and said so
+    in_kill_first = [line for line in lines if "deploy-bot" in line and line.startswith("35 ")]
+    assert [line for line in lines if "deploy-bot" in line] == [*in_kill_first, lines[excepted + 3]]
+    assert len(in_kill_first) == 1 and in_kill_first[0].rstrip().endswith("yes")
     expired = next(i for i, line in enumerate(lines) if line.startswith("Expired exceptions in "))
     assert lines[expired + 1].startswith("  entry 2 (userArn arn:aws:iam::") and "* - expired " in lines[expired + 1]
     assert any("ci-runner" in line and "rotation due" in line for line in lines)  # counted again

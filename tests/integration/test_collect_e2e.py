@@ -10,12 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from shared.tools.demo import (
     MANAGEMENT_ACCOUNT_ID,
     AccountSpec,
+    GroupSpec,
     KeySpec,
     SeededOrganization,
     UserSpec,
@@ -23,6 +23,9 @@ from shared.tools.demo import (
 )
 from tests.support.aws_proxy import AwsProxy, Call, Fault, aws_error
 from tests.support.collect import WEB_TOKEN, FixedToken, collect, env_for
+from tests.support.iam_pages import filter_of, serve_authorization_details
+
+GAAD = "GetAccountAuthorizationDetails"
 
 
 def by_user(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -33,7 +36,7 @@ def by_user(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
 
 
 def iam_calls(proxy: AwsProxy) -> list[Call]:
-    return [c for c in proxy.calls if c.action in ("ListUsers", "ListAccessKeys", "GetAccessKeyLastUsed")]
+    return [c for c in proxy.calls if c.action in (GAAD, "ListAccessKeys", "GetAccessKeyLastUsed")]
 
 
 @pytest.fixture
@@ -45,7 +48,7 @@ def test_access_key_home_account(aws: AwsProxy, org: SeededOrganization, tmp_pat
     run, rows = collect(env_for(org, tmp_path), org)
     assert run.status == "Succeeded" and run.accounts_total == 1 and run.auth_mode == "access_key"
     assert {r["AccountId"] for r in rows} == {MANAGEMENT_ACCOUNT_ID}
-    assert len(rows) == run.keys_collected == 7  # 6 seeded keys + the collector's own
+    assert len(rows) == run.keys_collected == 8  # 7 seeded keys + the collector's own
 
     (assume,) = [c for c in aws.calls if c.action == "AssumeRole"]
     assert assume.params["RoleArn"] == org.home_role_arn
@@ -172,46 +175,26 @@ def test_home_sign_in_failure_fails_the_run_and_still_reports_it(
     assert not iam_calls(aws)
 
 
-def serve_list_users_in_pages(moto_url: str, page_size: int) -> Callable[[Call], Fault | None]:
-    """moto answers ListUsers in one page whatever MaxItems says; this serves moto's users in real IAM pages
-    (IsTruncated + Marker), so the real paginator has to follow markers."""
-    iam = boto3.client("iam", endpoint_url=moto_url, region_name="us-east-1",
-                       aws_access_key_id="AKIAEXAMPLEPAGINATE1", aws_secret_access_key="x" * 40)
-    users = iam.list_users()["Users"]
-
-    def rule(call: Call) -> Fault | None:
-        if call.action != "ListUsers":
-            return None
-        start = int(call.params.get("Marker", "0"))
-        page = users[start : start + page_size]
-        truncated = start + page_size < len(users)
-        members = "".join(
-            f"<member><UserName>{u['UserName']}</UserName><UserId>{u['UserId']}</UserId><Arn>{u['Arn']}</Arn>"
-            f"<Path>/</Path><CreateDate>{u['CreateDate'].strftime('%Y-%m-%dT%H:%M:%SZ')}</CreateDate></member>"
-            for u in page
-        )
-        marker = f"<Marker>{start + page_size}</Marker>" if truncated else ""
-        body = (
-            '<ListUsersResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><ListUsersResult>'
-            f"<Users>{members}</Users><IsTruncated>{str(truncated).lower()}</IsTruncated>{marker}"
-            "</ListUsersResult><ResponseMetadata><RequestId>p</RequestId></ResponseMetadata></ListUsersResponse>"
-        )
-        return Fault(200, body, {"Content-Type": "text/xml"})
-
-    return rule
-
-
 def test_pagination_over_many_users(aws: AwsProxy, moto_url: str, tmp_path: Path) -> None:
-    users = tuple(UserSpec(f"user-{i:03d}", (KeySpec(i % 200, None if i % 3 else 1),) if i % 2 else ())
+    """moto answers GetAccountAuthorizationDetails in one page: served here in IAM's pages of 100 entities (the users,
+    then the group), so the real paginator has to follow markers."""
+    users = tuple(UserSpec(f"user-{i:03d}", (KeySpec(i % 200, None if i % 3 else 1),) if i % 2 else (),
+                           groups=("Admins",) if i == 229 else ())
                   for i in range(230))
-    org = seed_organization(moto_url, (AccountSpec("Management", users),))
-    aws.rules.append(serve_list_users_in_pages(moto_url, page_size=100))
+    org = seed_organization(moto_url, (AccountSpec("Management", users, groups=(
+        GroupSpec("Admins", ("aws:AdministratorAccess",)),)),))
+    aws.rules.append(serve_authorization_details(moto_url, page_size=100))
     run, rows = collect(env_for(org, tmp_path), org)
     assert run.keys_collected == len(rows) == org.expected_keys == 116
     assert len({r["AccessKeyFingerprint"] for r in rows}) == 116
-    pages = [c for c in aws.calls if c.action == "ListUsers"]
+    pages = [c for c in aws.calls if c.action == GAAD]
+    # 231 users (the collector's own among them) and the group: three pages
     assert [c.params.get("Marker") for c in pages] == [None, "100", "200"]
+    assert all(filter_of(c) == ["User", "Group", "LocalManagedPolicy"] for c in pages)
     assert len([c for c in aws.calls if c.action == "ListAccessKeys"]) == 231  # every user read exactly once
+    # the last user's group arrives on the last page, after the user: its privilege is still settled
+    (last,) = [r for r in rows if r["UserName"] == "user-229"]
+    assert (last["Privileged"], last["PrivilegeReasons"]) == (True, "AdministratorAccess via group Admins")
 
 
 def test_same_inventory_whatever_the_bounds(aws: AwsProxy, org: SeededOrganization, tmp_path: Path) -> None:
@@ -231,10 +214,11 @@ def test_no_extra_calls_compared_with_a_serial_walk(aws: AwsProxy, org: SeededOr
     collect(env_for(org, tmp_path), org)
     calls = iam_calls(aws)
     keys = [c for c in calls if c.action == "GetAccessKeyLastUsed"]
-    assert len(keys) == len({c.params["AccessKeyId"] for c in keys}) == 7
+    assert len(keys) == len({c.params["AccessKeyId"] for c in keys}) == 8
     listed = [c.params["UserName"] for c in calls if c.action == "ListAccessKeys"]
-    assert len(listed) == len(set(listed)) == 6  # alice bob carol dave erin + the collector user
-    assert [c.action for c in calls].count("ListUsers") == 1
+    assert len(listed) == len(set(listed)) == 7  # alice bob carol dave erin ops-admin + the collector user
+    assert [c.action for c in calls].count(GAAD) == 1  # users, tags, groups and policies: one call, no call per user
+    assert not {"ListUsers", "ListUserTags"} & set(aws.actions())
 
 
 def test_the_call_rate_cap_spaces_each_accounts_iam_calls(
@@ -249,7 +233,7 @@ def test_the_call_rate_cap_spaces_each_accounts_iam_calls(
         assert run.status == "Succeeded"
         by_key: dict[str, list[float]] = {}
         for call in aws.calls:
-            if "iam" in call.host or call.action in ("ListUsers", "ListAccessKeys", "GetAccessKeyLastUsed",
+            if "iam" in call.host or call.action in (GAAD, "ListAccessKeys", "GetAccessKeyLastUsed",
                                                      "GetCredentialReport", "GenerateCredentialReport"):
                 by_key.setdefault(call.access_key_id, []).append(call.at)
         return {key: (len(times) - 1) / (max(times) - min(times)) for key, times in by_key.items() if len(times) > 4}
@@ -293,7 +277,7 @@ def test_key_deleted_during_the_walk_is_skipped(aws: AwsProxy, org: SeededOrgani
     )
     run, rows = collect(env_for(org, tmp_path), org)
     assert run.status == "Succeeded"
-    assert "bob" not in by_user(rows) and len(rows) == 6
+    assert "bob" not in by_user(rows) and len(rows) == 7
 
 
 def test_malformed_answer_fails_the_account_with_no_partial_record(

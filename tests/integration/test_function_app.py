@@ -315,4 +315,4 @@ def test_the_function_gives_the_collector_its_time_budget(
     failures = json.loads(run["FailedAccounts"])  # as delivered: the contract's JSON string
     assert run["Status"] == "Failed" and sorted(f["AccountId"] for f in failures) == sorted(org.accounts)
     assert azure.ingestion.rows("Custom-AwsIamAccessKeys") == []
-    assert "ListUsers" not in [c.action for c in aws.calls]  # no account was started
+    assert "GetAccountAuthorizationDetails" not in [c.action for c in aws.calls]  # no account was started

@@ -81,7 +81,7 @@ def test_failure_messages_carry_no_key_id(aws: AwsProxy, org: SeededOrganization
 
     aws.rules.append(
         lambda c: aws_error("InvalidClientTokenId", f"The security token {c.access_key_id} is invalid", 403)
-        if c.action == "ListUsers" else None
+        if c.action == "GetAccountAuthorizationDetails" else None
     )
     run, _ = collect(env_for(org, tmp_path), org)
     (failure,) = run.failures

@@ -1,13 +1,12 @@
 """Owners and exceptions end to end on an emulated AWS (real boto3 over HTTP to moto, through the recording proxy,
-composed as the Function composes them, into the file sink): ListUserTags only for users with keys, in parallel
-like the other per-user calls; Owner and Excepted on the records; an exception past its date no longer applies."""
+composed as the Function composes them, into the file sink): the owner tags from each user's
+GetAccountAuthorizationDetails item, with no call per user; Owner and Excepted on the records; an exception past its
+date no longer applies."""
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,37 +57,24 @@ def test_owner_and_exceptions_on_the_records(
     assert {(r["Excepted"], r["ExceptionReason"], r["ExceptionExpires"]) for r in ci_runner} == {(False, None, None)}
 
 
-def test_list_user_tags_once_per_user_with_keys_and_in_parallel(
+def test_owner_tags_come_with_the_users_listing_and_cost_no_call_per_user(
     aws: AwsProxy, org: SeededOrganization, tmp_path: Path
 ) -> None:
-    in_flight, most = 0, 0
-    lock = threading.Lock()
-
-    def slow_tags(call: Call) -> None:
-        nonlocal in_flight, most
-        if call.action == "ListUserTags":
-            with lock:
-                in_flight += 1
-                most = max(most, in_flight)
-            time.sleep(0.2)
-            with lock:
-                in_flight -= 1
-
-    aws.rules.append(slow_tags)
     run, rows = collect(env_for(org, tmp_path, AWS_ACCOUNTS="organization"), org)
     assert run.status == "Succeeded"
-    tagged = Counter((c.host, c.params["UserName"]) for c in aws.calls if c.action == "ListUserTags")
-    users = {(r["AccountId"], r["UserName"]) for r in rows if not r["IsRootKey"]}
-    assert len(tagged) == len(users) and set(tagged.values()) == {1}  # one call per user with keys
-    assert "frank" not in {user for _, user in tagged}  # a user without keys is not asked
-    assert most > 1  # in parallel, like the other per-user calls
+    listings = Counter(c.access_key_id for c in aws.calls if c.action == "GetAccountAuthorizationDetails")
+    assert len(listings) == len(org.accounts) and set(listings.values()) == {1}  # one page per (small) account
+    assert "ListUserTags" not in aws.actions()
+    owners = {r["UserName"]: r["Owner"] for r in rows}
+    assert owners["alice"] == "alice@example.com" and owners["ci-runner"] == "ci-team@example.com"
+    assert owners["bob"] == ""
 
 
-def test_a_user_deleted_before_its_tags_are_read_has_no_record(
+def test_a_user_deleted_before_its_keys_are_read_has_no_record(
     aws: AwsProxy, org: SeededOrganization, tmp_path: Path
 ) -> None:
     def gone(call: Call) -> Fault | None:
-        if call.action == "ListUserTags" and call.params.get("UserName") == "alice":
+        if call.action == "ListAccessKeys" and call.params.get("UserName") == "alice":
             return aws_error("NoSuchEntity", "The user with name alice cannot be found.", 404)
         return None
 
@@ -97,16 +83,16 @@ def test_a_user_deleted_before_its_tags_are_read_has_no_record(
     assert run.status == "Succeeded" and "alice" not in {r["UserName"] for r in rows}
 
 
-def test_tags_denied_fail_the_account_naming_the_permission(
+def test_the_listing_denied_fails_the_account_naming_the_permission(
     aws: AwsProxy, org: SeededOrganization, tmp_path: Path
 ) -> None:
     def denied(call: Call) -> Fault | None:
-        if call.action == "ListUserTags":
-            return aws_error("AccessDenied", "not authorized to perform: iam:ListUserTags")
+        if call.action == "GetAccountAuthorizationDetails":
+            return aws_error("AccessDenied", "not authorized to perform: iam:GetAccountAuthorizationDetails")
         return None
 
     aws.rules.append(denied)
     run, rows = collect(env_for(org, tmp_path), org)
     assert run.status == "Failed" and rows == []
     (failure,) = run.failures
-    assert "ListUserTags" in failure.error and "iam:ListUserTags" in failure.error
+    assert "needs iam:GetAccountAuthorizationDetails: update its stack" in failure.error

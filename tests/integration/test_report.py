@@ -170,6 +170,7 @@ def test_demo_report_has_every_tile_with_the_counts_of_the_records(demo_dir: Pat
     counted_active = [k for k in counted if k["Status"] == "Active"]
     expected = {
         "RootKeys": sum(k["IsRootKey"] for k in counted),
+        "QuarantinedKeys": sum(k["Quarantined"] for k in counted_active),
         "RotationDueKeys": sum(k["RotationDue"] for k in counted),
         "UnusedKeys": sum(k["Unused"] for k in counted),
         "NeverUsedKeys": sum(k["NeverUsed"] for k in counted_active),
@@ -180,6 +181,7 @@ def test_demo_report_has_every_tile_with_the_counts_of_the_records(demo_dir: Pat
     }
     assert {name: int(value) for name, value in page.tiles.items()} == expected
     assert expected["RootKeys"] >= 1 and expected["RotationDueKeys"] >= 1 and expected["TwoActiveKeys"] >= 1
+    assert expected["QuarantinedKeys"] == 1  # build-agent's active key (its inactive one counts under no finding)
     assert expected["UnownedKeys"] >= 1 and sum(k["RotationDue"] for k in keys) == expected["RotationDueKeys"] + 1
 
 

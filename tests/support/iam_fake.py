@@ -53,6 +53,18 @@ class FakeUser:
     name: str
     keys: list[FakeKey] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # IAM user tags (the owner among them)
+    groups: list[str] = field(default_factory=list)  # names of FakeAccount.groups it is a member of
+    attached: list[str] = field(default_factory=list)  # managed policy ARNs attached to the user
+    inline: dict[str, Any] = field(default_factory=dict)  # inline policy name -> document
+    boundary: str | None = None  # permissions boundary policy ARN
+    console: bool = False  # a console password (the credential report's password_enabled)
+    mfa: bool = False  # an MFA device (mfa_active)
+
+
+@dataclass
+class FakeGroup:
+    attached: list[str] = field(default_factory=list)
+    inline: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -62,8 +74,12 @@ class FakeAccount:
     id: str
     name: str = ""
     users: list[FakeUser] = field(default_factory=list)
-    takes_seconds: float = 0.0  # fake time its ListUsers takes (the clock advances by it)
-    fail_with: Exception | None = None  # raised by ListUsers after this many users are listed: ``fail_after``
+    groups: dict[str, FakeGroup] = field(default_factory=dict)
+    policies: dict[str, Any] = field(default_factory=dict)  # customer-managed policy ARN -> its default document
+    page_size: int = 1000  # entities per GetAccountAuthorizationDetails page (users, then groups, then policies)
+    takes_seconds: float = 0.0  # fake time its GetAccountAuthorizationDetails takes (the clock advances by it)
+    # raised by GetAccountAuthorizationDetails after this many users are listed: ``fail_after``
+    fail_with: Exception | None = None
     fail_after: int = 0
     deleted_after_listing: set[str] = field(default_factory=set)  # users and key ids gone by the time they are read
     root_key_age_days: int | None = None  # a root access key in the credential report
@@ -73,8 +89,9 @@ class FakeAccount:
     report_after_listing: bool = False  # the report answers only once every user is listed (a slow report)
     report_slot_values: str | None = None  # every user slot's last-use cells say this (e.g. moto's not_supported)
     while_listing_keys: Any = None  # called inside each ListAccessKeys (to observe the calls in flight)
-    while_reading_tags: Any = None  # called inside each ListUserTags (likewise)
-    wait_for: threading.Event | None = None  # ListUsers waits for this first (to make accounts finish out of order)
+    while_reading_last_use: Any = None  # called inside each GetAccessKeyLastUsed (likewise)
+    # GetAccountAuthorizationDetails waits for this first (to make accounts finish out of order)
+    wait_for: threading.Event | None = None
     finished: threading.Event = field(default_factory=threading.Event)  # set once its last user is listed
 
 
@@ -101,20 +118,58 @@ class FakeIamReader:
         self.report_stopped = False  # the collector told the report's wait to stop
         self.closed = False  # the collector said the account is done with the reader
 
-    def users(self) -> Iterator[Mapping[str, Any]]:
+    def authorization_details(self) -> Iterator[Mapping[str, Any]]:
+        """GetAccountAuthorizationDetails pages as boto3 returns them: users first, then groups, then policies,
+        ``page_size`` entities a page (one recorded call per page)."""
         acct = self._account
-        self._fake.record(acct.id, "ListUsers", "")
         if acct.wait_for is not None and not acct.wait_for.wait(timeout=5):
             raise AssertionError(f"account {acct.id} waited in vain")
         self._fake.clock.advance(acct.takes_seconds)
+        entities: list[tuple[str, dict[str, Any]]] = []
         for n, user in enumerate(acct.users):
             if acct.fail_with is not None and n == acct.fail_after:
+                yield from self._pages(entities)
                 raise acct.fail_with
-            yield {"UserName": user.name, "Arn": f"arn:aws:iam::{acct.id}:user/{user.name}",
-                   "CreateDate": START - timedelta(days=1000)}
+            entities.append(("UserDetailList", self._user_detail(user)))
         if acct.fail_with is not None and acct.fail_after >= len(acct.users):
+            yield from self._pages(entities)
             raise acct.fail_with
+        entities += [("GroupDetailList", self._group_detail(name, group)) for name, group in acct.groups.items()]
+        entities += [("Policies", _policy_detail(arn, document)) for arn, document in acct.policies.items()]
+        yield from self._pages(entities)
         acct.finished.set()
+
+    def _pages(self, entities: list[tuple[str, dict[str, Any]]]) -> Iterator[Mapping[str, Any]]:
+        size = max(1, self._account.page_size)
+        for start in range(0, max(1, len(entities)), size):
+            self._fake.record(self._account.id, "GetAccountAuthorizationDetails", str(start))
+            page: dict[str, Any] = {"UserDetailList": [], "GroupDetailList": [], "RoleDetailList": [], "Policies": []}
+            for list_name, item in entities[start:start + size]:
+                page[list_name].append(item)
+            page["IsTruncated"] = start + size < len(entities)
+            yield page
+        entities.clear()
+
+    def _user_detail(self, user: FakeUser) -> dict[str, Any]:
+        detail: dict[str, Any] = {
+            "UserName": user.name, "Arn": f"arn:aws:iam::{self._account.id}:user/{user.name}",
+            "CreateDate": START - timedelta(days=1000), "GroupList": list(user.groups),
+            "AttachedManagedPolicies": [{"PolicyName": arn.rsplit("/", 1)[-1], "PolicyArn": arn}
+                                        for arn in user.attached],
+            "UserPolicyList": [{"PolicyName": name, "PolicyDocument": doc} for name, doc in user.inline.items()],
+        }
+        if user.tags:  # IAM leaves Tags out for a user without tags
+            detail["Tags"] = [{"Key": k, "Value": v} for k, v in user.tags.items()]
+        if user.boundary:
+            detail["PermissionsBoundary"] = {"PermissionsBoundaryType": "PermissionsBoundaryPolicy",
+                                             "PermissionsBoundaryArn": user.boundary}
+        return detail
+
+    def _group_detail(self, name: str, group: FakeGroup) -> dict[str, Any]:
+        return {"GroupName": name, "Arn": f"arn:aws:iam::{self._account.id}:group/{name}",
+                "AttachedManagedPolicies": [{"PolicyName": arn.rsplit("/", 1)[-1], "PolicyArn": arn}
+                                            for arn in group.attached],
+                "GroupPolicyList": [{"PolicyName": n, "PolicyDocument": d} for n, d in group.inline.items()]}
 
     def access_keys(self, user_name: str) -> Sequence[Mapping[str, Any]]:
         self._fake.record(self._account.id, "ListAccessKeys", user_name)
@@ -130,20 +185,13 @@ class FakeIamReader:
         self._fake.record(self._account.id, "GetAccessKeyLastUsed", key_id)
         if key_id in self._account.deleted_after_listing:
             raise NoSuchEntityError(f"IAM in account {self._account.id}: GetAccessKeyLastUsed: NoSuchEntity: gone")
+        if self._account.while_reading_last_use is not None:
+            self._account.while_reading_last_use()
         key = next(k for u in self._account.users for k in u.keys if k.key_id == key_id)
         if key.used_days_ago is None:
             return {"ServiceName": "N/A", "Region": "N/A"}
         return {"LastUsedDate": self._fake.clock.now() - timedelta(days=key.used_days_ago),
                 "ServiceName": "s3", "Region": "eu-west-1"}
-
-    def user_tags(self, user_name: str) -> Sequence[Mapping[str, Any]]:
-        self._fake.record(self._account.id, "ListUserTags", user_name)
-        if user_name in self._account.deleted_after_listing:
-            raise NoSuchEntityError(f"IAM in account {self._account.id}: ListUserTags: NoSuchEntity: gone")
-        if self._account.while_reading_tags is not None:
-            self._account.while_reading_tags()
-        user = next(u for u in self._account.users if u.name == user_name)
-        return [{"Key": k, "Value": v} for k, v in user.tags.items()]
 
     def close(self) -> None:
         self.closed = True
@@ -172,7 +220,8 @@ class FakeIamReader:
 
     def _user_row(self, user: FakeUser, now: datetime) -> dict[str, str]:
         """The user's report row, as ListAccessKeys and GetAccessKeyLastUsed answer (slot N: the N-th key)."""
-        row = {"user": user.name, "arn": f"arn:aws:iam::{self._account.id}:user/{user.name}"}
+        row = {"user": user.name, "arn": f"arn:aws:iam::{self._account.id}:user/{user.name}",
+               "password_enabled": str(user.console).lower(), "mfa_active": str(user.mfa).lower()}
         for slot in (1, 2):
             key = user.keys[slot - 1] if len(user.keys) >= slot else None
             prefix = f"access_key_{slot}_"
@@ -189,6 +238,14 @@ class FakeIamReader:
                         prefix + "last_used_date": used, prefix + "last_used_region": region,
                         prefix + "last_used_service": service})
         return row
+
+
+def _policy_detail(arn: str, document: Any) -> dict[str, Any]:
+    """A customer-managed policy as GetAccountAuthorizationDetails lists it: an older version, then the default."""
+    return {"PolicyName": arn.rsplit("/", 1)[-1], "Arn": arn, "DefaultVersionId": "v2",
+            "PolicyVersionList": [
+                {"Document": {"Version": "2012-10-17", "Statement": []}, "VersionId": "v1", "IsDefaultVersion": False},
+                {"Document": document, "VersionId": "v2", "IsDefaultVersion": True}]}
 
 
 class IamFake:

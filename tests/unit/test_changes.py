@@ -202,8 +202,8 @@ def test_a_key_stacks_under_its_most_severe_finding() -> None:
 
 def test_the_stacking_order_is_the_catalogues_by_severity() -> None:
     assert [name for name, _ in SEVERITY_ORDER] == [
-        EXCEPTED, "Root account keys", "Due for rotation", "Unused", "Never used", "Keys of users with two active keys",
-        "Unowned active keys", INACTIVE]
+        EXCEPTED, "Root account keys", "Quarantined (exposed)", "Due for rotation", "Unused", "Never used",
+        "Keys of users with two active keys", "Unowned active keys", INACTIVE]
     assert [name for name, _ in SEVERITY_ORDER][1:-1] == [
         f.chart_label for f in sorted(FINDINGS, key=lambda f: f.severity, reverse=True)]
 

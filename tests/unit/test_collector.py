@@ -27,6 +27,7 @@ from tests.support.sinks import ListSink
 
 A, B, C, D = "111111111111", "222222222222", "333333333333", "444444444444"
 BUDGET = timedelta(minutes=22, seconds=30)
+GAAD = "GetAccountAuthorizationDetails"
 
 
 class Recorder:
@@ -82,14 +83,15 @@ def test_a_clean_run_collects_every_key_and_says_so() -> None:
 
 
 def test_every_reader_is_closed_once_its_account_is_done_failed_or_not() -> None:
-    failing = account_with_keys(B, 3, fail_with=IamCallError("IAM in account 222222222222: ListUsers: boom"))
+    failing = account_with_keys(B, 3, fail_with=IamCallError(f"IAM in account 222222222222: {GAAD}: boom"))
     fake = IamFake([account_with_keys(A, 2), failing, account_with_keys(C, 1, report_unavailable=True)])
     result, _, _ = run(fake)
     assert [f.account_id for f in result.failures] == [B]
     assert set(fake.readers) == {A, B, C} and all(reader.closed for reader in fake.readers.values())
 
 
-@pytest.mark.parametrize("hook", ["while_listing_keys", "while_reading_tags"])  # ListAccessKeys, ListUserTags
+# ListAccessKeys, GetAccessKeyLastUsed
+@pytest.mark.parametrize("hook", ["while_listing_keys", "while_reading_last_use"])
 def test_calls_in_flight_are_bounded_across_all_accounts(monkeypatch: pytest.MonkeyPatch, hook: str) -> None:
     monkeypatch.setattr(collector_module, "IAM_CALLS_IN_FLIGHT", 3)
     lock = threading.Lock()
@@ -127,7 +129,7 @@ def test_the_credential_report_vouches_for_last_use_so_no_key_needs_its_own_call
     _, report_sink, _ = run(with_report)
     _, api_sink, _ = run(from_api)
     assert _last_use_calls(with_report, A) == 0
-    assert with_report.actions(A).count("ListAccessKeys") == 2 and with_report.actions(A).count("ListUsers") == 1
+    assert with_report.actions(A).count("ListAccessKeys") == 2 and with_report.actions(A).count(GAAD) == 1
     assert _last_use_calls(from_api, B) == 3
 
     def facts(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -206,8 +208,8 @@ def test_an_account_started_within_the_budget_is_collected_whatever_it_takes() -
 
 
 def test_one_failing_account_fails_alone_and_is_named() -> None:
-    denied = IamCallError(f"IAM in account {B}: ListUsers: AccessDenied: not authorized (the account's collector "
-                          "role needs iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed)")
+    denied = IamCallError(f"IAM in account {B}: GetAccountAuthorizationDetails: AccessDenied: not authorized (the "
+                          "account's collector role needs iam:GetAccountAuthorizationDetails)")
     fake = IamFake([account_with_keys(A, 2), account_with_keys(B, 5, fail_with=denied, fail_after=3),
                     account_with_keys(C, 1)])
     result, sink, _ = run(fake)
@@ -228,7 +230,7 @@ def test_an_unexpected_error_is_named_as_iam_in_that_account() -> None:
 
 
 def test_a_failing_account_stops_waiting_for_its_credential_report() -> None:
-    fake = IamFake([account_with_keys(A, 2, fail_with=IamCallError("IAM in account x: ListUsers: Throttling"),
+    fake = IamFake([account_with_keys(A, 2, fail_with=IamCallError(f"IAM in account x: {GAAD}: Throttling"),
                                       report_pending=True)])
     result, _, _ = run(fake)
     assert result.status == "Failed" and fake.readers[A].report_stopped
@@ -244,7 +246,7 @@ def test_an_unavailable_credential_report_leaves_root_keys_unknown_without_faili
 def test_a_user_or_key_deleted_mid_walk_has_no_record_and_fails_nothing() -> None:
     account = FakeAccount(A, users=[
         FakeUser("alice", [FakeKey(key_id(1))]),
-        FakeUser("bob", [FakeKey(key_id(2))]),  # deleted between ListUsers and ListAccessKeys
+        FakeUser("bob", [FakeKey(key_id(2))]),  # deleted between GetAccountAuthorizationDetails and ListAccessKeys
         FakeUser("carol", [FakeKey(key_id(3)), FakeKey(key_id(4))]),  # one key deleted before its last use is read
     ], deleted_after_listing={"bob", key_id(4)})
     fake = IamFake([account])
@@ -271,7 +273,7 @@ def test_the_run_record_lists_accounts_in_the_organizations_order_whatever_order
     record names A, C, D in the organization's order."""
     progress = Recorder()
     done = progress.finished_accounts
-    denied = IamCallError("IAM: ListUsers: AccessDenied")
+    denied = IamCallError("IAM: GetAccountAuthorizationDetails: AccessDenied")
     fake = IamFake([
         account_with_keys(A, 1, fail_with=denied, wait_for=done[B]),
         account_with_keys(B, 2, wait_for=done[C]),
@@ -287,7 +289,7 @@ def test_under_a_budget_the_accounts_start_in_a_shuffled_order_and_are_reported_
     fake = IamFake([account_with_keys(i, 1) for i in (A, B, C, D)])
     result, _, progress = run(fake, budget=BUDGET, account_concurrency=1, shuffle=lambda accounts: accounts.reverse())
     assert [account for account, _, _ in progress.done] == [D, C, B, A]  # started (and, one at a time, done) reversed
-    assert [acct for acct, action, _ in fake.calls if action == "ListUsers"] == [D, C, B, A]
+    assert [acct for acct, action, _ in fake.calls if action == GAAD] == [D, C, B, A]
 
     fake = IamFake([account_with_keys(i, 1, takes_seconds=BUDGET.total_seconds() + 1) for i in (A, B, C, D)])
     result, _, _ = run(fake, budget=BUDGET, account_concurrency=1, shuffle=lambda accounts: accounts.reverse())
@@ -297,7 +299,7 @@ def test_under_a_budget_the_accounts_start_in_a_shuffled_order_and_are_reported_
 def test_without_a_budget_the_organizations_order_is_kept() -> None:
     fake = IamFake([account_with_keys(i, 1) for i in (A, B, C, D)])
     run(fake, account_concurrency=1, shuffle=lambda accounts: accounts.reverse())
-    assert [acct for acct, action, _ in fake.calls if action == "ListUsers"] == [A, B, C, D]
+    assert [acct for acct, action, _ in fake.calls if action == GAAD] == [A, B, C, D]
 
 
 def test_with_a_time_budget_each_run_starts_the_accounts_in_a_new_random_order() -> None:

@@ -1,6 +1,6 @@
-"""Owners and exceptions in the collector's own logic, against the in-memory IAM fake and a fake clock: one
-ListUserTags per user with keys and none for a user without, Owner and Excepted on the records, the run's start as
-the instant exceptions are judged at."""
+"""Owners and exceptions in the collector's own logic, against the in-memory IAM fake and a fake clock: the owner tags
+from the users' GetAccountAuthorizationDetails items (no call per user), Owner and Excepted on the records, the run's
+start as the instant exceptions are judged at."""
 
 from __future__ import annotations
 
@@ -43,10 +43,12 @@ def organization() -> IamFake:
     ])])
 
 
-def test_owner_tags_are_read_once_per_user_with_keys() -> None:
+def test_owner_tags_come_with_the_users_listing_and_cost_no_call_per_user() -> None:
     fake = organization()
     rows = {r["UserName"]: r for r in collect(fake, exceptions_expiring(30))}
-    assert sorted(argument for _, action, argument in fake.calls if action == "ListUserTags") == ["alice", "ci-build"]
+    assert sorted({action for _, action, _ in fake.calls}) == [
+        "GetAccessKeyLastUsed", "GetAccountAuthorizationDetails", "GetCredentialReport", "ListAccessKeys"]
+    assert fake.actions(A).count("GetAccountAuthorizationDetails") == 1
     assert rows["alice"]["Owner"] == "alice@example.com" and rows["ci-build"]["Owner"] == ""
     assert not rows["alice"]["Excepted"] and rows["alice"]["RotationDue"]
     ci = rows["ci-build"]

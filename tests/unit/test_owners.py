@@ -1,4 +1,4 @@
-"""A key's owner from its IAM user's tags (ListUserTags answers as boto3 returns them)."""
+"""A key's owner from its IAM user's tags (its GetAccountAuthorizationDetails item's Tags, as boto3 returns them)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def test_a_tag_value_never_carries_a_full_access_key_id() -> None:
 
 
 def test_a_malformed_answer_names_the_api_and_user() -> None:
-    with pytest.raises(MalformedResponseError, match=r"IAM ListUserTags \(user bob\): a tag lacks its Key or Value"):
+    expected = r"IAM GetAccountAuthorizationDetails \(user bob\): a tag lacks its Key or Value"
+    with pytest.raises(MalformedResponseError, match=expected):
         owner_from_tags([{"Key": "owner"}], DEFAULT_OWNER_TAG_KEYS, user_name="bob")
 
 

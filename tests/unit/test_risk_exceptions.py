@@ -64,8 +64,9 @@ def test_every_problem_is_reported_at_once_naming_the_entry_and_the_field() -> N
         "AccessKeyFingerprint), got '0123456789ABCDEF'",
         "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): expiry: unknown field; expected one of accountId, "
         "approvedBy, expires, finding, fingerprint, reason, userArn",
-        "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): finding: expected one of never_used, root_key, "
-        "rotation_due, two_active_keys, unowned_active_key, unused or * (every finding but root_key), got 'Rotation'",
+        "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): finding: expected one of never_used, quarantined, "
+        "root_key, rotation_due, two_active_keys, unowned_active_key, unused or * (every finding but root_key and "
+        "quarantined), got 'Rotation'",
         "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): reason: required: why the risk is accepted and "
         "what limits it, as text; got ''",
         "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): expires: required: a date YYYY-MM-DD (stops "
@@ -174,6 +175,19 @@ def test_globs_accounts_and_the_wildcard_that_never_hides_a_root_key() -> None:
     sandbox_root = exceptions.decide(account_id="602955238310", user_arn="arn:aws:iam::602955238310:root",
                                      fingerprint="e" * 16, findings={"root_key"}, now=NOW)
     assert sandbox_root.excepted and sandbox_root.reason == "break-glass root key held in the safe, audited monthly"
+
+
+def test_the_wildcard_never_hides_a_quarantined_users_key_naming_it_does() -> None:
+    """AWS quarantined the user after it saw one of its keys in public: a blanket exception must not silence that."""
+    wildcard = parse_exceptions(entry(accountId=None, userArn=CI_ARN, finding="*"), source="x.json", now=NOW)
+    named = parse_exceptions(entry(accountId=None, userArn=CI_ARN, finding="quarantined"), source="x.json", now=NOW)
+    for exceptions, excepted in ((wildcard, False), (named, True)):
+        decision = exceptions.decide(account_id="123456789012", user_arn=CI_ARN, fingerprint="f" * 16,
+                                     findings={"quarantined"}, now=NOW)
+        assert decision.excepted is excepted
+    # and a record's findings name it
+    assert key_findings(record(Owner="t", RotationDue=False, Quarantined=True)) == {"quarantined"}
+    assert key_findings(record(Owner="t", RotationDue=False, Quarantined=True, Status="Inactive")) == set()
 
 
 def test_an_expired_exception_stops_applying_and_is_reported() -> None:

@@ -40,7 +40,7 @@ def test_owners_exceptions_and_expired_entries_in_the_summary() -> None:
     header = lines[2].split("  ")
     assert [h.strip() for h in header if h.strip()][-2:] == ["No owner", "Excepted"]
     assert prod[-2:] == ["1", "2"]  # bob has no owner; both excepted keys counted as such, the inactive root key too
-    assert prod[5] == "2"  # rotation due: alice and bob, not the excepted ci-build
+    assert prod[6] == "2"  # rotation due: alice and bob, not the excepted ci-build
     owners = lines[lines.index("Findings by owner (active keys of IAM users):") + 3:]
     assert owners[0].startswith("(no owner)  ") and owners[0].split()[2] == "1"
     assert any(line.startswith("ci@example.com") for line in owners)

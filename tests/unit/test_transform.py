@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from shared.aws.organizations import active_accounts
+from shared.collection.directory import UserEntry, read_directory
 from shared.collection.last_use import LastUse
 from shared.collection.transform import fingerprint, key_records_for_user, last_use_from_api, whole_days
 from shared.domain import Account, AccountFailure, RunContext, RunResult
@@ -19,8 +20,19 @@ from shared.records import KeyRecord, columns
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 RUN = RunContext(run_id="8f7e6d5c-0000-4000-8000-000000000001", started_at=NOW, rotation_days=90, unused_days=45)
 ACCOUNT = Account("111122223333", "Production")
-USER = {"Path": "/", "UserName": "alice", "UserId": "AIDAEXAMPLE", "Arn": "arn:aws:iam::111122223333:user/alice",
-        "CreateDate": NOW - timedelta(days=900)}
+# A GetAccountAuthorizationDetails UserDetailList item, as boto3 returns it.
+USER_DETAIL = {"Path": "/", "UserName": "alice", "UserId": "AIDAEXAMPLE", "Arn": "arn:aws:iam::111122223333:user/alice",
+               "CreateDate": NOW - timedelta(days=900), "GroupList": [], "AttachedManagedPolicies": [],
+               "UserPolicyList": []}
+
+
+def entry(detail: dict[str, Any]) -> UserEntry:
+    """The user as the account's directory holds it."""
+    (user,) = read_directory([{"UserDetailList": [detail]}]).users
+    return user
+
+
+USER = entry(USER_DETAIL)
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 NEVER_USED = {"ServiceName": "N/A", "Region": "N/A"}
 
@@ -122,7 +134,7 @@ def test_record_row_matches_the_contract() -> None:
     assert row["TimeGenerated"] == "2026-11-28T12:00:00Z"
     assert row["CreatedAt"].endswith("Z")
     assert row["AccountId"] == "111122223333" and row["AccountName"] == "Production"
-    assert row["UserArn"] == USER["Arn"] and row["IsRootKey"] is False
+    assert row["UserArn"] == USER_DETAIL["Arn"] and row["IsRootKey"] is False
     assert row["RunId"] == RUN.run_id
 
 
@@ -135,8 +147,8 @@ def test_dates_in_other_time_zones_are_normalised_to_utc() -> None:
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda u, k, last: u.pop("Arn"), "IAM ListUsers (user alice): field Arn is missing"),
-        (lambda u, k, last: u.pop("UserName"), "IAM ListUsers: field UserName is missing"),
+        (lambda u, k, last: u.pop("Arn"), "IAM GetAccountAuthorizationDetails (user alice): field Arn is missing"),
+        (lambda u, k, last: u.pop("UserName"), "IAM GetAccountAuthorizationDetails: field UserName is missing"),
         (lambda u, k, last: k.pop("CreateDate"), "field CreateDate is missing"),
         (lambda u, k, last: k.update(CreateDate="yesterday"), "field CreateDate is not a date"),
         (lambda u, k, last: k.update(CreateDate=datetime(2026, 1, 1)), "field CreateDate has no time zone"),
@@ -149,10 +161,10 @@ def test_dates_in_other_time_zones_are_normalised_to_utc() -> None:
     ],
 )
 def test_malformed_responses_fail_clearly_with_no_record(mutate: Any, message: str) -> None:
-    user, k, last = dict(USER), key(), dict(used(1))
+    user, k, last = dict(USER_DETAIL), key(), dict(used(1))
     mutate(user, k, last)
     with pytest.raises(MalformedResponseError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
-        key_records_for_user(user, [k], {KEY_ID: api(last)}, ACCOUNT, RUN)
+        key_records_for_user(entry(user), [k], {KEY_ID: api(last)}, ACCOUNT, RUN)
     assert KEY_ID not in str(info.value)
 
 
