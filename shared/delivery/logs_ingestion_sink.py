@@ -25,7 +25,7 @@ from azure.monitor.ingestion import LogsIngestionClient, LogsUploadError
 from shared.config.transport import CONNECTION_TIMEOUT, READ_TIMEOUT, ClientOptions, retry_options, transport_options
 from shared.deadline import Deadline
 from shared.errors import SinkError, first_line
-from shared.records import KEYS_TABLE, RUNS_TABLE, Table
+from shared.records import DIGEST_RUNS_STREAM, DIGEST_RUNS_TABLE, KEYS_TABLE, RUNS_TABLE, Table
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -54,7 +54,8 @@ class LogsIngestionSink:
         self._deadline = deadline or Deadline.never()
         self._read_timeout = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
         self.rule_id = rule_id
-        self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream}
+        self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream,
+                         DIGEST_RUNS_TABLE.table: DIGEST_RUNS_STREAM}
         self._credential = credential
         self._token_fresh_until = 0.0
         self._client = LogsIngestionClient(
