@@ -47,8 +47,12 @@ class NotifySettings:
     file_sink_dir: str  # locally, dry_run writes the digests to <FILE_SINK_DIR>/digests/
 
 
-def load_notify_settings(environ: Mapping[str, str], endpoint_policy: EndpointPolicy = PRODUCTION) -> NotifySettings:
-    """Read and validate the digest run's settings. Raises SettingsError naming each bad one; no network call."""
+def load_notify_settings(
+    environ: Mapping[str, str], endpoint_policy: EndpointPolicy = PRODUCTION, *, from_files: bool = False
+) -> NotifySettings:
+    """Read and validate the digest run's settings. Raises SettingsError naming each bad one; no network call.
+    ``from_files``: the rows come from the file sink's records (the demo, ``python -m shared notify --in``), so the
+    workspace is not needed."""
     r = _Reader(environ)
 
     def on(check: Callable[[str, str, EndpointPolicy], str | None]) -> Callable[[str, str], str | None]:
@@ -59,7 +63,7 @@ def load_notify_settings(environ: Mapping[str, str], endpoint_policy: EndpointPo
     sink_type = None if log_sink is None else SINK_TYPES[log_sink]
     r.required_because = required_because(None, sink_type)
     r.required_because.pop("AWS_ROLE_ARN", None)  # the collector's, not a digest's
-    if mode is not None and mode is not NotifyMode.OFF:
+    if mode is not None and mode is not NotifyMode.OFF and not from_files:
         r.required_because["NOTIFY_WORKSPACE_ID"] = f"when NOTIFY_MODE is {mode} (the digests read the workspace)"
     if mode is NotifyMode.SEND:
         for name in ("NOTIFY_EMAIL_ENDPOINT", "NOTIFY_SENDER"):

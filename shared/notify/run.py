@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 DRY_RUN, SEND = "dry_run", "send"
 
 
+class DigestRunFailedError(RuntimeError):
+    """The digest run's Status was Failed: raised so that the platform records a failed invocation."""
+
+
 class DigestSource(Protocol):
     def rows(self) -> list[dict[str, Any]]: ...  # rows of queries/owner-digest.kql; raises CollectorError
 

@@ -25,6 +25,7 @@ HOME_ROLE_NAME = "AwsIamKeyCollectorHome"
 MEMBER_ROLE_NAME = "AwsIamKeyCollector"
 COLLECTOR_USER = "aws-iam-key-collector"
 EXTERNAL_ID = "demo-external-id-0001"
+DEMO_FALLBACK_RECIPIENT = "security-team@example.com"  # NOTIFY_FALLBACK_RECIPIENT of the demo
 # moto accepts any signature; these only have to look like credentials
 _SEED_CREDENTIALS = {"aws_access_key_id": "AKIADEMOSEEDER000001", "aws_secret_access_key": "demo" * 10}
 
@@ -75,6 +76,8 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
             UserSpec("frank"),
             UserSpec("grace", (KeySpec(46),)),
             UserSpec("heidi", (KeySpec(300, 200, status="Inactive"), KeySpec(20, 3))),
+            # rotation due in 7 days: the owner's digest announces it (15, 7 and 1 day(s) before, then daily)
+            UserSpec("kim", (KeySpec(83, 2),), tags=(("owner", "kim@example.com"),)),
         ),
     ),
     AccountSpec(
@@ -356,6 +359,9 @@ def demo_environment(seeded: SeededOrganization, out_dir: str) -> dict[str, str]
         "FILE_SINK_DIR": out_dir,
         "KEY_VAULT_URL": "https://demo-vault.vault.azure.net/",  # never called: the demo passes its secrets in
         "EXCEPTIONS_FILE": write_demo_exceptions(seeded, out_dir),
+        # Owner digests: written to <out>/digests/, never sent; keys without an owner go to the fallback address.
+        "NOTIFY_MODE": "dry_run",
+        "NOTIFY_FALLBACK_RECIPIENT": DEMO_FALLBACK_RECIPIENT,
     }
 
 
