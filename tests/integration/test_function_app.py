@@ -260,7 +260,8 @@ def test_settings_example_names_only_contract_settings_with_placeholders() -> No
 
 
 def test_funcignore_deploys_the_app_and_nothing_else() -> None:
-    """The deployment package is the app (function_app.py, host.json, shared/, requirements.txt, exceptions.json):
+    """The deployment package is the app (function_app.py, host.json, shared/, requirements.txt, exceptions.json,
+    queries/):
     every other top-level entry of the repository is excluded, local settings and environments above all."""
     import fnmatch
     import subprocess
@@ -274,8 +275,9 @@ def test_funcignore_deploys_the_app_and_nothing_else() -> None:
 
     tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
     top_level = {path.split("/")[0] for path in tracked.splitlines()} | {".venv", "local.settings.json", "out"}
-    # exceptions.json: the reviewed exceptions file (EXCEPTIONS_FILE), read by the app at run time.
-    app = {"function_app.py", "host.json", "shared", "requirements.txt", "exceptions.json"}
+    # exceptions.json: the reviewed exceptions file (EXCEPTIONS_FILE), read by the app at run time; queries/: the owner
+    # digests run queries/owner-digest.kql.
+    app = {"function_app.py", "host.json", "shared", "requirements.txt", "exceptions.json", "queries"}
     assert not {name for name in app if ignored(name)}
     assert {name for name in top_level - app if not ignored(name)} <= {"README.md"}
 
