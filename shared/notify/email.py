@@ -90,6 +90,8 @@ class CommunicationServicesMailer:
         if isinstance(error, ClientAuthenticationError) and error.status_code is None:
             return (f"{where}: no token from the Azure credential ({first_line(str(error))}); check the Function's "
                     "managed identity (AZURE_CLIENT_ID) or, locally, `az login`")
+        if isinstance(error, HttpResponseError) and error.status_code == 200:  # the operation's final status
+            return f"{where}: the send ended Failed: {first_line(error.message)}"
         if isinstance(error, HttpResponseError) and error.status_code is not None:
             head = f"{where}: HTTP {error.status_code}: {first_line(error.message)}"
             if error.status_code in (401, 403):

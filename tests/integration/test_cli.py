@@ -32,9 +32,9 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     assert "[3/3]" in result.stderr  # progress: accounts done of total
     keys = [json.loads(line) for line in (out / "AwsIamAccessKeys.jsonl").read_text().splitlines()]
     runs = [json.loads(line) for line in (out / "AwsIamKeyCollectorRuns.jsonl").read_text().splitlines()]
-    # two runs, keys changed in between (one created, one deleted, one rotated: 18 keys again)
-    assert len(runs) == 2 and [r["KeysCollected"] for r in runs] == [18, 18] and len(keys) == 36
-    assert [k["RunId"] for k in keys] == [runs[0]["RunId"]] * 18 + [runs[1]["RunId"]] * 18
+    # two runs, keys changed in between (one created, one deleted, one rotated: 19 keys again)
+    assert len(runs) == 2 and [r["KeysCollected"] for r in runs] == [19, 19] and len(keys) == 38
+    assert [k["RunId"] for k in keys] == [runs[0]["RunId"]] * 19 + [runs[1]["RunId"]] * 19
     assert {k["AccountName"] for k in keys} == {"Management", "Production", "Sandbox"}
     assert "Run 1 of 2" in result.stderr and "Run 2 of 2" in result.stderr
     assert "Between the two runs:" in result.stderr and "Management/alice: access key rotated" in result.stderr
@@ -56,6 +56,10 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     assert any("ci-runner" in line and "rotation due" in line for line in lines)  # counted again
     assert {k["UserName"] for k in keys if k["Excepted"]} == {"deploy-bot"}
     assert {k["Owner"] for k in keys if k["UserName"] == "alice"} == {"alice@example.com"}
+    # the owner digests it would send: written, not sent, one per owner with keys due or overdue and the fallback
+    assert "Owner digests (dry_run): " in result.stdout and f"written to {out / 'digests'}" in result.stdout
+    (day,) = (out / "digests").iterdir()
+    assert (day / "kim@example.com.json").is_file() and (day / "security-team@example.com.json").is_file()
 
 
 def test_dry_run_prints_records_and_sends_nothing(
