@@ -123,7 +123,7 @@ def run_digests(
     record = DigestRunRecord(
         TimeGenerated=now, RunId=run_id, Status=status_of(errors, built, sent), Mode=run.mode, DigestsBuilt=built,
         DigestsSent=sent, DigestsNotSent=built - sent, RowsListed=sum(len(d.rows) for d in digests.digests),
-        RowsWithoutRecipient=len(digests.unaddressed), Errors=json.dumps(errors),
+        RowsWithoutRecipient=len(digests.unaddressed), Errors=errors_field(errors),
         DurationSeconds=round(time.monotonic() - started, 3), CollectorVersion=__version__,
     )
     log.info("Owner digests %s (%s): %d built, %d sent, %d not sent", record.Status, run.mode, built, sent,
@@ -134,6 +134,16 @@ def run_digests(
         log.error("Owner digests: the run record was not delivered: %s", describe_error(exc))
         raise
     return record
+
+
+MAX_ERRORS = 50  # a run record stays small however many digests failed; the count is in DigestsNotSent
+
+
+def errors_field(errors: Sequence[Mapping[str, str]]) -> str:
+    kept = list(errors[:MAX_ERRORS])
+    if len(errors) > MAX_ERRORS:
+        kept.append({"Recipient": "...", "Error": f"{len(errors) - MAX_ERRORS} more error(s), not listed"})
+    return json.dumps(kept)
 
 
 def status_of(errors: Sequence[Mapping[str, str]], built: int, sent: int) -> str:

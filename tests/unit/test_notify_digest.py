@@ -157,3 +157,12 @@ def test_no_rows_is_a_failed_run_and_an_undelivered_record_is_raised() -> None:
     assert failed.Status == "Failed" and "workspace said no" in failed.Errors
     with pytest.raises(SinkError):
         run_digests(NotifyRun("dry_run", None), Rows([row("ann@example.com")]), Sink(fail=True), now=NOW)
+
+
+def test_the_errors_field_stays_bounded() -> None:
+    from shared.notify.run import MAX_ERRORS, errors_field
+
+    many = [{"Recipient": f"u{n}@example.com", "Error": "HTTP 500"} for n in range(MAX_ERRORS + 7)]
+    kept = json.loads(errors_field(many))
+    assert len(kept) == MAX_ERRORS + 1 and kept[-1]["Error"] == "7 more error(s), not listed"
+    assert json.loads(errors_field(many[:3])) == many[:3]
