@@ -773,3 +773,46 @@ def test_checkov_passes() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Failed checks: 0" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Owner digests: Communication Services without keys, an Azure-managed domain, the settings from the resources
+
+
+def notify_problems(tree: dict[str, Any]) -> list[str]:
+    """What infra/modules/notify.bicep must guarantee, checked on its parsed tree (a broken copy too)."""
+    problems = []
+    found = {r["type"]: body(r) for r in tree.get("resources", {}).values() if not r["existing"]}
+    service = found.get("Microsoft.Communication/communicationServices", {}).get("properties", {})
+    if service.get("disableLocalAuth") is not True:
+        problems.append("Communication Services must have local auth disabled (no access key, no connection string)")
+    domain = found.get("Microsoft.Communication/emailServices/domains", {})
+    if domain.get("name") != "AzureManagedDomain" or domain.get("properties", {}).get(
+            "domainManagement") != "AzureManaged":
+        problems.append("the sender domain must be the Azure-managed one (AzureManagedDomain, AzureManaged)")
+    if "managedDomain" not in json.dumps(service.get("linkedDomains")):
+        problems.append("the Azure-managed domain must be linked to the Communication Services resource")
+    return problems
+
+
+def test_owner_digests_send_through_communication_services_without_a_key() -> None:
+    assert notify_problems(bicep(module_file("notify"))) == []
+    text = module_file("notify").read_text()
+    broken = pycep.BicepParser().parse(text=text.replace("disableLocalAuth: true", "disableLocalAuth: false"))
+    assert notify_problems(broken) == [
+        "Communication Services must have local auth disabled (no access key, no connection string)"]
+    broken = pycep.BicepParser().parse(text=text.replace("domainManagement: 'AzureManaged'",
+                                                         "domainManagement: 'CustomerManaged'"))
+    assert notify_problems(broken) == ["the sender domain must be the Azure-managed one (AzureManagedDomain, "
+                                       "AzureManaged)"]
+
+
+def test_owner_digest_settings_come_from_the_deployed_resources() -> None:
+    settings = app_settings()
+    outputs = {"NOTIFY_EMAIL_ENDPOINT": "endpoint", "NOTIFY_SENDER": "sender"}
+    for name, output in outputs.items():
+        assert json.dumps(settings[name]).count(f'"{output}"') == 1 and '"notify"' in json.dumps(settings[name]), name
+    assert '"customerId"' in json.dumps(settings["NOTIFY_WORKSPACE_ID"])
+    assert setting_default(settings["NOTIFY_MODE"]) == "dry_run"  # a deployment never mails anyone by surprise
+    assert setting_default(settings["NOTIFY_SCHEDULE"]) == "0 0 7 * * *"
+    assert main()["parameters"]["notifyMode"]["decorators"][0]["argument"] == ["off", "dry_run", "send"]
