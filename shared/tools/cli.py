@@ -157,17 +157,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Exceptions: {settings.exceptions_file} (the demo's own: one in force, one expired)")
     print(f"Report: {write_report(out_dir, exceptions=settings.exceptions)}")
     digests = notify_from_files(demo_environment_values, out_dir)
-    return 0 if all(r.status == RUN_SUCCEEDED for r in results) and digests.Status != "Failed" else 1
+    digests_ok = digests is None or digests.Status != "Failed"
+    return 0 if all(r.status == RUN_SUCCEEDED for r in results) and digests_ok else 1
 
 
-def notify_from_files(environ: Mapping[str, str], in_dir: str) -> DigestRunRecord:
+def notify_from_files(environ: Mapping[str, str], in_dir: str) -> DigestRunRecord | None:
     """One owner-digest run over the file sink's records in ``in_dir`` (the same rule as the query in Azure), its
     digests written to <FILE_SINK_DIR>/digests/ in dry_run, its record to the sink LOG_SINK names; prints what it
     did."""
     from shared.composition import compose_notify
-    from shared.config.notify import load_notify_settings
+    from shared.config.notify import NotifyMode, load_notify_settings
 
     settings = load_notify_settings(environ, CLIENT_OPTIONS.endpoints, from_files=True)
+    if settings.mode is NotifyMode.OFF:
+        print("NOTIFY_MODE is off: no owner digest")
+        return None
     with compose_notify(settings, CLIENT_OPTIONS, files=in_dir) as runner:
         record = runner.run()
     _print_digest_run(record, runner.settings.folder)
@@ -194,8 +198,8 @@ def cmd_notify(args: argparse.Namespace) -> int:
 
     if args.in_dir:
         environ = {**os.environ, "LOG_SINK": "file", "FILE_SINK_DIR": args.in_dir}
-        record = notify_from_files(environ, args.in_dir)
-        return 0 if record.Status != "Failed" else 1
+        found = notify_from_files(environ, args.in_dir)
+        return 0 if found is None or found.Status != "Failed" else 1
     settings = load_notify_settings(os.environ, CLIENT_OPTIONS.endpoints)
     if settings.mode is NotifyMode.OFF:
         print("NOTIFY_MODE is off: no owner digest")
