@@ -23,20 +23,22 @@ from shared.notify.digest import build_digests, owner_digest_query, rows_from_qu
 from shared.notify.run import DigestRunFailedError
 from shared.records import KEYS_TABLE, RUNS_TABLE
 from tests.support.azure_fakes import (  # noqa: F401 - fixtures
-    COMMUNICATION_RESOURCE,
     DCR_INGESTION_HOST,
     FAKE_HOSTS,
-    LOG_ANALYTICS_RESOURCE,
     WORKSPACE_ID,
     AzureFakes,
-    NotifyFakes,
     Response,
     azure_fixture,
     fake_tls_fixture,
-    notify_fakes_fixture,
 )
 from tests.support.function_host import CONTRACT_SETTINGS, RULE_ID, run_notify_function
 from tests.support.kql_engine import Workspace
+from tests.support.notify_fakes import (  # noqa: F401 - fixtures
+    COMMUNICATION_RESOURCE,
+    LOG_ANALYTICS_RESOURCE,
+    NotifyFakes,
+    notify_fakes_fixture,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 FALLBACK = "security-team@example.com"
