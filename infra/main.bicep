@@ -188,6 +188,23 @@ param exceptionsFile string = 'exceptions.json'
 @description('EXCEPTIONS_MAX_DAYS: furthest an exception may expire ahead of today.')
 param exceptionsMaxDays int = 365
 
+@description('NOTIFY_SCHEDULE: NCRONTAB schedule of the owner-digest function (daily).')
+param notifySchedule string = '0 0 7 * * *'
+
+@allowed([
+  'off'
+  'dry_run'
+  'send'
+])
+@description('NOTIFY_MODE: owner digests off, dry_run (written to the log, nothing sent) or send (e-mailed through Azure Communication Services).')
+param notifyMode string = 'dry_run'
+
+@description('NOTIFY_FALLBACK_RECIPIENT: e-mail address that gets the digest of keys without an owner; empty: not sent.')
+param notifyFallbackRecipient string = ''
+
+@description('Owner digests: where Azure Communication Services stores its data at rest (e.g. United States, Europe, UK).')
+param notifyDataLocation string = 'United States'
+
 @minValue(40)
 @maxValue(1000)
 @description('Maximum instance count of the Flex Consumption app: 40 (the lowest maximum Flex Consumption accepts) to 1000.')
@@ -289,6 +306,9 @@ var keysTableName = 'AwsIamAccessKeys_CL'
 var runsTableName = 'AwsIamKeyCollectorRuns_CL'
 var keysStreamName = 'Custom-AwsIamAccessKeys'
 var runsStreamName = 'Custom-AwsIamKeyCollectorRuns'
+// The owner-digest runs' own table (shared/records.py DigestRunRecord; docs/contract.md, additions of 2026-12-04).
+var digestRunsTableName = 'AwsIamOwnerDigestRuns_CL'
+var digestRunsStreamName = 'Custom-AwsIamOwnerDigestRuns'
 var keyColumns = [
   { name: 'TimeGenerated', type: 'datetime' }
   { name: 'RunId', type: 'string' }
@@ -344,6 +364,20 @@ var runColumns = [
   { name: 'OutboxItemsDeadLettered', type: 'int' }
   { name: 'ExceptionsProblem', type: 'string' }
 ]
+var digestRunColumns = [
+  { name: 'TimeGenerated', type: 'datetime' }
+  { name: 'RunId', type: 'string' }
+  { name: 'Status', type: 'string' }
+  { name: 'Mode', type: 'string' }
+  { name: 'DigestsBuilt', type: 'int' }
+  { name: 'DigestsSent', type: 'int' }
+  { name: 'DigestsNotSent', type: 'int' }
+  { name: 'RowsListed', type: 'int' }
+  { name: 'RowsWithoutRecipient', type: 'int' }
+  { name: 'Errors', type: 'string' }
+  { name: 'DurationSeconds', type: 'real' }
+  { name: 'CollectorVersion', type: 'string' }
+]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -383,6 +417,8 @@ module customTables 'modules/custom-tables.bicep' = {
     runsTableName: runsTableName
     keyColumns: keyColumns
     runColumns: runColumns
+    digestRunsTableName: digestRunsTableName
+    digestRunColumns: digestRunColumns
     retentionInDays: logRetentionInDays
   }
 }
@@ -406,6 +442,9 @@ module monitoring 'modules/monitoring.bicep' = {
     runsTableName: runsTableName
     keyColumns: keyColumns
     runColumns: runColumns
+    digestRunsStreamName: digestRunsStreamName
+    digestRunsTableName: digestRunsTableName
+    digestRunColumns: digestRunColumns
   }
   // The rule's output streams must exist as tables before the rule is created.
   dependsOn: [
@@ -547,6 +586,33 @@ module roleAssignments 'modules/role-assignments.bicep' = {
   }
 }
 
+// Owner digests (docs/owner-digests.md): Communication Services with an Azure-managed domain, the identity allowed to
+// send through it, and to read the workspace (in the workspace's resource group, like the tables).
+module notify 'modules/notify.bicep' = {
+  name: 'notify'
+  scope: rg
+  params: {
+    tags: tags
+    communicationServiceName: '${abbrs.communicationCommunicationServices}${resourceToken}'
+    emailServiceName: '${abbrs.communicationEmailServices}${resourceToken}'
+    dataLocation: notifyDataLocation
+    principalId: identity.outputs.principalId
+  }
+}
+
+module notifyReader 'modules/notify-reader.bicep' = {
+  name: 'notifyReader-${resourceToken}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroupName)
+  params: {
+    workspaceName: workspaceName
+    principalId: identity.outputs.principalId
+  }
+  // The workspace must exist (a new one is created by this deployment).
+  dependsOn: [
+    customTables
+  ]
+}
+
 // Every setting the collector reads (shared/config/settings.py), with the contract's defaults.
 var collectorSettings = {
   COLLECTOR_SCHEDULE: collectorSchedule
@@ -583,6 +649,13 @@ var collectorSettings = {
   EXCEPTIONS_CONTAINER: exceptionsContainer
   EXCEPTIONS_BLOB: 'exceptions.json'
   EXCEPTIONS_MAX_DAYS: string(exceptionsMaxDays)
+  // Owner digests (shared/config/notify.py): dry_run until notifyMode says send.
+  NOTIFY_SCHEDULE: notifySchedule
+  NOTIFY_MODE: notifyMode
+  NOTIFY_EMAIL_ENDPOINT: notify.outputs.endpoint
+  NOTIFY_SENDER: notify.outputs.sender
+  NOTIFY_FALLBACK_RECIPIENT: notifyFallbackRecipient
+  NOTIFY_WORKSPACE_ID: customTables.outputs.customerId
 }
 
 // Only the opt-in legacy sink learns the workspace id (its key is in Key Vault, see modules/keyvault.bicep).
@@ -607,9 +680,12 @@ module functionApp 'modules/function-app.bicep' = {
     maximumInstanceCount: maximumInstanceCount
     virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
   }
-  // The identity must hold its storage, vault and monitoring roles before the host starts.
+  // The identity must hold its storage, vault and monitoring roles (and the digests' send and read ones) before the
+  // host starts.
   dependsOn: [
     roleAssignments
+    notify
+    notifyReader
   ]
 }
 

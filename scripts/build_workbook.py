@@ -263,6 +263,8 @@ def build_workbook() -> dict[str, Any]:
                 table_item("findings-by-account", "Keys and findings per account", width=50),
                 table_item("findings-by-owner", "Findings by owner (tell each owner what to fix)",
                            account_filter=False),
+                table_item("owner-digest", "Owner digests: what each owner's digest lists today (due in 15, 7 or 1 "
+                           "day(s), or overdue; no owner: the fallback address)", account_filter=False),
                 group_item("drill-down", "Findings", [
                     table_item("root-keys", f"Root-account access keys ({ROOT_KEY.benchmark})"),
                     table_item("quarantined-keys", "Keys of users AWS quarantined (a key of theirs seen in public)"),

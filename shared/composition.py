@@ -26,6 +26,7 @@ from shared.config.modes import (
     SinkSettings,
     WebIdentityAuth,
 )
+from shared.config.notify import NotifyMode, NotifySettings
 from shared.config.settings import Settings
 from shared.config.transport import ClientOptions as ClientOptions  # re-exported: tests pass options through this root
 from shared.deadline import Deadline
@@ -33,9 +34,11 @@ from shared.delivery.file_sink import FileSink
 from shared.delivery.outbox import FileOutbox, NoOutbox, Outbox
 from shared.delivery.reliable_sink import ReliableSink
 from shared.errors import SecretError, SinkError, describe_error
+from shared.findings.catalogue import Thresholds
 from shared.memory import limit_malloc_arenas
+from shared.notify.run import DigestRowsSource, FileRows, Mailer, NotifyRun, QueryRows, run_digests
 from shared.ports import Progress, SecretProvider, Sink, WebIdentityTokenProvider
-from shared.records import Table
+from shared.records import DigestRunRecord, Table
 from shared.redaction import run_secrets
 
 if TYPE_CHECKING:
@@ -259,3 +262,69 @@ def build_sink(
                 options=options,
                 deadline=deadline,
             ))
+
+
+class DigestRunner:
+    """One owner-digest run, its parts chosen by ``compose_notify``."""
+
+    def __init__(self, run: NotifyRun, source: DigestRowsSource, sink: Sink, mailer: Mailer | None) -> None:
+        self.settings = run
+        self._source, self._sink, self._mailer = source, sink, mailer
+
+    def run(self) -> DigestRunRecord:
+        return run_digests(self.settings, self._source, self._sink, self._mailer)
+
+
+@contextmanager
+def compose_notify(
+    settings: NotifySettings,
+    options: ClientOptions | None = None,
+    *,
+    files: str | Path | None = None,
+    sink: Sink | None = None,
+    deadline: Deadline | None = None,
+) -> Iterator[DigestRunner]:
+    """Build one owner-digest run (NOTIFY_MODE dry_run or send). Its rows come from Log Analytics (NOTIFY_WORKSPACE_ID,
+    the Function's way), or from the file sink's records in ``files`` (the demo, ``python -m shared notify --in``);
+    its record goes to the sink LOG_SINK names (or ``sink``). dry_run writes the digests to the log and, off Azure,
+    to <FILE_SINK_DIR>/digests/."""
+    from shared.azure.identity import in_azure
+
+    if settings.mode is NotifyMode.OFF:
+        raise ValueError("NOTIFY_MODE is off: no digest run is built")
+    options = options or ClientOptions()
+    limits = Thresholds(settings.rotation_days, settings.unused_days)
+    with ExitStack() as stack:
+        credential = RunCredential(settings.azure_client_id, options, stack)
+        source: DigestRowsSource
+        if files is not None:
+            source = FileRows(files, limits)
+        else:
+            from shared.notify.query import LogAnalyticsDigestRows
+
+            # NOTIFY_WORKSPACE_ID is required unless off (shared/config/notify.py)
+            rows = LogAnalyticsDigestRows(settings.workspace_id or "", credential(), options, limits, deadline)
+            stack.callback(rows.close)
+            source = QueryRows(rows)
+        mailer: Mailer | None = None
+        if settings.mode is NotifyMode.SEND:
+            from shared.notify.email import CommunicationServicesMailer
+
+            # NOTIFY_EMAIL_ENDPOINT and NOTIFY_SENDER are required for send (shared/config/notify.py)
+            email = CommunicationServicesMailer(settings.email_endpoint or "", settings.sender or "", credential(),
+                                                options, deadline)
+            stack.callback(email.close)
+            mailer = email
+        if sink is None:
+            secrets: SecretProvider = NoKeyVault()
+            if settings.key_vault is not None:
+                from shared.azure.keyvault import KeyVaultSecretProvider
+
+                vault = KeyVaultSecretProvider(settings.key_vault.url, credential(), options)
+                stack.callback(vault.close)
+                secrets = vault
+            sink = build_sink(settings.sink, options, credential, secrets, deadline)
+            stack.callback(sink.close)
+        folder = None if in_azure() or settings.mode is not NotifyMode.DRY_RUN else Path(settings.file_sink_dir)
+        run = NotifyRun(settings.mode.value, settings.fallback_recipient, folder / "digests" if folder else None)
+        yield DigestRunner(run, source, sink, mailer)

@@ -1,6 +1,6 @@
-"""The shapes of AWS identifiers we validate, defined once. ASCII only and matched whole (``fullmatch``): ``\\d``
-without ``re.ASCII`` admits Arabic-Indic digits, and ``$`` admits a trailing newline. tests/unit/test_identifiers.py
-scans shared/ so that no pattern elsewhere goes back to either."""
+"""The shapes of the identifiers we validate (AWS's, and e-mail addresses), defined once. ASCII only and matched
+whole (``fullmatch``): ``\\d`` without ``re.ASCII`` admits Arabic-Indic digits, and ``$`` admits a trailing newline.
+tests/unit/test_identifiers.py scans shared/ so that no pattern elsewhere goes back to either."""
 
 from __future__ import annotations
 
@@ -38,3 +38,13 @@ def is_organizational_unit_id(value: object) -> bool:
 
 def is_root_id(value: object) -> bool:
     return isinstance(value, str) and ROOT_ID.fullmatch(value) is not None
+
+
+# A plain e-mail address (an owner tag's value, NOTIFY_SENDER, NOTIFY_FALLBACK_RECIPIENT): one @, no spaces, quotes,
+# angle brackets or commas. Conservative on purpose: a tag value is hostile text, and display-name or list syntax could
+# add recipients; an owner tag that is not such an address sends its keys to the fallback recipient instead.
+EMAIL_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+", re.ASCII)
+
+
+def is_email_address(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= 254 and EMAIL_ADDRESS.fullmatch(value) is not None

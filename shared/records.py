@@ -1,4 +1,4 @@
-"""The two record types the collector sends, exactly as the contract defines them.
+"""The record types the collector (and its owner-digest run) sends, exactly as the contract defines them.
 
 These dataclasses are the single source of truth for the tables' columns: the infrastructure tests check that
 the Log Analytics tables and the data collection rule declare exactly these fields, with these types. Field names
@@ -92,6 +92,28 @@ class RunRecord:
         return _to_row(self)
 
 
+@dataclass(frozen=True, slots=True)
+class DigestRunRecord:
+    """One owner-digest run (shared/notify/run.py): its own small table, so that the collector's run queries and
+    alerts (the latest snapshot's newest good run, the silent-collector alert) never mistake it for a collection."""
+
+    TimeGenerated: datetime
+    RunId: str
+    Status: str  # Succeeded, PartiallySucceeded (some digests not sent) or Failed (nothing sent, or no query answer)
+    Mode: str  # NOTIFY_MODE: dry_run or send
+    DigestsBuilt: int  # one per recipient
+    DigestsSent: int  # accepted by Communication Services (send) or written (dry_run)
+    DigestsNotSent: int  # send failed after the retries; each recipient and error in Errors
+    RowsListed: int  # findings listed, over every digest
+    RowsWithoutRecipient: int  # keys with no usable owner while NOTIFY_FALLBACK_RECIPIENT is empty: nobody told
+    Errors: str  # JSON array of {"Recipient": ..., "Error": ...}; secret-free
+    DurationSeconds: float
+    CollectorVersion: str
+
+    def to_row(self) -> dict[str, Any]:
+        return _to_row(self)
+
+
 class Table(typing.NamedTuple):
     """One destination table and its name in each sink."""
 
@@ -103,6 +125,9 @@ class Table(typing.NamedTuple):
 
 KEYS_TABLE = Table("AwsIamAccessKeys_CL", "AwsIamAccessKeys", "AwsIamAccessKeys.jsonl", KeyRecord)
 RUNS_TABLE = Table("AwsIamKeyCollectorRuns_CL", "AwsIamKeyCollectorRuns", "AwsIamKeyCollectorRuns.jsonl", RunRecord)
+DIGEST_RUNS_TABLE = Table("AwsIamOwnerDigestRuns_CL", "AwsIamOwnerDigestRuns", "AwsIamOwnerDigestRuns.jsonl",
+                          DigestRunRecord)
+DIGEST_RUNS_STREAM = "Custom-AwsIamOwnerDigestRuns"  # its Logs Ingestion stream (no setting: one fixed name)
 
 # Log Analytics column types, by Python type.
 _COLUMN_TYPES: dict[type, str] = {str: "string", int: "int", bool: "boolean", float: "real", datetime: "datetime"}

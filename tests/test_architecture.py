@@ -52,15 +52,15 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
 
 # The layers, lowest first: a module imports only from its own layer or a lower one. The folders are the map
 # (docs/architecture.md): what every part uses at the bottom, the findings catalogue above it, the settings, domain
-# and ports above that, then the adapters (AWS, Azure, delivery), the run and the readers, the composition root, and
-# the tools that drive it.
+# and ports above that, then the adapters (AWS, Azure, delivery), the run, the readers and the owner digests (which
+# read records like the readers and talk to Azure like the adapters), the composition root, and the tools.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("shared.identifiers", "shared.redaction", "shared.errors", "shared.records", "shared.deadline", "shared.jsonl",
      "shared.memory", "shared.config.transport", "shared.__init__"),
     ("shared.findings",),
     ("shared.domain", "shared.ports", "shared.config"),
     ("shared.aws", "shared.azure", "shared.delivery"),
-    ("shared.collection", "shared.insight"),
+    ("shared.collection", "shared.insight", "shared.notify"),
     ("shared.composition",),
     ("shared.tools", "shared.__main__"),
 )
@@ -70,6 +70,8 @@ INDEPENDENT = ("shared.aws", "shared.azure", "shared.delivery")
 MAY_NOT_IMPORT = {
     "shared.collection": ("shared.aws", "shared.azure"),
     "shared.insight": ("shared.aws", "shared.azure", "shared.delivery", "shared.collection"),
+    # The digests get their rows and mail through their own two adapters (query, email); sinks come as ports.
+    "shared.notify": ("shared.aws", "shared.azure", "shared.delivery", "shared.collection"),
 }
 
 
@@ -161,6 +163,8 @@ def _copy_of_shared(tmp_path: Path) -> Path:
         ("shared/findings/catalogue.py", "from shared.insight.snapshot import Row", "imports shared.insight.snapshot"),
         ("shared/records.py", "import shared.composition", "imports shared.composition"),
         ("shared/delivery/file_sink.py", "from shared.azure.keyvault import SECRET_SETTINGS", "adapter families"),
+        ("shared/notify/run.py", "from shared.delivery.file_sink import FileSink", "knows ports, not shared.delivery"),
+        ("shared/config/notify.py", "from shared.notify.digest import is_open_key", "imports shared.notify.digest"),
     ],
 )
 def test_the_layer_check_fails_on_a_broken_copy(tmp_path: Path, module: str, line: str, expected: str) -> None:
@@ -207,9 +211,9 @@ def test_transport_imports_nothing_from_the_project() -> None:
 SDK_PREFIXES = ("botocore", "boto3", "azure", "requests")
 
 
-def transitive_imports(name: str) -> set[str]:
+def transitive_imports(name: str, root: Path = ROOT) -> set[str]:
     """Every module ``name`` reaches through shared/ modules, third-party ones included (not followed further)."""
-    known = modules()
+    known = modules(root)
     seen: set[str] = set()
     todo = [name]
     found: set[str] = set()
@@ -218,7 +222,7 @@ def transitive_imports(name: str) -> set[str]:
         if current in seen:
             continue
         seen.add(current)
-        for imported in imported_names(known[current]):
+        for imported in imported_names(known[current], root):
             found.add(imported)
             if imported in known:
                 todo.append(imported)
@@ -231,3 +235,21 @@ def test_collector_and_inventory_know_only_the_ports(name: str) -> None:
     anything it imports pulls in botocore or an Azure SDK; the real adapters are chosen in the composition root."""
     sdk = {m for m in transitive_imports(name) if m.split(".")[0] in SDK_PREFIXES}
     assert sdk == set(), f"{name} reaches {sorted(sdk)}"
+
+
+@pytest.mark.parametrize("name", ["shared.notify.digest", "shared.notify.render", "shared.notify.run"])
+def test_the_digest_rules_and_the_digest_run_reach_no_sdk(name: str) -> None:
+    """The due/overdue rule and the rendering are pure, and the run knows ports: only shared/notify/query.py and
+    shared/notify/email.py (chosen by the composition root) talk to Azure."""
+    sdk = {m for m in transitive_imports(name) if m.split(".")[0] in SDK_PREFIXES}
+    assert sdk == set(), f"{name} reaches {sorted(sdk)}"
+
+
+def test_the_sdk_check_sees_an_sdk_reached_through_another_module(tmp_path: Path) -> None:
+    """The broken copy: the pure rule imports the query adapter (and through it azure-monitor-query)."""
+    root = _copy_of_shared(tmp_path)
+    path = root / "shared" / "notify" / "render.py"
+    path.write_text(path.read_text(encoding="utf-8") + "\n\nfrom shared.notify import query  # noqa\n",
+                    encoding="utf-8")
+    assert "azure.monitor.query" in transitive_imports("shared.notify.render", root)
+    assert not {m for m in transitive_imports("shared.notify.render") if m.startswith("azure")}

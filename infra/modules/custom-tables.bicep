@@ -1,4 +1,4 @@
-// The collector's two custom tables (shared/contract.md). Deployed in the workspace's resource group, which may be
+// The collector's custom tables (keys, runs, owner-digest runs) (shared/contract.md). Deployed in the workspace's resource group, which may be
 // another one than the app's when an existing workspace is used. The columns come from main.bicep, where they are
 // declared once for both the tables and the data collection rule; tests/contract/test_infra.py checks them against
 // shared/records.py, the code's single source of truth.
@@ -16,6 +16,12 @@ param keyColumns array
 
 @description('Columns of the run table: the fields of RunRecord.')
 param runColumns array
+
+@description('Name of the owner-digest run table, e.g. AwsIamOwnerDigestRuns_CL.')
+param digestRunsTableName string
+
+@description('Columns of the owner-digest run table: the fields of DigestRunRecord.')
+param digestRunColumns array
 
 @minValue(4)
 @maxValue(730)
@@ -49,6 +55,20 @@ resource runsTable 'Microsoft.OperationalInsights/workspaces/tables@2023-09-01' 
       name: runsTableName
       description: 'AWS IAM key collector runs, one row per run'
       columns: runColumns
+    }
+  }
+}
+
+resource digestRunsTable 'Microsoft.OperationalInsights/workspaces/tables@2023-09-01' = {
+  parent: workspace
+  name: digestRunsTableName
+  properties: {
+    plan: 'Analytics'
+    retentionInDays: retentionInDays
+    schema: {
+      name: digestRunsTableName
+      description: 'AWS IAM key collector owner-digest runs, one row per digest run'
+      columns: digestRunColumns
     }
   }
 }

@@ -33,6 +33,12 @@ param keyColumns array
 @description('Columns of the run stream: the fields of RunRecord (the same array as the run table).')
 param runColumns array
 
+param digestRunsStreamName string
+param digestRunsTableName string
+
+@description('Columns of the owner-digest run stream: the fields of DigestRunRecord (the same array as its table).')
+param digestRunColumns array
+
 var workspaceDestination = 'collectorWorkspace'
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
@@ -68,7 +74,7 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
   // Direct: the rule gets its own Logs Ingestion endpoint (properties.endpoints.logsIngestion).
   kind: 'Direct'
   properties: {
-    description: 'AWS IAM access keys and collector runs, sent by the collector through the Logs Ingestion API'
+    description: 'AWS IAM access keys, collector runs and owner-digest runs, sent by the collector through the Logs Ingestion API'
     dataCollectionEndpointId: createDataCollectionEndpoint ? dataCollectionEndpoint.id : null
     streamDeclarations: {
       '${keysStreamName}': {
@@ -76,6 +82,9 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
       }
       '${runsStreamName}': {
         columns: runColumns
+      }
+      '${digestRunsStreamName}': {
+        columns: digestRunColumns
       }
     }
     destinations: {
@@ -106,6 +115,16 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
         ]
         transformKql: 'source'
         outputStream: 'Custom-${runsTableName}'
+      }
+      {
+        streams: [
+          digestRunsStreamName
+        ]
+        destinations: [
+          workspaceDestination
+        ]
+        transformKql: 'source'
+        outputStream: 'Custom-${digestRunsTableName}'
       }
     ]
   }

@@ -34,4 +34,5 @@ DEFAULTS: dict[str, str] = {
     "EXCEPTIONS_SOURCE": "file",
     "EXCEPTIONS_CONTAINER": "collector-config",
     "EXCEPTIONS_BLOB": "exceptions.json",
+    "NOTIFY_MODE": "dry_run",  # owner digests: a deployment never mails anyone by surprise (shared/config/notify.py)
 }

@@ -8,6 +8,8 @@ Azure operated by 21Vianet in China), as Microsoft documents them:
 - Key Vault: ``*.vault.azure.net``, ``*.vault.usgovcloudapi.net``, ``*.vault.azure.cn``; a vault token goes there.
 - Blob storage (the outbox): ``*.blob.core.windows.net``, ``*.blob.core.usgovcloudapi.net``,
   ``*.blob.core.chinacloudapi.cn``; a storage token goes there.
+- Azure Communication Services (``NOTIFY_EMAIL_ENDPOINT``, the owner digests' e-mail): ``*.communication.azure.com``
+  (``https://<name>.<geo>.communication.azure.com``); a communication token goes there.
 - Data Collector API domain (``LOG_ANALYTICS_DOMAIN``): ``ods.opinsights.azure.com``, ``ods.opinsights.azure.us``,
   ``ods.opinsights.azure.cn``; a SharedKey-signed request goes to ``<workspace>.<domain>``.
 
@@ -50,6 +52,7 @@ from shared.config.transport import EndpointPolicy as EndpointPolicy  # re-expor
 LOGS_INGESTION_SUFFIXES = (".ingest.monitor.azure.com", ".ingest.monitor.azure.us", ".ingest.monitor.azure.cn")
 KEY_VAULT_SUFFIXES = (".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn")
 BLOB_SUFFIXES = (".blob.core.windows.net", ".blob.core.usgovcloudapi.net", ".blob.core.chinacloudapi.cn")
+COMMUNICATION_SUFFIXES = (".communication.azure.com",)
 DATA_COLLECTOR_DOMAINS = ("ods.opinsights.azure.com", "ods.opinsights.azure.us", "ods.opinsights.azure.cn")
 
 # AWS's own domains by partition: botocore's data/partitions.json, dnsSuffix then dualStackDnsSuffix
@@ -129,6 +132,14 @@ def key_vault_problem(setting: str, value: str, policy: EndpointPolicy = PRODUCT
 
 def blob_service_problem(setting: str, value: str, policy: EndpointPolicy = PRODUCTION) -> str | None:
     return _azure_url_problem(setting, value, BLOB_SUFFIXES, "https://<account>.blob.core.windows.net", policy)
+
+
+def communication_problem(setting: str, value: str, policy: EndpointPolicy = PRODUCTION) -> str | None:
+    example = "https://<name>.<geo>.communication.azure.com"
+    problem = _azure_url_problem(setting, value, COMMUNICATION_SUFFIXES, example, policy)
+    if problem is None and urlsplit(value).path not in ("", "/"):
+        return f"{setting}: expected the Communication Services endpoint only, like {example} (no path)"
+    return problem
 
 
 def data_collector_domain_problem(setting: str, value: str, policy: EndpointPolicy = PRODUCTION) -> str | None:

@@ -37,7 +37,7 @@ from shared.config.transport import (
 )
 from shared.deadline import Deadline
 from shared.errors import SinkError, first_line
-from shared.records import KEYS_TABLE, RUNS_TABLE, Table
+from shared.records import DIGEST_RUNS_STREAM, DIGEST_RUNS_TABLE, KEYS_TABLE, RUNS_TABLE, Table
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -67,7 +67,8 @@ class LogsIngestionSink:
         self._deadline = deadline or Deadline.never()
         read_timeout = READ_TIMEOUT if options.azure_read_timeout is None else options.azure_read_timeout
         self.rule_id = rule_id
-        self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream}
+        self._streams = {KEYS_TABLE.table: keys_stream, RUNS_TABLE.table: runs_stream,
+                         DIGEST_RUNS_TABLE.table: DIGEST_RUNS_STREAM}
         self._credential = credential
         self._token_fresh_until = 0.0
         self._client = LogsIngestionClient(

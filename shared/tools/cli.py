@@ -1,4 +1,4 @@
-"""Command line: ``python -m shared collect [--dry-run]`` and ``python -m shared demo``.
+"""Command line: ``python -m shared collect [--dry-run]``, ``demo``, ``report``, ``notify`` and ``exceptions check``.
 
 On a terminal, a run shows progress (accounts done of total) and ends with a readable summary of findings.
 """
@@ -6,12 +6,13 @@ On a terminal, a run shows progress (accounts done of total) and ends with a rea
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +25,7 @@ from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
 from shared.insight.snapshot import printable
 from shared.insight.summary import summarize
-from shared.records import KEYS_TABLE, Table
+from shared.records import KEYS_TABLE, DigestRunRecord, Table
 from shared.redaction import install_log_safety, redact
 
 # Production's client options (TLS verification on, the clouds' own domains only). Tests replace this object with
@@ -129,7 +130,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys at {endpoint}",
               file=sys.stderr)
         # The demo's exceptions file is written into its output folder: that folder is where EXCEPTIONS_FILE may be.
-        settings = load_settings(demo_environment(seeded, out_dir), exceptions_root=Path(out_dir))
+        demo_environment_values = demo_environment(seeded, out_dir)
+        settings = load_settings(demo_environment_values, exceptions_root=Path(out_dir))
         results: list[RunResult] = []
         changes: list[str] = []
         for n in (1, 2):
@@ -155,7 +157,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
     print(f"Exceptions: {settings.exceptions_file} (the demo's own: one in force, one expired)")
     print(f"Report: {write_report(out_dir, exceptions=settings.exceptions)}")
-    return 0 if all(r.status == RUN_SUCCEEDED for r in results) else 1
+    digests = notify_from_files(demo_environment_values, out_dir)
+    digests_ok = digests is None or digests.Status != "Failed"
+    return 0 if all(r.status == RUN_SUCCEEDED for r in results) and digests_ok else 1
+
+
+def notify_from_files(environ: Mapping[str, str], in_dir: str) -> DigestRunRecord | None:
+    """One owner-digest run over the file sink's records in ``in_dir`` (the same rule as the query in Azure), its
+    digests written to <FILE_SINK_DIR>/digests/ in dry_run, its record to the sink LOG_SINK names; prints what it
+    did."""
+    from shared.composition import compose_notify
+    from shared.config.notify import NotifyMode, load_notify_settings
+
+    settings = load_notify_settings(environ, CLIENT_OPTIONS.endpoints, from_files=True)
+    if settings.mode is NotifyMode.OFF:
+        print("NOTIFY_MODE is off: no owner digest")
+        return None
+    with compose_notify(settings, CLIENT_OPTIONS, files=in_dir) as runner:
+        record = runner.run()
+    _print_digest_run(record, runner.settings.folder)
+    return record
+
+
+def _print_digest_run(record: DigestRunRecord, folder: Path | None) -> None:
+    done = "written" if record.Mode == "dry_run" else "sent"
+    where = f" to {folder}" if folder is not None and record.Mode == "dry_run" else ""
+    print(f"Owner digests ({record.Mode}): {record.DigestsBuilt} digest(s) for keys due or overdue, "
+          f"{record.DigestsSent} {done}{where}" + (f", {record.DigestsNotSent} not sent" if record.DigestsNotSent
+                                                  else "")
+          + (f"; {record.RowsWithoutRecipient} finding(s) of keys without an owner went to nobody "
+             "(NOTIFY_FALLBACK_RECIPIENT is empty)" if record.RowsWithoutRecipient else ""))
+    for error in json.loads(record.Errors):
+        print(f"  not sent to {error['Recipient']}: {error['Error']}", file=sys.stderr)
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    """One owner-digest run with the current settings: the rows from Log Analytics (NOTIFY_WORKSPACE_ID, your
+    sign-in), or with --in from the file sink's records there (whose run record then goes to that folder too)."""
+    from shared.composition import compose_notify
+    from shared.config.notify import NotifyMode, load_notify_settings
+
+    if args.in_dir:
+        environ = {**os.environ, "LOG_SINK": "file", "FILE_SINK_DIR": args.in_dir}
+        found = notify_from_files(environ, args.in_dir)
+        return 0 if found is None or found.Status != "Failed" else 1
+    settings = load_notify_settings(os.environ, CLIENT_OPTIONS.endpoints)
+    if settings.mode is NotifyMode.OFF:
+        print("NOTIFY_MODE is off: no owner digest")
+        return 0
+    with compose_notify(settings, CLIENT_OPTIONS) as runner:
+        record = runner.run()
+    _print_digest_run(record, runner.settings.folder)
+    return 0 if record.Status != "Failed" else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -251,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"folder of the JSON Lines files (default: FILE_SINK_DIR or out; now {default_in})")
     report.add_argument("--out", default=None, help="HTML file to write (default: <in>/report.html)")
     report.set_defaults(func=cmd_report)
+    notify = sub.add_parser("notify", help="build the owner digests and send them as NOTIFY_MODE says "
+                            "(dry_run: written to FILE_SINK_DIR/digests/)")
+    notify.add_argument("--in", dest="in_dir", default=None,
+                        help="read the file sink's records in this folder instead of Log Analytics")
+    notify.set_defaults(func=cmd_notify)
     exceptions = sub.add_parser("exceptions", help="work with the reviewed exceptions file (accepted findings)")
     exceptions_sub = exceptions.add_subparsers(dest="exceptions_command", required=True)
     check = exceptions_sub.add_parser("check", help="validate one exceptions file: exit 0 valid, 2 invalid")

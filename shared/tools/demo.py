@@ -33,6 +33,7 @@ HOME_ROLE_NAME = "AwsIamKeyCollectorHome"
 MEMBER_ROLE_NAME = "AwsIamKeyCollector"
 COLLECTOR_USER = "aws-iam-key-collector"
 EXTERNAL_ID = "demo-external-id-0001"
+DEMO_FALLBACK_RECIPIENT = "security-team@example.com"  # NOTIFY_FALLBACK_RECIPIENT of the demo
 
 
 # Keys of every kind: old, fresh, used, never used, inactive, two active on one user, exact boundaries; and users of
@@ -69,6 +70,8 @@ DEMO_ORGANIZATION: tuple[AccountSpec, ...] = (
             # AWS found a key of it on a public repository: the old one is already switched off, the new one is not
             UserSpec("build-agent", (KeySpec(20, 0, service="ec2"), KeySpec(400, 25, status="Inactive")),
                      tags=(("owner", "build@example.com"),), policies=("aws:AWSCompromisedKeyQuarantineV2",)),
+            # rotation due in 7 days: the owner's digest announces it (15, 7 and 1 day(s) before, then daily)
+            UserSpec("kim", (KeySpec(83, 2),), tags=(("owner", "kim@example.com"),)),
         ),
         groups=(GroupSpec("Admins", ("aws:AdministratorAccess",)),),
         policies=(("deploy-all", allow("iam:*")),),
@@ -285,6 +288,9 @@ def demo_environment(seeded: SeededOrganization, out_dir: str) -> dict[str, str]
         "FILE_SINK_DIR": out_dir,
         "KEY_VAULT_URL": "https://demo-vault.vault.azure.net/",  # never called: the demo passes its secrets in
         "EXCEPTIONS_FILE": write_demo_exceptions(seeded, out_dir),
+        # Owner digests: written to <out>/digests/, never sent; keys without an owner go to the fallback address.
+        "NOTIFY_MODE": "dry_run",
+        "NOTIFY_FALLBACK_RECIPIENT": DEMO_FALLBACK_RECIPIENT,
     }
 
 

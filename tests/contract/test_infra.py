@@ -27,7 +27,16 @@ pycep = pytest.importorskip("pycep")
 cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml")
 
 from shared.config import settings as settings_module  # noqa: E402
-from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns  # noqa: E402
+from shared.records import (  # noqa: E402
+    DIGEST_RUNS_STREAM,
+    DIGEST_RUNS_TABLE,
+    KEYS_TABLE,
+    RUNS_TABLE,
+    DigestRunRecord,
+    KeyRecord,
+    RunRecord,
+    columns,
+)
 from tests.support.contract import CONTRACT_VALUES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +61,8 @@ ROLE = {
     "3913510d-42f4-4e42-8a64-420c390055eb": "Monitoring Metrics Publisher",
     "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
     "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "09976791-48a7-449e-bb21-39d1a415f350": "Communication and Email Service Owner",
+    "73c42c96-874c-492b-b04d-ab87d138a893": "Log Analytics Reader",
 }
 
 
@@ -225,6 +236,8 @@ def test_main_declares_the_contract_tables_and_streams() -> None:
     assert env["runsStreamName"] == settings_module.DEFAULTS["LOGS_INGESTION_RUNS_STREAM"]
     assert as_columns(env["keyColumns"]) == columns(KeyRecord)
     assert as_columns(env["runColumns"]) == columns(RunRecord)
+    assert env["digestRunsTableName"] == DIGEST_RUNS_TABLE.table and env["digestRunsStreamName"] == DIGEST_RUNS_STREAM
+    assert as_columns(env["digestRunColumns"]) == columns(DigestRunRecord)
 
 
 def test_custom_tables_have_exactly_the_record_columns() -> None:
@@ -235,7 +248,8 @@ def test_custom_tables_have_exactly_the_record_columns() -> None:
         config = resolve(body(r), env)
         assert config["name"] == config["properties"]["schema"]["name"]
         tables[config["name"]] = as_columns(config["properties"]["schema"]["columns"])
-    assert tables == {KEYS_TABLE.table: columns(KeyRecord), RUNS_TABLE.table: columns(RunRecord)}
+    assert tables == {KEYS_TABLE.table: columns(KeyRecord), RUNS_TABLE.table: columns(RunRecord),
+                      DIGEST_RUNS_TABLE.table: columns(DigestRunRecord)}
 
 
 def test_data_collection_rule_streams_have_exactly_the_record_columns_and_flow_to_their_tables() -> None:
@@ -245,9 +259,11 @@ def test_data_collection_rule_streams_have_exactly_the_record_columns_and_flow_t
     keys_stream = settings_module.DEFAULTS["LOGS_INGESTION_KEYS_STREAM"]
     runs_stream = settings_module.DEFAULTS["LOGS_INGESTION_RUNS_STREAM"]
     declared = {name: as_columns(s["columns"]) for name, s in properties["streamDeclarations"].items()}
-    assert declared == {keys_stream: columns(KeyRecord), runs_stream: columns(RunRecord)}
+    assert declared == {keys_stream: columns(KeyRecord), runs_stream: columns(RunRecord),
+                        DIGEST_RUNS_STREAM: columns(DigestRunRecord)}
     flows = {tuple(f["streams"]): f for f in properties["dataFlows"]}
-    assert set(flows) == {(keys_stream,), (runs_stream,)}
+    assert set(flows) == {(keys_stream,), (runs_stream,), (DIGEST_RUNS_STREAM,)}
+    assert flows[(DIGEST_RUNS_STREAM,)]["outputStream"] == f"Custom-{DIGEST_RUNS_TABLE.table}"
     assert flows[(keys_stream,)]["outputStream"] == f"Custom-{KEYS_TABLE.table}"
     assert flows[(runs_stream,)]["outputStream"] == f"Custom-{RUNS_TABLE.table}"
     destinations = {d["name"] for d in properties["destinations"]["logAnalytics"]}
@@ -297,9 +313,9 @@ def test_every_role_assignment_is_named_guid_of_scope_principal_role() -> None:
 
 def test_role_assignments_are_the_least_privilege_set() -> None:
     path = module_file("role-assignments")
-    roles = bicep(path)["variables"]["roles"]["value"]
     granted = set()
-    for _, _, r in role_assignments():
+    for where, _, r in role_assignments():
+        roles = bicep(where)["variables"]["roles"]["value"]  # each file's own table of role ids
         config = body(r)
         accessor = config["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
         assert accessor["operator"]["operands"]["operand_1"] == "roles", "role ids come from the roles table"
@@ -312,6 +328,9 @@ def test_role_assignments_are_the_least_privilege_set() -> None:
         ("Storage Blob Data Owner", "storage", "principalId"),
         ("Storage Table Data Contributor", "storage", "principalId"),  # the host's diagnostic events (AZFD0003)
         ("Key Vault Secrets Officer", "vault", "userPrincipalId"),  # the deploying user, to set the AWS key
+        # Owner digests: send through the one Communication Services resource, read the one workspace.
+        ("Communication and Email Service Owner", "communicationService", "principalId"),
+        ("Log Analytics Reader", "workspace", "principalId"),
     }
     user_grant = resources(path, "Microsoft.Authorization/roleAssignments")["userSecretsOfficer"]
     assert condition(user_grant) is not None, "the user's grant is skipped when AZURE_PRINCIPAL_ID is empty"
@@ -791,3 +810,46 @@ def test_checkov_passes() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Failed checks: 0" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Owner digests: Communication Services without keys, an Azure-managed domain, the settings from the resources
+
+
+def notify_problems(tree: dict[str, Any]) -> list[str]:
+    """What infra/modules/notify.bicep must guarantee, checked on its parsed tree (a broken copy too)."""
+    problems = []
+    found = {r["type"]: body(r) for r in tree.get("resources", {}).values() if not r["existing"]}
+    service = found.get("Microsoft.Communication/communicationServices", {}).get("properties", {})
+    if service.get("disableLocalAuth") is not True:
+        problems.append("Communication Services must have local auth disabled (no access key, no connection string)")
+    domain = found.get("Microsoft.Communication/emailServices/domains", {})
+    if domain.get("name") != "AzureManagedDomain" or domain.get("properties", {}).get(
+            "domainManagement") != "AzureManaged":
+        problems.append("the sender domain must be the Azure-managed one (AzureManagedDomain, AzureManaged)")
+    if "managedDomain" not in json.dumps(service.get("linkedDomains")):
+        problems.append("the Azure-managed domain must be linked to the Communication Services resource")
+    return problems
+
+
+def test_owner_digests_send_through_communication_services_without_a_key() -> None:
+    assert notify_problems(bicep(module_file("notify"))) == []
+    text = module_file("notify").read_text()
+    broken = pycep.BicepParser().parse(text=text.replace("disableLocalAuth: true", "disableLocalAuth: false"))
+    assert notify_problems(broken) == [
+        "Communication Services must have local auth disabled (no access key, no connection string)"]
+    broken = pycep.BicepParser().parse(text=text.replace("domainManagement: 'AzureManaged'",
+                                                         "domainManagement: 'CustomerManaged'"))
+    assert notify_problems(broken) == ["the sender domain must be the Azure-managed one (AzureManagedDomain, "
+                                       "AzureManaged)"]
+
+
+def test_owner_digest_settings_come_from_the_deployed_resources() -> None:
+    settings = app_settings()
+    outputs = {"NOTIFY_EMAIL_ENDPOINT": "endpoint", "NOTIFY_SENDER": "sender"}
+    for name, output in outputs.items():
+        assert json.dumps(settings[name]).count(f'"{output}"') == 1 and '"notify"' in json.dumps(settings[name]), name
+    assert '"customerId"' in json.dumps(settings["NOTIFY_WORKSPACE_ID"])
+    assert setting_default(settings["NOTIFY_MODE"]) == "dry_run"  # a deployment never mails anyone by surprise
+    assert setting_default(settings["NOTIFY_SCHEDULE"]) == "0 0 7 * * *"
+    assert main()["parameters"]["notifyMode"]["decorators"][0]["argument"] == ["off", "dry_run", "send"]

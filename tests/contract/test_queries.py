@@ -62,7 +62,7 @@ KQL_WORDS = {
     "isfuzzy", "datatable", "print", "string", "timespan", "bool", "long", "real", "serialize", "prev",
     "ingestion_time", "hash_sha256", "substring", "strlen", "geo_info_from_ip_address", "parse_ipv4", "parse_ipv6",
     "format_ipv4_mask", "format_datetime", "coalesce", "startswith", "take_any", "take_anyif", "make_set_if",
-    "fullouter", "null", "$left", "$right",
+    "fullouter", "null", "$left", "$right", "column_ifexists",
 }
 
 TOKEN = re.compile(
@@ -148,6 +148,8 @@ QUESTIONS = {
     "unowned-keys", "findings-by-owner", "excepted-keys", "expired-exceptions",
     # blast radius: the kill-first ranking, keys of users AWS quarantined
     "kill-first", "quarantined-keys", "alert-key-quarantined",
+    # what each owner's digest lists today (the owner-digest function)
+    "owner-digest",
 }
 
 

@@ -58,6 +58,8 @@ BUILT_IN_ROLES = {
     "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
     "73c42c96-874c-492b-b04d-ab87d138a893": "Log Analytics Reader",
+    # Sends e-mail with Microsoft Entra ID through a Communication Services resource (owner digests).
+    "09976791-48a7-449e-bb21-39d1a415f350": "Communication and Email Service Owner",
     "92aaf0da-9dab-42b6-94a3-d43ce8d16293": "Log Analytics Contributor",
     "ab8e14d6-4a74-4a29-9ba8-549422addade": "Microsoft Sentinel Contributor",
     "8d289c81-5878-46d4-8554-54e1e3d8b5cb": "Microsoft Sentinel Reader",

@@ -33,9 +33,9 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     assert "[3/3]" in result.stderr  # progress: accounts done of total
     keys = [json.loads(line) for line in (out / "AwsIamAccessKeys.jsonl").read_text().splitlines()]
     runs = [json.loads(line) for line in (out / "AwsIamKeyCollectorRuns.jsonl").read_text().splitlines()]
-    # two runs, keys changed in between (one created, one deleted, one rotated: 23 keys again)
-    assert len(runs) == 2 and [r["KeysCollected"] for r in runs] == [23, 23] and len(keys) == 46
-    assert [k["RunId"] for k in keys] == [runs[0]["RunId"]] * 23 + [runs[1]["RunId"]] * 23
+    # two runs, keys changed in between (one created, one deleted, one rotated: 24 keys again)
+    assert len(runs) == 2 and [r["KeysCollected"] for r in runs] == [24, 24] and len(keys) == 48
+    assert [k["RunId"] for k in keys] == [runs[0]["RunId"]] * 24 + [runs[1]["RunId"]] * 24
     # the kill-first list, each row with its reasons: the root key first, then the user AWS quarantined
     kill_first = result.stdout.split("Kill first (")[1].split("\n\n")[0].splitlines()[3:]
     assert kill_first[0].split()[:3] == ["85", kill_first[0].split()[1], "<root_account>"]
@@ -64,6 +64,10 @@ def test_demo_prints_findings_and_leaves_both_files(tmp_path: Path) -> None:
     assert any("ci-runner" in line and "rotation due" in line for line in lines)  # counted again
     assert {k["UserName"] for k in keys if k["Excepted"]} == {"deploy-bot"}
     assert {k["Owner"] for k in keys if k["UserName"] == "alice"} == {"alice@example.com"}
+    # the owner digests it would send: written, not sent, one per owner with keys due or overdue and the fallback
+    assert "Owner digests (dry_run): " in result.stdout and f"written to {out / 'digests'}" in result.stdout
+    (day,) = (out / "digests").iterdir()
+    assert (day / "kim@example.com.json").is_file() and (day / "security-team@example.com.json").is_file()
 
 
 def test_dry_run_prints_records_and_sends_nothing(
@@ -102,3 +106,32 @@ def test_bad_settings_exit_2_with_every_problem(
     err = capsys.readouterr().err
     assert "AWS_ROLE_ARN: required" in err and "AWS_ACCOUNTS: expected home, organization" in err
     assert "Traceback" not in err
+
+
+def test_notify_from_a_folder_writes_the_digests_and_its_record(tmp_path: Path) -> None:
+    """`python -m shared notify --in DIR`: the file sink's records there, the rule of shared/notify/digest.py, the
+    digests in DIR/digests/ (dry_run), the run record beside the records; no owner and no fallback: counted."""
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    stamp = (now - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    (tmp_path / "AwsIamKeyCollectorRuns.jsonl").write_text(json.dumps(
+        {"TimeGenerated": stamp, "RunId": "r1", "Status": "Succeeded", "FailedAccounts": "[]"}) + "\n")
+    keys = [{"TimeGenerated": stamp, "RunId": "r1", "AccountId": "111122223333", "UserName": name,
+             "AccessKeyId": f"AKIA...000{n}", "AccessKeyFingerprint": f"{n:016x}", "Status": "Active",
+             "CreatedAt": (now - timedelta(days=83, hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "LastUsedAt": stamp, "NeverUsed": False, "Unused": False, "Excepted": False, "Owner": owner}
+            for n, (name, owner) in enumerate((("kim", "kim@example.com"), ("svc", "")))]
+    (tmp_path / "AwsIamAccessKeys.jsonl").write_text("".join(json.dumps(k) + "\n" for k in keys))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "LOG_SINK", "FILE_SINK_DIR"))}
+    result = subprocess.run([sys.executable, "-m", "shared", "notify", "--in", str(tmp_path)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "1 digest(s) for keys due or overdue, 1 written" in result.stdout
+    assert "1 finding(s) of keys without an owner went to nobody" in result.stdout
+    (day,) = (tmp_path / "digests").iterdir()
+    assert sorted(p.name for p in day.iterdir()) == ["kim@example.com.html", "kim@example.com.json",
+                                                     "kim@example.com.txt"]
+    assert "in 7 day(s)" in (day / "kim@example.com.txt").read_text()
+    (record,) = [json.loads(line) for line in (tmp_path / "AwsIamOwnerDigestRuns.jsonl").read_text().splitlines()]
+    assert (record["DigestsBuilt"], record["RowsWithoutRecipient"], record["Status"]) == (1, 1, "Succeeded")

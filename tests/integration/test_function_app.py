@@ -63,12 +63,13 @@ def assert_no_secret_anywhere(secret_values: list[str], *texts: str) -> None:
             assert value not in text, f"a secret value ({value[:4]}...) leaked"
 
 
-def test_the_app_indexes_one_timer_function_with_the_contract_binding() -> None:
-    functions = FUNCTIONS
-    assert [f.get_function_name() for f in functions] == ["collect_iam_keys"]
-    (binding,) = json.loads(functions[0].get_function_json())["bindings"]
-    assert binding == {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": "%COLLECTOR_SCHEDULE%",
-                       "runOnStartup": False, "useMonitor": True}
+def test_the_app_indexes_two_timer_functions_with_the_contract_bindings() -> None:
+    functions = {f.get_function_name(): f for f in FUNCTIONS}
+    assert list(functions) == ["collect_iam_keys", "notify_owners"]
+    for name, schedule in (("collect_iam_keys", "%COLLECTOR_SCHEDULE%"), ("notify_owners", "%NOTIFY_SCHEDULE%")):
+        (binding,) = json.loads(functions[name].get_function_json())["bindings"]
+        assert binding == {"direction": "IN", "type": "timerTrigger", "name": "timer", "schedule": schedule,
+                           "runOnStartup": False, "useMonitor": True}
 
 
 def test_production_client_options_keep_every_check_on() -> None:
@@ -254,14 +255,16 @@ def test_settings_example_names_only_contract_settings_with_placeholders() -> No
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
     assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"  # Azurite
     assert set(values) - {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsStorage"} <= set(CONTRACT_SETTINGS)
-    for name in ("COLLECTOR_SCHEDULE", "KEY_VAULT_URL", "AWS_ROLE_ARN", "LOG_SINK"):
-        assert values[name], name
+    for name in ("COLLECTOR_SCHEDULE", "NOTIFY_SCHEDULE", "KEY_VAULT_URL", "AWS_ROLE_ARN", "LOG_SINK"):
+        assert values[name], name  # the host refuses to start with a timer's schedule setting unset
+    assert values["NOTIFY_MODE"] == "dry_run"
     assert not any(name.endswith(("_KEY", "_SECRET_VALUE", "_TOKEN")) for name in values)  # secrets live in Key Vault
 
 
 def test_funcignore_deploys_the_app_and_nothing_else() -> None:
-    """The deployment package is the app (function_app.py, host.json, shared/, requirements.txt, exceptions.json):
-    every other top-level entry of the repository is excluded, local settings and environments above all."""
+    """The deployment package is the app (function_app.py, host.json, shared/, requirements.txt, exceptions.json,
+    queries/): every other top-level entry of the repository is excluded, local settings and environments above
+    all."""
     import fnmatch
     import subprocess
 
@@ -274,8 +277,9 @@ def test_funcignore_deploys_the_app_and_nothing_else() -> None:
 
     tracked = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
     top_level = {path.split("/")[0] for path in tracked.splitlines()} | {".venv", "local.settings.json", "out"}
-    # exceptions.json: the reviewed exceptions file (EXCEPTIONS_FILE), read by the app at run time.
-    app = {"function_app.py", "host.json", "shared", "requirements.txt", "exceptions.json"}
+    # exceptions.json: the reviewed exceptions file (EXCEPTIONS_FILE), read by the app at run time; queries/: the owner
+    # digests run queries/owner-digest.kql.
+    app = {"function_app.py", "host.json", "shared", "requirements.txt", "exceptions.json", "queries"}
     assert not {name for name in app if ignored(name)}
     assert {name for name in top_level - app if not ignored(name)} <= {"README.md"}
 

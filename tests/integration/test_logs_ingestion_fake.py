@@ -22,7 +22,16 @@ from azure.monitor.ingestion import LogsIngestionClient
 from shared.azure.identity import build_credential
 from shared.delivery.logs_ingestion_sink import LogsIngestionSink
 from shared.errors import SinkError
-from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns
+from shared.records import (
+    DIGEST_RUNS_STREAM,
+    DIGEST_RUNS_TABLE,
+    KEYS_TABLE,
+    RUNS_TABLE,
+    DigestRunRecord,
+    KeyRecord,
+    RunRecord,
+    columns,
+)
 from tests.support.azure_fakes import (  # noqa: F401 - fixtures
     MAX_BODY_BYTES,
     RULE_ID,
@@ -73,9 +82,11 @@ def refused(azure: AzureFakes, rows: list[dict[str, Any]], **kwargs: str) -> str
 
 def test_the_fake_knows_the_rule_declared_in_infra() -> None:
     rule = declared_rule()
-    assert set(rule.streams) == {KEYS_STREAM, RUNS_STREAM}
+    assert set(rule.streams) == {KEYS_STREAM, RUNS_STREAM, DIGEST_RUNS_STREAM}
     assert rule.streams[KEYS_STREAM].columns == dict(columns(KeyRecord))
     assert rule.streams[RUNS_STREAM].columns == dict(columns(RunRecord))
+    assert rule.streams[DIGEST_RUNS_STREAM].columns == dict(columns(DigestRunRecord))
+    assert rule.streams[DIGEST_RUNS_STREAM].output_table == f"Custom-{DIGEST_RUNS_TABLE.table}"
     assert rule.streams[KEYS_STREAM].output_table == f"Custom-{KEYS_TABLE.table}"
 
 

@@ -16,6 +16,9 @@ through ``ClientOptions.ca_bundle`` (test-only) and nothing else changes: TLS ve
 - ``DataCollectorFake``: ``POST /api/logs``: recomputes the SharedKey signature from the raw body bytes and the
   headers, 200; scripted faults.
 
+The owner digests' two services (Log Analytics query, Communication Services e-mail) are in
+tests/support/notify_fakes.py, on the same TLS and managed identity fakes.
+
 Test modules use the fixtures by importing them: ``from tests.support.azure_fakes import azure_fixture,
 fake_tls_fixture``.
 """
@@ -61,6 +64,10 @@ DCR_INGESTION_HOST = "dcr-k7x2q9m4abcde-a1b2.swedencentral-1.ingest.monitor.azur
 # The immutable ids the deployed rule has in the tests and benchmarks (Azure assigns one at deployment).
 RULE_ID = "dcr-00112233445566778899aabbccddeeff"
 RULE_IDS = frozenset({RULE_ID, "dcr-0123456789abcdef0123456789abcdef"})
+# The owner digests' services (tests/support/notify_fakes.py), under the names the certificate below covers.
+LOG_ANALYTICS_QUERY_HOST = "api.loganalytics.io"  # azure-monitor-query's own endpoint
+# A Communication Services endpoint in the form Azure gives it (NOTIFY_EMAIL_ENDPOINT); tests route it to the fake.
+COMMUNICATION_HOST = "acs-digests.unitedstates.communication.azure.com"
 MAX_BODY_BYTES = 1024 * 1024  # the Logs Ingestion API's limit on one call's body, as sent (gzip)
 # The fakes' hosts, allowed to receive tokens in tests only (shared/config/endpoints.py), via ClientOptions.endpoints.
 FAKE_HOSTS = EndpointPolicy(frozenset({"127.0.0.1", "localhost", DATA_COLLECTOR_DOMAIN}))
@@ -97,7 +104,8 @@ class Tls:
 
     def __init__(self, directory: Path) -> None:
         self.ca = trustme.CA()
-        self.server_cert = self.ca.issue_cert("localhost", "127.0.0.1", DATA_COLLECTOR_HOST, DCR_INGESTION_HOST)
+        self.server_cert = self.ca.issue_cert("localhost", "127.0.0.1", DATA_COLLECTOR_HOST, DCR_INGESTION_HOST,
+                                              LOG_ANALYTICS_QUERY_HOST, COMMUNICATION_HOST)
         self.ca_bundle = str(directory / "fake-azure-ca.pem")
         self.ca.cert_pem.write_to_path(self.ca_bundle)
 

@@ -13,7 +13,8 @@ RULE_ID = "dcr-00112233445566778899aabbccddeeff"
 AUDIENCE = "api://AzureADTokenExchange"
 CONTRACT_SETTINGS = (*DEFAULTS, "COLLECTOR_SCHEDULE", "AZURE_CLIENT_ID", "KEY_VAULT_URL", "AWS_ROLE_ARN",
                      "AWS_EXTERNAL_ID", "AWS_WEB_IDENTITY_AUDIENCE", "LOGS_INGESTION_ENDPOINT",
-                     "LOGS_INGESTION_RULE_ID", "LOG_ANALYTICS_WORKSPACE_ID", "EXCEPTIONS_FILE")
+                     "LOGS_INGESTION_RULE_ID", "LOG_ANALYTICS_WORKSPACE_ID", "EXCEPTIONS_FILE", "NOTIFY_SCHEDULE",
+                     "NOTIFY_EMAIL_ENDPOINT", "NOTIFY_SENDER", "NOTIFY_FALLBACK_RECIPIENT", "NOTIFY_WORKSPACE_ID")
 # Indexed once, as the host does (a FunctionApp can be indexed only once: names are checked for uniqueness).
 FUNCTIONS = function_app.app.get_functions()
 
@@ -24,5 +25,12 @@ def timer() -> func.TimerRequest:
 
 
 def run_function() -> None:
-    (function,) = FUNCTIONS
+    """The collection (collect_iam_keys)."""
+    (function,) = [f for f in FUNCTIONS if f.get_function_name() == "collect_iam_keys"]
+    function.get_user_function()(timer())
+
+
+def run_notify_function() -> None:
+    """The owner digests (notify_owners)."""
+    (function,) = [f for f in FUNCTIONS if f.get_function_name() == "notify_owners"]
     function.get_user_function()(timer())

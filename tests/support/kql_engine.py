@@ -8,6 +8,7 @@ rows.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,15 +49,30 @@ class Workspace:
             insert = f'INSERT INTO "{table}" VALUES ({placeholders})'  # noqa: S608 - our table names, bound values
             self.connection.executemany(insert, [[row.get(n) for n, _ in cols] for row in rows])
 
+    def columns(self) -> set[str]:
+        """Every column of every table of the workspace."""
+        rows = self.connection.execute("SELECT column_name FROM information_schema.columns").fetchall()
+        return {name for (name,) in rows}
+
     def query(self, text: str) -> list[Row]:
-        """The result rows of a KQL text; KqlUnsupportedError for what the engine cannot translate."""
-        relation = duckdb_kql.kql(self.connection, text)
+        """The result rows of a KQL text; KqlUnsupportedError for what the engine cannot translate.
+
+        ``column_ifexists("Name", default)``, which the engine lacks, is resolved first as Log Analytics does it: the
+        column where it exists (here: a column of any of the workspace's tables), else the default."""
+        relation = duckdb_kql.kql(self.connection, resolve_column_ifexists(text, self.columns()))
         names = relation.columns
         return [{name: _python(value) for name, value in zip(names, values, strict=True)}
                 for values in relation.fetchall()]
 
     def close(self) -> None:
         self.connection.close()
+
+
+COLUMN_IFEXISTS = re.compile(r'column_ifexists\(\s*"(\w+)"\s*,\s*([^()]+?)\s*\)')
+
+
+def resolve_column_ifexists(text: str, columns: set[str]) -> str:
+    return COLUMN_IFEXISTS.sub(lambda m: m[1] if m[1] in columns else m[2], text)
 
 
 def _python(value: Any) -> Any:
