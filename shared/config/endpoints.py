@@ -266,3 +266,20 @@ def _config_keys(where: str, service: str | None, values: Any) -> Iterator[tuple
             yield where, service, key, value
         elif isinstance(value, Mapping):  # a [services ...] section's subsection: sts = \n  endpoint_url = ...
             yield from _config_keys(f"{where} {key}", str(key).lower(), value)
+
+
+# A region of each partition, for messages that show a valid value.
+EXAMPLE_REGION = {"aws": "us-east-1", "aws-us-gov": "us-gov-west-1", "aws-cn": "cn-north-1"}
+
+
+def partition_of_region(region: str) -> str:
+    """The AWS partition a region belongs to (its STS and IAM endpoints live there)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    if "-isob-" in region:
+        return "aws-iso-b"
+    if "-iso" in region:
+        return "aws-iso"
+    return "aws"

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from shared.config import endpoints
 from shared.config.defaults import DEFAULTS
-from shared.config.endpoints import PRODUCTION, EndpointPolicy
+from shared.config.endpoints import EXAMPLE_REGION, PRODUCTION, EndpointPolicy, partition_of_region
 from shared.config.modes import (
     AUTH_TYPES,
     SINK_TYPES,
@@ -94,7 +94,6 @@ class Settings:
     def secret_names_needed(self) -> tuple[str, ...]:
         """The Key Vault secrets this combination of modes needs, and no others."""
         return self.aws_auth.secret_names + self.sink.secret_names
-
 
 
 # The app's folder (where function_app.py and the deployed exceptions.json are): EXCEPTIONS_FILE is relative to it,
@@ -311,11 +310,11 @@ def load_settings(
 
     role_arn, region = r.values.get("AWS_ROLE_ARN"), r.values.get("AWS_REGION")
     r.problems.extend(endpoints.aws_endpoint_problems(environ, role_arn.split(":")[1] if role_arn else None))
-    if role_arn and region and _partition_of_region(region) != role_arn.split(":")[1]:
+    if role_arn and region and partition_of_region(region) != role_arn.split(":")[1]:
         r.problems.append(
             f"AWS_ROLE_ARN / AWS_REGION: the role is in partition {role_arn.split(':')[1]} but region {region} is in "
-            f"{_partition_of_region(region)}; set AWS_REGION to a region of the role's partition (e.g. "
-            f"{_EXAMPLE_REGION.get(role_arn.split(':')[1], 'us-east-1')})"
+            f"{partition_of_region(region)}; set AWS_REGION to a region of the role's partition (e.g. "
+            f"{EXAMPLE_REGION.get(role_arn.split(':')[1], 'us-east-1')})"
         )
 
     if r.problems or auth_type is None or sink_type is None:  # an invalid mode is always among the problems
@@ -402,19 +401,3 @@ def _owners_and_exceptions(
 def _is_audience(value: str) -> bool:
     # The scope requested is "<audience>/.default": the audience itself must not carry a scope suffix.
     return _AUDIENCE.fullmatch(value) is not None and not value.endswith(("/.default", "/"))
-
-
-_EXAMPLE_REGION = {"aws": "us-east-1", "aws-us-gov": "us-gov-west-1", "aws-cn": "cn-north-1"}
-
-
-def _partition_of_region(region: str) -> str:
-    """The AWS partition a region belongs to (its STS and IAM endpoints live there)."""
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    if "-isob-" in region:
-        return "aws-iso-b"
-    if "-iso" in region:
-        return "aws-iso"
-    return "aws"
