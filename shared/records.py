@@ -1,4 +1,4 @@
-"""The two record types the collector sends, exactly as the contract defines them.
+"""The record types the collector sends, exactly as the contract defines them.
 
 These dataclasses are the single source of truth for the tables' columns: the infrastructure tests check that
 the Log Analytics tables and the data collection rule declare exactly these fields, with these types. Field names
@@ -41,7 +41,8 @@ class KeyRecord:
     Unused: bool
     UserActiveKeyCount: int
     IsRootKey: bool
-    # Added by the owners-and-exceptions issue (shared/findings/owners.py, shared/findings/exceptions.py, docs/exceptions.md).
+    # Added by the owners-and-exceptions issue (shared/findings/owners.py, shared/findings/exceptions.py,
+    # docs/exceptions.md).
     Owner: str = ""  # the first of OWNER_TAG_KEYS on the user's tags; empty when none (root keys: empty)
     Excepted: bool = False  # every finding of the key is covered by an exception in force
     ExceptionReason: str | None = None  # the reasons of the exceptions used (null when not excepted)
@@ -74,6 +75,52 @@ class RunRecord:
     RootKeysUnknownAccounts: str = "[]"
     # Added by the second reliability issue: outbox items that could not be read, moved aside (kept) this run.
     OutboxItemsDeadLettered: int = 0
+    # Added by the long-lived credentials issue: rows of AwsIamCredentials_CL this run, and a JSON array of
+    # {"AccountId", "CredentialType", "Error"}: credentials of that type in that account unknown this run (not zero),
+    # e.g. a member role without iam:ListServiceSpecificCredentials; the error names what is missing.
+    CredentialsCollected: int = 0
+    CredentialsUnknownAccounts: str = "[]"
+
+    def to_row(self) -> dict[str, Any]:
+        return _to_row(self)
+
+
+SERVICE_SPECIFIC_CREDENTIAL = "ServiceSpecificCredential"
+SIGNING_CERTIFICATE = "SigningCertificate"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """One long-lived credential of an IAM user other than an access key (AwsIamCredentials_CL): a service-specific
+    credential (long-term API keys for Amazon Bedrock and CloudWatch Logs, CodeCommit Git and Amazon Keyspaces
+    credentials) or an X.509 signing certificate (from the credential report)."""
+
+    TimeGenerated: datetime
+    RunId: str
+    AccountId: str
+    AccountName: str
+    UserName: str
+    UserArn: str
+    Owner: str  # as for keys: the first of OWNER_TAG_KEYS on the user's tags; empty when none
+    # The privilege fields of the key record (the blast-radius issue). Null: not assessed this run (the collector
+    # fills them once that assessment exists: shared/collection/credentials.py, PrivilegeLookup).
+    Privileged: bool | None
+    PrivilegeReasons: str | None
+    Quarantined: bool | None
+    CredentialType: str  # SERVICE_SPECIFIC_CREDENTIAL or SIGNING_CERTIFICATE
+    Service: str  # ServiceName, e.g. bedrock.amazonaws.com; empty for certificates
+    CredentialId: str | None  # masked as key ids are; null for certificates (the credential report has no id)
+    CredentialFingerprint: str  # as AccessKeyFingerprint: a stable join key across runs
+    Status: str  # Active, Inactive, or (service-specific credentials past their expiry) Expired
+    CreatedAt: datetime
+    ExpiresAt: datetime | None  # null: never expires (or, for certificates, not known to the credential report)
+    AgeDays: int
+    NoExpiry: bool  # an Active long-term API key without an expiry
+    RotationDue: bool  # Active and AgeDays > KEY_ROTATION_DAYS
+    ExpiringSoon: bool  # Active and expiring within 7 days of TimeGenerated
+    Excepted: bool = False
+    ExceptionReason: str | None = None
+    ExceptionExpires: datetime | None = None
 
     def to_row(self) -> dict[str, Any]:
         return _to_row(self)
@@ -86,10 +133,15 @@ class Table(typing.NamedTuple):
     log_type: str  # Data Collector API Log-Type (the service appends _CL)
     file_name: str  # file sink
     record_type: type
+    # Logs Ingestion stream, for a table without a setting of its own (the contract names no stream setting for it)
+    stream: str = ""
 
 
 KEYS_TABLE = Table("AwsIamAccessKeys_CL", "AwsIamAccessKeys", "AwsIamAccessKeys.jsonl", KeyRecord)
 RUNS_TABLE = Table("AwsIamKeyCollectorRuns_CL", "AwsIamKeyCollectorRuns", "AwsIamKeyCollectorRuns.jsonl", RunRecord)
+CREDENTIALS_TABLE = Table("AwsIamCredentials_CL", "AwsIamCredentials", "AwsIamCredentials.jsonl", CredentialRecord,
+                          "Custom-AwsIamCredentials")
+TABLES = (KEYS_TABLE, RUNS_TABLE, CREDENTIALS_TABLE)
 
 # Log Analytics column types, by Python type.
 _COLUMN_TYPES: dict[type, str] = {str: "string", int: "int", bool: "boolean", float: "real", datetime: "datetime"}

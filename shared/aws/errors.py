@@ -29,14 +29,26 @@ def describe_aws_error(exc: BaseException) -> str:
 
 
 IAM_READ_ACTIONS = "iam:ListUsers, iam:ListAccessKeys, iam:GetAccessKeyLastUsed, iam:ListUserTags"
+# The read of the long-lived credentials other than keys (infra/aws/*.yaml grant it since the issue that added them):
+# a role deployed before lacks it, and only those credentials are then unknown.
+SERVICE_CREDENTIALS_ACTION = "iam:ListServiceSpecificCredentials"
 
 
-def describe_iam_error(exc: BaseException, account_id: str) -> str:
-    """An IAM call of an account failed: which dependency (IAM), which account, what failed and what to check."""
+def error_code(exc: BaseException) -> str:
+    """AWS's error code of a failed call ("" when it is not an AWS error answer)."""
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+
+
+def describe_iam_error(exc: BaseException, account_id: str, needs: str = IAM_READ_ACTIONS) -> str:
+    """An IAM call of an account failed: which dependency (IAM), which account, what failed and what to check.
+    ``needs`` is the permission an access denial names."""
     text = f"IAM in account {account_id}: {describe_aws_error(exc)}"
-    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    code = error_code(exc)
     if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
-        return f"{text} (the account's collector role needs {IAM_READ_ACTIONS})"
+        if needs == SERVICE_CREDENTIALS_ACTION:
+            return (f"{text} (the account's collector role needs {needs}: update its CloudFormation stack from "
+                    "infra/aws/; its access keys are collected all the same)")
+        return f"{text} (the account's collector role needs {needs})"
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0
     if isinstance(exc, ResponseParserError):  # botocore does not retry an answer it cannot parse
         return f"{text} (IAM's answer was cut off or garbled; the next run retries the account)"

@@ -137,8 +137,9 @@ class AwsSource:
             if self._idle_iam:
                 return self._idle_iam.pop()
         serving = _ServingCredentials()
-        # one connection per parallel IAM call of the account, plus one for its credential report read alongside
-        config = Config(max_pool_connections=self._settings.iam_concurrency + 1)
+        # one connection per parallel IAM call of the account, plus one for its credential report and one for its
+        # service-specific credentials, both read alongside
+        config = Config(max_pool_connections=self._settings.iam_concurrency + 2)
         slot = _IamClientSlot(self._factory.client("iam", serving, config), serving)
         # each request, retries included, first takes its turn under the account's cap (COLLECTOR_IAM_MAX_CALLS_...)
         slot.client.meta.events.register("before-send.iam", slot.take_turn)

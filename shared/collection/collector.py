@@ -23,16 +23,17 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from shared import __version__
+from shared.collection.credentials import AccountCredentials, CredentialsStep
 from shared.collection.inventory import describe_account_error, inventory_account, write_rows
 from shared.collection.transform import root_key_records
 from shared.deadline import Deadline, parse_function_timeout
 from shared.delivery.reliable_sink import ReliableSink
-from shared.domain import Account, AccountFailure, RunContext, RunResult
+from shared.domain import Account, AccountFailure, CredentialsUnknown, RunContext, RunResult
 from shared.errors import DeliveryDeferredError, SinkError, describe_error
 from shared.findings.exceptions import EMPTY, ExceptionSet
 from shared.findings.owners import DEFAULT_OWNER_TAG_KEYS
 from shared.ports import AwsAccounts, Clock, IamReader, Progress
-from shared.records import KEYS_TABLE, RUNS_TABLE
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, Table
 from shared.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,15 @@ class SystemClock:
         return time.monotonic()
 
 
+NO_CREDENTIALS = AccountCredentials()
+
+
 @dataclass(frozen=True)
 class AccountResult:
     keys: int
     error: str | None
     root_keys_known: bool = True
+    credentials: AccountCredentials = NO_CREDENTIALS  # the account's other long-lived credentials
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,8 @@ class Collector:
         deadline = None if opts.time_budget is None else started_monotonic + opts.time_budget.total_seconds()
         failures: list[AccountFailure] = []
         root_unknown: list[str] = []
-        keys_total = 0
+        credentials_unknown: list[CredentialsUnknown] = []
+        keys_total = credentials_total = 0
         signed_in = True
         run_deadline = opts.deadline or Deadline.never()
         self._stopping.clear()
@@ -189,8 +195,11 @@ class Collector:
                 keys_total += done.keys
                 if done.error is not None:
                     failures.append(AccountFailure(account.id, done.error))
-                elif not done.root_keys_known:
+                    continue
+                if not done.root_keys_known:
                     root_unknown.append(account.id)
+                credentials_total += len(done.credentials.records)
+                credentials_unknown += done.credentials.unknown
 
         result = RunResult(
             run,
@@ -207,6 +216,8 @@ class Collector:
             dropped=delivery.dropped,
             root_keys_unknown=tuple(root_unknown),
             dead_lettered=delivery.dead_lettered,
+            credentials_collected=credentials_total,
+            credentials_unknown=tuple(credentials_unknown),
         )
         run_record_deferred = self._send_run_record(result, run_deadline)
         self._progress.finished(result)
@@ -316,17 +327,22 @@ class Collector:
                 return read
             try:
                 self._deliver(spool)
+                self._deliver_rows(CREDENTIALS_TABLE, [r.to_row() for r in read.credentials.records])
             except SinkError as exc:
                 return AccountResult(0, f"records not delivered: {redact(str(exc))}")
             return read
 
     def _read_account(self, iam: IamReader, account: Account, run: RunContext, spool: IO[str]) -> AccountResult:
-        """The account's keys and root keys into the spool, its credential report read alongside."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side:
+        """The account's keys and root keys into the spool, its credential report and its other long-lived
+        credentials (shared/collection/credentials.py) read alongside."""
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"report-{account.id}") as side:
             stop = threading.Event()
             report = side.submit(iam.credential_report, run.started_at, stop)
+            others = CredentialsStep(iam, account, run, report)
+            others.start(side)
             try:
-                count = inventory_account(iam, account, run, spool, report, self._clock.now, self._in_flight)
+                count = inventory_account(others.reader, account, run, spool, report, self._clock.now,
+                                          self._in_flight)
             except Exception as exc:
                 stop.set()  # the account failed: stop waiting for its report
                 return AccountResult(0, describe_account_error(exc, account))
@@ -339,7 +355,7 @@ class Collector:
             else:
                 write_rows(root_records, spool)
                 count += len(root_records)
-            return AccountResult(count, None, root_known)
+            return AccountResult(count, None, root_known, others.finish())
 
     def _deliver(self, spool: IO[str]) -> None:
         spool.seek(0)
@@ -354,6 +370,14 @@ class Collector:
                 if batch is None:
                     return
                 self._sink.send(KEYS_TABLE, batch)
+
+
+    def _deliver_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """A few rows of another table (an account's other credentials), once its keys are delivered."""
+        with self._sink_lock:
+            if rows and self._stopping.is_set():
+                raise SinkError("not sent: the run's deadline came first; the next run collects them again", 0)
+            self._sink.send(table, rows)
 
 
 def _batches(lines: IO[str], size: int) -> Iterator[list[dict[str, Any]]]:

@@ -13,7 +13,8 @@ the same review as code. The format (documented in docs/exceptions.md)::
       ]
     }
 
-Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerprint``), ``userArn`` (an
+Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerprint``, or another credential's
+``CredentialFingerprint``), ``userArn`` (an
 fnmatch-style glob over ``UserArn``: ``*``, ``?``, ``[...]``; case-sensitive) or ``accountId`` (every key of one
 account). ``finding`` names one finding, or ``*`` for every finding of the selected keys except a root account key,
 which is never accepted by a wildcard: it must be named (``root_key``). ``expires`` is a date (``YYYY-MM-DD``: the
@@ -31,14 +32,15 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from fnmatch import fnmatchcase
+from typing import TypeVar
 
-from shared.findings.catalogue import FINDINGS, ROOT_KEY, findings_of
-from shared.records import KeyRecord
+from shared.findings.catalogue import CREDENTIAL_FINDINGS, FINDINGS, ROOT_KEY, credential_findings_of, findings_of
+from shared.records import CredentialRecord, KeyRecord
 
 WILDCARD = "*"
 ROOT_KEY_FINDING = ROOT_KEY.name
-# The findings a key record can carry, by the names an exception uses: the findings catalogue's ids.
-KNOWN_FINDINGS: tuple[str, ...] = tuple(f.name for f in FINDINGS)
+# The findings a key or credential record can carry, by the names an exception uses: the findings catalogue's ids.
+KNOWN_FINDINGS: tuple[str, ...] = tuple(f.name for f in (*FINDINGS, *CREDENTIAL_FINDINGS))
 
 SELECTORS = ("fingerprint", "userArn", "accountId")
 
@@ -164,18 +166,25 @@ class ExceptionSet:
 EMPTY = ExceptionSet(source="(none)")
 
 
-def key_findings(record: KeyRecord) -> set[str]:
-    """The findings one key record has, by the names exceptions use (the catalogue's rules)."""
-    return {finding.name for finding in findings_of(record.to_row())}
+def key_findings(record: KeyRecord | CredentialRecord) -> set[str]:
+    """The findings one key (or other credential) record has, by the names exceptions use (the catalogue's rules)."""
+    row = record.to_row()
+    found = credential_findings_of(row) if isinstance(record, CredentialRecord) else findings_of(row)
+    return {finding.name for finding in found}
 
 
-def annotate(record: KeyRecord, *, exceptions: ExceptionSet, now: datetime) -> tuple[KeyRecord, Decision]:
+Annotated = TypeVar("Annotated", KeyRecord, CredentialRecord)
+
+
+def annotate(record: Annotated, *, exceptions: ExceptionSet, now: datetime) -> tuple[Annotated, Decision]:
     """The record (its ``Owner`` already set) with ``Excepted``/``ExceptionReason``/``ExceptionExpires`` from the
-    findings it has. ``now`` is the run's start, so every key of a run is judged at the same instant."""
+    findings it has. ``now`` is the run's start, so every key of a run is judged at the same instant. A credential
+    other than a key is selected as a key is: by its fingerprint, its user's ARN or its account."""
     if not exceptions.exceptions:
         return record, NOT_EXCEPTED
+    fingerprint = record.CredentialFingerprint if isinstance(record, CredentialRecord) else record.AccessKeyFingerprint
     decision = exceptions.decide(account_id=record.AccountId, user_arn=record.UserArn,
-                                 fingerprint=record.AccessKeyFingerprint, findings=key_findings(record), now=now)
+                                 fingerprint=fingerprint, findings=key_findings(record), now=now)
     if not decision.excepted:
         return record, decision
     return replace(record, Excepted=True, ExceptionReason=decision.reason, ExceptionExpires=decision.expires), decision

@@ -49,10 +49,31 @@ class FakeKey:
 
 
 @dataclass
+class FakeServiceCredential:
+    """A service-specific credential (ListServiceSpecificCredentials): an API key, a Git or Keyspaces credential."""
+
+    credential_id: str
+    service: str = "bedrock.amazonaws.com"
+    status: str = "Active"
+    age_days: int = 10
+    expires_in_days: float | None = None  # None: no ExpirationDate (never expires)
+
+
+@dataclass
+class FakeCertificate:
+    """An X.509 signing certificate, as the credential report shows it (cert_N_active, cert_N_last_rotated)."""
+
+    status: str = "Active"
+    age_days: int = 10
+
+
+@dataclass
 class FakeUser:
     name: str
     keys: list[FakeKey] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)  # IAM user tags (the owner among them)
+    service_credentials: list[FakeServiceCredential] = field(default_factory=list)
+    certificates: list[FakeCertificate] = field(default_factory=list)  # at most two
 
 
 @dataclass
@@ -75,6 +96,8 @@ class FakeAccount:
     while_listing_keys: Any = None  # called inside each ListAccessKeys (to observe the calls in flight)
     while_reading_tags: Any = None  # called inside each ListUserTags (likewise)
     wait_for: threading.Event | None = None  # ListUsers waits for this first (to make accounts finish out of order)
+    service_credentials_error: Exception | None = None  # raised by ListServiceSpecificCredentials (e.g. AccessDenied)
+    service_credentials_unsupported: frozenset[str] = frozenset()  # services IAM does not offer here: none listed
     finished: threading.Event = field(default_factory=threading.Event)  # set once its last user is listed
 
 
@@ -145,6 +168,26 @@ class FakeIamReader:
         user = next(u for u in self._account.users if u.name == user_name)
         return [{"Key": k, "Value": v} for k, v in user.tags.items()]
 
+    def service_specific_credentials(self, service_name: str) -> Sequence[Mapping[str, Any]]:
+        self._fake.record(self._account.id, "ListServiceSpecificCredentials", service_name)
+        if self._account.service_credentials_error is not None:
+            raise self._account.service_credentials_error
+        if service_name in self._account.service_credentials_unsupported:
+            return []
+        now = self._fake.clock.now()
+        found = []
+        for user in self._account.users:
+            for c in user.service_credentials:
+                if c.service != service_name:
+                    continue
+                item = {"UserName": user.name, "ServiceSpecificCredentialId": c.credential_id, "Status": c.status,
+                        "ServiceName": c.service, "CreateDate": now - timedelta(days=c.age_days),
+                        "ServiceUserName": f"{user.name}-at-{self._account.id}"}
+                if c.expires_in_days is not None:
+                    item["ExpirationDate"] = now + timedelta(days=c.expires_in_days)
+                found.append(item)
+        return found
+
     def close(self) -> None:
         self.closed = True
 
@@ -158,8 +201,8 @@ class FakeIamReader:
         if self._account.report_after_listing and not self._account.finished.wait(timeout=5):
             raise AssertionError(f"account {self._account.id}: its users were never all listed")
         rows: list[dict[str, str]] = []
-        if self._account.report_lists_users:
-            rows.extend(self._user_row(user, now) for user in self._account.users)
+        rows.extend(self._user_row(user, now) for user in self._account.users
+                    if self._account.report_lists_users or user.certificates)
         age = self._account.root_key_age_days
         if age is not None:
             rotated = (now - timedelta(days=age)).isoformat()
@@ -188,6 +231,11 @@ class FakeIamReader:
                         prefix + "last_rotated": (now - timedelta(days=key.age_days)).isoformat(),
                         prefix + "last_used_date": used, prefix + "last_used_region": region,
                         prefix + "last_used_service": service})
+        for slot in (1, 2):
+            cert = user.certificates[slot - 1] if len(user.certificates) >= slot else None
+            row[f"cert_{slot}_active"] = "true" if cert is not None and cert.status == "Active" else "false"
+            row[f"cert_{slot}_last_rotated"] = "N/A" if cert is None else (
+                now.replace(microsecond=0) - timedelta(days=cert.age_days)).isoformat()
         return row
 
 
