@@ -277,6 +277,9 @@ var keysTableName = 'AwsIamAccessKeys_CL'
 var runsTableName = 'AwsIamKeyCollectorRuns_CL'
 var keysStreamName = 'Custom-AwsIamAccessKeys'
 var runsStreamName = 'Custom-AwsIamKeyCollectorRuns'
+// The long-lived credentials other than access keys (CredentialRecord): no setting names its stream, the records do.
+var credentialsTableName = 'AwsIamCredentials_CL'
+var credentialsStreamName = 'Custom-AwsIamCredentials'
 var keyColumns = [
   { name: 'TimeGenerated', type: 'datetime' }
   { name: 'RunId', type: 'string' }
@@ -322,6 +325,34 @@ var runColumns = [
   { name: 'RecordsDropped', type: 'int' }
   { name: 'RootKeysUnknownAccounts', type: 'string' }
   { name: 'OutboxItemsDeadLettered', type: 'int' }
+  { name: 'CredentialsCollected', type: 'int' }
+  { name: 'CredentialsUnknownAccounts', type: 'string' }
+]
+var credentialColumns = [
+  { name: 'TimeGenerated', type: 'datetime' }
+  { name: 'RunId', type: 'string' }
+  { name: 'AccountId', type: 'string' }
+  { name: 'AccountName', type: 'string' }
+  { name: 'UserName', type: 'string' }
+  { name: 'UserArn', type: 'string' }
+  { name: 'Owner', type: 'string' }
+  { name: 'Privileged', type: 'boolean' }
+  { name: 'PrivilegeReasons', type: 'string' }
+  { name: 'Quarantined', type: 'boolean' }
+  { name: 'CredentialType', type: 'string' }
+  { name: 'Service', type: 'string' }
+  { name: 'CredentialId', type: 'string' }
+  { name: 'CredentialFingerprint', type: 'string' }
+  { name: 'Status', type: 'string' }
+  { name: 'CreatedAt', type: 'datetime' }
+  { name: 'ExpiresAt', type: 'datetime' }
+  { name: 'AgeDays', type: 'int' }
+  { name: 'NoExpiry', type: 'boolean' }
+  { name: 'RotationDue', type: 'boolean' }
+  { name: 'ExpiringSoon', type: 'boolean' }
+  { name: 'Excepted', type: 'boolean' }
+  { name: 'ExceptionReason', type: 'string' }
+  { name: 'ExceptionExpires', type: 'datetime' }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -360,8 +391,10 @@ module customTables 'modules/custom-tables.bicep' = {
     workspaceName: workspaceName
     keysTableName: keysTableName
     runsTableName: runsTableName
+    credentialsTableName: credentialsTableName
     keyColumns: keyColumns
     runColumns: runColumns
+    credentialColumns: credentialColumns
     retentionInDays: logRetentionInDays
   }
 }
@@ -379,10 +412,13 @@ module monitoring 'modules/monitoring.bicep' = {
     workspaceResourceId: workspaceResourceId
     keysStreamName: keysStreamName
     runsStreamName: runsStreamName
+    credentialsStreamName: credentialsStreamName
     keysTableName: keysTableName
     runsTableName: runsTableName
+    credentialsTableName: credentialsTableName
     keyColumns: keyColumns
     runColumns: runColumns
+    credentialColumns: credentialColumns
   }
   // The rule's output streams must exist as tables before the rule is created.
   dependsOn: [

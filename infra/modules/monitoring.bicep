@@ -16,14 +16,19 @@ param workspaceResourceId string
 
 param keysStreamName string
 param runsStreamName string
+param credentialsStreamName string
 param keysTableName string
 param runsTableName string
+param credentialsTableName string
 
 @description('Columns of the key stream: the fields of KeyRecord (the same array as the key table).')
 param keyColumns array
 
 @description('Columns of the run stream: the fields of RunRecord (the same array as the run table).')
 param runColumns array
+
+@description('Columns of the credentials stream: the fields of CredentialRecord (the same array as its table).')
+param credentialColumns array
 
 var workspaceDestination = 'collectorWorkspace'
 
@@ -58,7 +63,7 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
   location: dataCollectionLocation
   tags: tags
   properties: {
-    description: 'AWS IAM access keys and collector runs, sent by the collector through the Logs Ingestion API'
+    description: 'AWS IAM access keys, other long-lived credentials and collector runs, sent by the collector through the Logs Ingestion API'
     dataCollectionEndpointId: dataCollectionEndpoint.id
     streamDeclarations: {
       '${keysStreamName}': {
@@ -66,6 +71,9 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
       }
       '${runsStreamName}': {
         columns: runColumns
+      }
+      '${credentialsStreamName}': {
+        columns: credentialColumns
       }
     }
     destinations: {
@@ -96,6 +104,16 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
         ]
         transformKql: 'source'
         outputStream: 'Custom-${runsTableName}'
+      }
+      {
+        streams: [
+          credentialsStreamName
+        ]
+        destinations: [
+          workspaceDestination
+        ]
+        transformKql: 'source'
+        outputStream: 'Custom-${credentialsTableName}'
       }
     ]
   }

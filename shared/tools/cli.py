@@ -117,14 +117,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     change timeline has something to show; the summary is the second run's."""
     from shared.composition import compose
     from shared.insight.report import write_report
-    from shared.tools.demo import change_keys, demo_environment, endpoint_env, moto_server, seed_organization
+    from shared.tools.demo import (
+        change_credentials,
+        change_keys,
+        demo_environment,
+        endpoint_env,
+        moto_server,
+        seed_organization,
+    )
 
     out_dir = args.out
     print("Starting an emulated AWS organization (moto) on 127.0.0.1...", file=sys.stderr)
     with moto_server() as endpoint, endpoint_env(endpoint):
         seeded = seed_organization(endpoint)
-        print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys at {endpoint}",
-              file=sys.stderr)
+        print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys and "
+              f"{seeded.expected_credentials} other long-lived credentials at {endpoint}", file=sys.stderr)
         settings = load_settings(demo_environment(seeded, out_dir))
         results: list[RunResult] = []
         changes: list[str] = []
@@ -134,7 +141,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 # second run must start in a later second than the first (a fast first run can take under one).
                 first_started = results[0].run.started_at.timestamp()
                 time.sleep(max(0.0, math.floor(first_started) + 1 - time.time()))
-                changes = change_keys(seeded)
+                changes = change_keys(seeded) + change_credentials(seeded)
                 print("Between the two runs:", file=sys.stderr)
                 for line in changes:
                     print(f"  {line}", file=sys.stderr)

@@ -26,7 +26,7 @@ pycep = pytest.importorskip("pycep")
 cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml")
 
 from shared.config import settings as settings_module  # noqa: E402
-from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns  # noqa: E402
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, CredentialRecord, KeyRecord, RunRecord, columns  # noqa: E402, E501
 from tests.support.contract import CONTRACT_VALUES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,6 +223,10 @@ def test_main_declares_the_contract_tables_and_streams() -> None:
     assert env["runsStreamName"] == settings_module.DEFAULTS["LOGS_INGESTION_RUNS_STREAM"]
     assert as_columns(env["keyColumns"]) == columns(KeyRecord)
     assert as_columns(env["runColumns"]) == columns(RunRecord)
+    # No setting names the credentials stream: the records do (shared/records.py), and main.bicep follows them.
+    assert env["credentialsTableName"] == CREDENTIALS_TABLE.table
+    assert env["credentialsStreamName"] == CREDENTIALS_TABLE.stream == "Custom-AwsIamCredentials"
+    assert as_columns(env["credentialColumns"]) == columns(CredentialRecord)
 
 
 def test_custom_tables_have_exactly_the_record_columns() -> None:
@@ -233,7 +237,8 @@ def test_custom_tables_have_exactly_the_record_columns() -> None:
         config = resolve(body(r), env)
         assert config["name"] == config["properties"]["schema"]["name"]
         tables[config["name"]] = as_columns(config["properties"]["schema"]["columns"])
-    assert tables == {KEYS_TABLE.table: columns(KeyRecord), RUNS_TABLE.table: columns(RunRecord)}
+    assert tables == {KEYS_TABLE.table: columns(KeyRecord), RUNS_TABLE.table: columns(RunRecord),
+                      CREDENTIALS_TABLE.table: columns(CredentialRecord)}
 
 
 def test_data_collection_rule_streams_have_exactly_the_record_columns_and_flow_to_their_tables() -> None:
@@ -242,12 +247,15 @@ def test_data_collection_rule_streams_have_exactly_the_record_columns_and_flow_t
     properties = rule["properties"]
     keys_stream = settings_module.DEFAULTS["LOGS_INGESTION_KEYS_STREAM"]
     runs_stream = settings_module.DEFAULTS["LOGS_INGESTION_RUNS_STREAM"]
+    credentials_stream = CREDENTIALS_TABLE.stream
     declared = {name: as_columns(s["columns"]) for name, s in properties["streamDeclarations"].items()}
-    assert declared == {keys_stream: columns(KeyRecord), runs_stream: columns(RunRecord)}
+    assert declared == {keys_stream: columns(KeyRecord), runs_stream: columns(RunRecord),
+                        credentials_stream: columns(CredentialRecord)}
     flows = {tuple(f["streams"]): f for f in properties["dataFlows"]}
-    assert set(flows) == {(keys_stream,), (runs_stream,)}
+    assert set(flows) == {(keys_stream,), (runs_stream,), (credentials_stream,)}
     assert flows[(keys_stream,)]["outputStream"] == f"Custom-{KEYS_TABLE.table}"
     assert flows[(runs_stream,)]["outputStream"] == f"Custom-{RUNS_TABLE.table}"
+    assert flows[(credentials_stream,)]["outputStream"] == f"Custom-{CREDENTIALS_TABLE.table}"
     destinations = {d["name"] for d in properties["destinations"]["logAnalytics"]}
     for flow in flows.values():
         assert flow["transformKql"] == "source"
@@ -576,6 +584,7 @@ IAM_READ = {
     "iam:ListUserTags",  # the owner tags (OWNER_TAG_KEYS) of users with keys
     "iam:GenerateCredentialReport",
     "iam:GetCredentialReport",
+    "iam:ListServiceSpecificCredentials",  # the long-lived credentials other than keys (one call per service)
 }
 
 

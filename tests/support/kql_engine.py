@@ -1,7 +1,8 @@
 """Run the product's KQL locally: the records (JSON Lines rows, as the file sink writes them) loaded into DuckDB
 tables typed from shared/records.py, and a query executed by duckdb-kql (a KQL-to-DuckDB translator that refuses
 loudly, with KqlUnsupportedError, what it does not support). Results come back as rows of Python values with
-datetimes in UTC, ready to compare with what shared/insight/report.py and shared/tools/cli.py compute from the same rows.
+datetimes in UTC, ready to compare with what shared/insight/report.py and shared/tools/cli.py compute from the same
+rows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import duckdb_kql
 
-from shared.records import KEYS_TABLE, RUNS_TABLE, columns
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, columns
 
 Row = dict[str, Any]
 
@@ -26,13 +27,14 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
 
 
 class Workspace:
-    """An in-memory stand-in for the Log Analytics workspace: the two tables, filled with rows."""
+    """An in-memory stand-in for the Log Analytics workspace: the collector's tables, filled with rows."""
 
     def __init__(
-        self, key_rows: Sequence[Row], run_rows: Sequence[Row], other_tables: dict[str, Sequence[Row]] | None = None
+        self, key_rows: Sequence[Row], run_rows: Sequence[Row], other_tables: dict[str, Sequence[Row]] | None = None,
+        credential_rows: Sequence[Row] = (),
     ) -> None:
         self.connection = duckdb_kql.connect()
-        for table, rows in ((KEYS_TABLE, key_rows), (RUNS_TABLE, run_rows)):
+        for table, rows in ((KEYS_TABLE, key_rows), (RUNS_TABLE, run_rows), (CREDENTIALS_TABLE, credential_rows)):
             self._create(table.table, columns(table.record_type), rows)
         for schema_file in sorted(SCHEMAS.glob("*.json")):
             schema = json.loads(schema_file.read_text(encoding="utf-8"))
