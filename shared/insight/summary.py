@@ -1,24 +1,32 @@
 """The command line's end-of-run summary: run status, findings per account and by owner, the worst keys, the
-excepted keys and the expired exceptions, as plain-text tables."""
+excepted keys and the expired exceptions, every long-lived credential by kind and the other credentials' findings, as
+plain-text tables."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from shared.domain import RunResult
 from shared.findings.catalogue import FINDINGS, ROOT_KEY, Finding, findings_of, is_active, is_excepted, open_findings_of
 from shared.findings.exceptions import ExceptionSet, describe_expired
+from shared.insight.credentials import BY_TYPE_COLUMNS, credential_findings, long_lived, long_lived_by_type
 
 NO_OWNER = "(no owner)"
 
 
-def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions: ExceptionSet | None = None) -> str:
+def summarize(
+    result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions: ExceptionSet | None = None,
+    credential_rows: Sequence[dict[str, Any]] = (),
+) -> str:
     """A readable summary: run status, then findings per account (named as the records name them), findings by owner,
-    the worst keys, the excepted keys and the expired exceptions. The findings, their columns and tags come from the
-    catalogue (shared/findings.py); only active keys count, and excepted keys (every finding accepted) count under
-    none: they are listed on their own."""
+    the worst keys, the excepted keys and the expired exceptions, then every long-lived credential by kind (keys and
+    ``credential_rows``, the run's AwsIamCredentials_CL rows) and the other credentials' findings. The findings, their
+    columns and tags come from the catalogue (shared/findings.py); only active keys count, and excepted keys (every
+    finding accepted) count under none: they are listed on their own."""
+    key_rows = list(key_rows)
     run = result.to_record()
     per_account: dict[str, Counter[str]] = {}
     per_owner: dict[str, Counter[str]] = {}
@@ -96,9 +104,41 @@ def summarize(result: RunResult, key_rows: Iterable[dict[str, Any]], exceptions:
         lines += ["", f"Expired exceptions in {exceptions.source if exceptions else ''} (no longer applied: their keys "
                       "count again; renew them through review, or remove them):"]
         lines += [f"  {line}" for line in describe_expired(expired)]
+    lines += _credential_lines(result, key_rows, credential_rows)
     if result.failures:
         lines += ["", "Failed accounts:"] + [f"  {f.account_id}: {f.error}" for f in result.failures]
     return "\n".join(lines)
+
+
+BY_TYPE_HEADER = ("Kind", "Service", "Credentials", "Active", "Rotation due", "No expiry", "Expiring soon", "Excepted")
+
+
+def _credential_lines(
+    result: RunResult, key_rows: list[dict[str, Any]], credential_rows: Sequence[dict[str, Any]]
+) -> list[str]:
+    """Every long-lived credential of the run by kind (queries/long-lived-by-type.kql), the other credentials with a
+    finding (credential-findings.kql), and the kinds that could not be read (unknown, not none)."""
+    lines = ["", "Long-lived credentials by kind (access keys and the others):"]
+    table = [list(BY_TYPE_HEADER)]
+    for row in long_lived_by_type(long_lived(key_rows, credential_rows)):
+        table.append([row["CredentialType"], row["Service"] or "-", *(str(row[c]) for c in BY_TYPE_COLUMNS)])
+    lines += _format_table(table)
+    found = credential_findings(credential_rows)
+    if found:
+        lines += ["", "Findings (long-lived credentials other than access keys):"]
+        detail = [["Account", "User", "Owner", "Kind", "Id", "Age (days)", "Expires", "Findings"]]
+        for r in found[:25]:
+            kind = r.get("Service") or r["CredentialType"]
+            detail.append([r["AccountId"], r["UserName"], r.get("Owner") or "-", kind, r.get("CredentialId") or "-",
+                           str(r["AgeDays"]), str(r.get("ExpiresAt") or "never")[:10], r["Findings"]])
+        lines += _format_table(detail)
+        if len(found) > 25:
+            lines.append(f"... and {len(found) - 25} more")
+    unknown = json.loads(result.to_record().CredentialsUnknownAccounts)
+    if unknown:
+        lines += ["", "Credentials unknown this run (not none; the keys were collected):"]
+        lines += [f"  {u['AccountId']} {u['CredentialType']}: {u['Error']}" for u in unknown]
+    return lines
 
 
 def _format_table(rows: list[list[str]]) -> list[str]:

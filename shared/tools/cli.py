@@ -22,7 +22,7 @@ from shared.domain import RUN_FAILED, RUN_SUCCEEDED, Account, RunResult
 from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
 from shared.insight.summary import summarize
-from shared.records import KEYS_TABLE, Table
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, Table
 from shared.redaction import install_log_safety, redact
 
 
@@ -105,8 +105,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
     with compose(settings, progress=TerminalProgress(), sink=sink, use_outbox=not args.dry_run) as collector:
         result = collector.run()
     if not args.dry_run and isinstance(settings.sink, FileSinkSettings):
-        rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, result.run.run_id)
-        print(summarize(result, rows, settings.exceptions))
+        folder = Path(settings.sink.directory)
+        print(summarize(result, read_run_rows(folder / KEYS_TABLE.file_name, result.run.run_id), settings.exceptions,
+                        read_run_rows(folder / CREDENTIALS_TABLE.file_name, result.run.run_id)))
     else:
         print(summarize(result, [], settings.exceptions), file=sys.stderr)
     return 0 if result.status != RUN_FAILED else 1
@@ -152,10 +153,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = results[-1]
     keys_path = Path(out_dir) / KEYS_TABLE.file_name
     print()
-    print(summarize(result, read_run_rows(keys_path, result.run.run_id), settings.exceptions))
+    print(summarize(result, read_run_rows(keys_path, result.run.run_id), settings.exceptions,
+                    read_run_rows(Path(out_dir) / CREDENTIALS_TABLE.file_name, result.run.run_id)))
     print()
     print("Changed between the two runs (the report's timeline): " + "; ".join(changes))
-    print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
+    print(f"Records written to {keys_path}, {Path(out_dir) / CREDENTIALS_TABLE.file_name} and "
+          f"{Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
     print(f"Exceptions: {settings.exceptions_file} (the demo's own: one in force, one expired)")
     print(f"Report: {write_report(out_dir, exceptions=settings.exceptions)}")
     return 0 if all(r.status == RUN_SUCCEEDED for r in results) else 1

@@ -211,7 +211,7 @@ def output_columns(query: str) -> str:
     return query[query.rindex(";\n") + 2:] if ";\n" in query else query
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_entities_details_and_names_use_columns_the_query_returns(index: int) -> None:
     rule = rules()[index]
     text = query_path(rule["query"]).read_text(encoding="utf-8")
@@ -225,7 +225,8 @@ def test_entities_details_and_names_use_columns_the_query_returns(index: int) ->
 
 def test_user_rules_map_the_account_by_user_name_and_arn_and_the_new_source_its_ip() -> None:
     by_id = {rule["id"]: rule for rule in rules()}
-    for rule_id in ("new-key", "new-source", "usage-mismatch"):
+    assert len(by_id) == 8, "one test per rule above: update range(8)"
+    for rule_id in ("new-key", "api-key-no-expiry", "new-source", "usage-mismatch"):
         (account,) = [e for e in by_id[rule_id]["entities"] if e["entityType"] == "Account"]
         assert {(m["identifier"], m["columnName"]) for m in account["fieldMappings"]} == {
             ("Name", "UserName"), ("FullName", "UserArn")}
