@@ -228,10 +228,11 @@ def seed_organization(
     endpoint_url: str,
     accounts: tuple[AccountSpec, ...] = DEMO_ORGANIZATION,
     now: datetime | None = None,
-    credentials: tuple[CredentialSpec, ...] = DEMO_CREDENTIALS,
+    credentials: tuple[CredentialSpec, ...] | None = None,
 ) -> SeededOrganization:
     """Management account (the first spec) + member accounts, the collector's home role, IAM user and member roles;
-    then the long-lived credentials other than access keys (``credentials``, in accounts of ``accounts``)."""
+    then the long-lived credentials other than access keys (``credentials``, in accounts of ``accounts``; by default
+    the demo's for the demo's organization, none for another)."""
     now = now or datetime.now(UTC)
     org = _client("organizations", endpoint_url)
     org.create_organization(FeatureSet="ALL")
@@ -268,6 +269,8 @@ def seed_organization(
             seed_root_keys(account_id, spec.root_keys, now)
             seeded.expected_keys += len(spec.root_keys)
     ids = {name: account_id for account_id, name in seeded.accounts.items()}
+    if credentials is None:
+        credentials = DEMO_CREDENTIALS if accounts is DEMO_ORGANIZATION else ()
     seeded.expected_credentials = len(seed_credentials(lambda a: account_iam(seeded, a), ids, credentials, now))
     return seeded
 

@@ -26,7 +26,7 @@ pycep = pytest.importorskip("pycep")
 cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml")
 
 from shared.config import settings as settings_module  # noqa: E402
-from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, CredentialRecord, KeyRecord, RunRecord, columns  # noqa: E402, E501
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, CredentialRecord, KeyRecord, RunRecord, columns  # noqa: E402
 from tests.support.contract import CONTRACT_VALUES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,8 +1,8 @@
 """The queries of where each key is used from (the AWSCloudTrail join) and what changed since the last run.
 
 The column check of every query (against shared/records.py and AWSCloudTrail's published columns) is in
-tests/contract/test_queries.py; here: the join's definition, the missing-table behaviour, the shared KeyChanges block, that no
-query lets a full access key id out, and that the alerts report each run or call once.
+tests/contract/test_queries.py; here: the join's definition, the missing-table behaviour, the shared KeyChanges block,
+that no query lets a full access key id out, and that the alerts report each run or call once.
 """
 
 from __future__ import annotations

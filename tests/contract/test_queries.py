@@ -456,8 +456,9 @@ def test_action_group_is_an_existing_one_and_or_a_new_email_one() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# The findings catalogue (shared/findings/catalogue.py) and the queries agree: each finding's KQL predicate selects exactly the
-# rows its Python rule selects, and the queries that count or list a finding use a predicate that selects the same.
+# The findings catalogue (shared/findings/catalogue.py) and the queries agree: each finding's KQL predicate selects
+# exactly the rows its Python rule selects, and the queries that count or list a finding use a predicate that selects
+# the same.
 
 KQL_PREDICATE_TOKEN = re.compile(
     r'\s*(?:(?P<string>"[^"]*")|(?P<number>\d+)|(?P<word>[A-Za-z_]\w*)|(?P<op>==|!=|>=|<=|[<>()]))'

@@ -357,7 +357,8 @@ def alert_api_key_no_expiry_new(rows: list[Row], data: DataSet) -> tuple[Any, An
     good = runs_within(data, 24, ("Succeeded", "PartiallySucceeded"))
     newest = snapshot_data.newest(r for r in data.runs if r["RunId"] in good)
     assert newest is not None
-    rows_of_day = snapshot_data.once((c for c in data.credentials if c["RunId"] in good), "RunId", "CredentialFingerprint")
+    rows_of_day = snapshot_data.once((c for c in data.credentials if c["RunId"] in good), "RunId",
+                                     "CredentialFingerprint")
     before = {c["CredentialFingerprint"] for c in rows_of_day if c["RunId"] != newest["RunId"] and c["NoExpiry"]}
     expected = [c for c in rows_of_day if c["RunId"] == newest["RunId"] and c["NoExpiry"] and c["Excepted"] is not True
                 and c["CredentialFingerprint"] not in before]

@@ -22,7 +22,7 @@ from azure.monitor.ingestion import LogsIngestionClient
 from shared.azure.identity import build_credential
 from shared.delivery.logs_ingestion_sink import LogsIngestionSink
 from shared.errors import SinkError
-from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, CredentialRecord, KeyRecord, RunRecord, columns
 from tests.support.azure_fakes import (  # noqa: F401 - fixtures
     MAX_BODY_BYTES,
     RULE_ID,
@@ -73,7 +73,8 @@ def refused(azure: AzureFakes, rows: list[dict[str, Any]], **kwargs: str) -> str
 
 def test_the_fake_knows_the_rule_declared_in_infra() -> None:
     rule = declared_rule()
-    assert set(rule.streams) == {KEYS_STREAM, RUNS_STREAM}
+    assert set(rule.streams) == {KEYS_STREAM, RUNS_STREAM, CREDENTIALS_TABLE.stream}
+    assert rule.streams[CREDENTIALS_TABLE.stream].columns == dict(columns(CredentialRecord))
     assert rule.streams[KEYS_STREAM].columns == dict(columns(KeyRecord))
     assert rule.streams[RUNS_STREAM].columns == dict(columns(RunRecord))
     assert rule.streams[KEYS_STREAM].output_table == f"Custom-{KEYS_TABLE.table}"

@@ -79,7 +79,10 @@ def test_list_user_tags_once_per_user_with_keys_and_in_parallel(
     assert run.status == "Succeeded"
     tagged = Counter((c.host, c.params["UserName"]) for c in aws.calls if c.action == "ListUserTags")
     users = {(r["AccountId"], r["UserName"]) for r in rows if not r["IsRootKey"]}
-    assert len(tagged) == len(users) and set(tagged.values()) == {1}  # one call per user with keys
+    # one call per user with keys, and one per holder of another long-lived credential without keys (ml-pipeline's
+    # API keys: shared/collection/credentials.py), whose tags the inventory does not read
+    assert len(tagged) == len(users) + 1 and set(tagged.values()) == {1}
+    assert "ml-pipeline" in {user for _, user in tagged}
     assert "frank" not in {user for _, user in tagged}  # a user without keys is not asked
     assert most > 1  # in parallel, like the other per-user calls
 
