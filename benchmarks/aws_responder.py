@@ -10,18 +10,22 @@ Which account a call is for: STS issues session keys ``ASIA<12-digit account><4 
 are attributed to the account found in the SigV4 ``Authorization: ... Credential=<AKID>/...`` header.
 
 Served (query protocol, XML): STS AssumeRole, AssumeRoleWithWebIdentity; IAM ListUsers (Marker/MaxItems,
-default 100 per page like IAM), ListAccessKeys, GetAccessKeyLastUsed, ListUserTags, GenerateCredentialReport and
+default 100 per page like IAM), ListAccessKeys, GetAccessKeyLastUsed, ListUserTags, ListServiceSpecificCredentials
+(AllUsers and ServiceName, Marker/MaxItems, 100 per page by default), GenerateCredentialReport and
 GetCredentialReport. JSON protocol: Organizations ListAccounts (20 per page at most, like Organizations). Control (no
 latency, not counted): ``GET /__stats`` (calls by action), ``POST /__reset``.
 
 The credential report agrees with the other answers, as IAM's does: one row per user (``user_creation_time`` = the
 user's ``CreateDate``), key slot N holding the user's N-th key (``access_key_N_active`` from its status,
 ``access_key_N_last_rotated`` = its ``CreateDate`` to the second, ``_last_used_date``/``_region``/``_service`` = what
-GetAccessKeyLastUsed answers, ``N/A`` for a key never used), and the root row without keys. Its flow is IAM's
-(``--report``): ``fresh`` (the default) has a report generated 30 minutes ago in every account, so GetCredentialReport
-answers at once and GenerateCredentialReport says ``COMPLETE``; ``absent`` has none until GenerateCredentialReport
-(``STARTED``), after which GetCredentialReport says ``ReportInProgress`` for ``--report-delay`` seconds, then serves a
-report generated at that moment; before any GenerateCredentialReport it says ``ReportNotPresent``.
+GetAccessKeyLastUsed answers, ``N/A`` for a key never used), signing certificates (``cert_1_*``) of the users that
+hold one, and the root row without keys. About one user in ten holds an Amazon Bedrock API key (half of them without
+expiry), one in 25 a CodeCommit credential, one in 50 a signing certificate: all of them also hold access keys. Its
+flow is IAM's (``--report``): ``fresh`` (the default) has a report generated 30 minutes ago in every account, so
+GetCredentialReport answers at once and GenerateCredentialReport says ``COMPLETE``; ``absent`` has none until
+GenerateCredentialReport (``STARTED``), after which GetCredentialReport says ``ReportInProgress`` for
+``--report-delay`` seconds, then serves a report generated at that moment; before any GenerateCredentialReport it says
+``ReportNotPresent``.
 
 Run alone: ``python benchmarks/aws_responder.py --workload W1 --latency 0.1`` prints ``READY <port>``.
 """
@@ -177,12 +181,31 @@ class Generated:
                 active = "true" if self.key_status(account, user, slot) == "Active" else "false"
                 cells += [active, stamp(self.key_created(account, user, slot))]
                 cells += ["N/A", "N/A", "N/A"] if used is None else [stamp(used[0]), used[1], used[2]]
-            cells += ["false", "N/A", "false", "N/A"]
+            certificate = self.certificate(account, user)
+            cells += ["false", "N/A"] if certificate is None else ["true", stamp(certificate)]
+            cells += ["false", "N/A"]
             lines.append(",".join(cells))
         return "\n".join(lines) + "\n"
 
     def iso(self, moment: datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # The long-lived credentials other than keys, derived like the rest: (service, expires in days or None).
+    SERVICES = ("bedrock.amazonaws.com", "logs.amazonaws.com", "codecommit.amazonaws.com", "cassandra.amazonaws.com")
+
+    def service_credential(self, account: int, user: int, service: str) -> tuple[datetime, datetime | None] | None:
+        """(created, expires) of the user's credential for the service, if it holds one."""
+        every = {"bedrock.amazonaws.com": 10, "codecommit.amazonaws.com": 25}.get(service)
+        if every is None or _digest(self.w.seed, account, user, service) % every:
+            return None
+        created = self.now - timedelta(days=self.days(account, user, service, "age", low=1, high=400))
+        never = _digest(self.w.seed, account, user, service, "expiry") % 2 == 0 or service != "bedrock.amazonaws.com"
+        return created, None if never else created + timedelta(days=365)
+
+    def certificate(self, account: int, user: int) -> datetime | None:
+        if _digest(self.w.seed, account, user, "certificate") % 50:
+            return None
+        return self.now - timedelta(days=self.days(account, user, "certificate", low=1, high=900))
 
 
 def _xml(action: str, namespace: str, result: str) -> bytes:
@@ -401,6 +424,37 @@ class Responder:
             return _xml_error("NoSuchEntity", f"The user with name {name} cannot be found.", 404)
         tags = f"<member><Key>owner</Key><Value>team-{user % 7}@example.com</Value></member>" if user % 2 == 0 else ""
         return 200, "text/xml", _xml("ListUserTags", IAM_NS, f"<Tags>{tags}</Tags><IsTruncated>false</IsTruncated>")
+
+    def q_ListServiceSpecificCredentials(  # noqa: N802
+        self, params: dict[str, str], account: int | None
+    ) -> tuple[int, str, bytes]:
+        """AllUsers: every user's credentials for ServiceName, in pages (Marker/MaxItems) like ListUsers."""
+        if account is None:
+            return _xml_error("InvalidClientTokenId", "unknown session", 403)
+        service = params.get("ServiceName", "")
+        if params.get("AllUsers") != "true" or service not in Generated.SERVICES:
+            return _xml_error("ValidationError", "the responder serves AllUsers with a known ServiceName", 400)
+        gen = self.gen
+        held = [(user, found) for user in range(self.workload.users_per_account)
+                if (found := gen.service_credential(account, user, service)) is not None]
+        start = int(params["Marker"]) if params.get("Marker", "").isdigit() else 0
+        size = max(1, min(1000, int(params.get("MaxItems") or 100)))
+        members = []
+        for user, (created, expires) in held[start:start + size]:
+            name = gen.user_name(user)
+            check = f"{_digest(self.workload.seed, account, user, service) % 0x10000:04X}"
+            expiry = "" if expires is None else f"<ExpirationDate>{gen.iso(expires)}</ExpirationDate>"
+            members.append(
+                f"<member><UserName>{name}</UserName><Status>Active</Status><ServiceUserName>{name}-at-bench"
+                f"</ServiceUserName><CreateDate>{gen.iso(created)}</CreateDate><ServiceSpecificCredentialId>ACCA"
+                f"{account:03d}{user:07d}{Generated.SERVICES.index(service)}{check}Q</ServiceSpecificCredentialId>"
+                f"<ServiceName>{service}</ServiceName>{expiry}</member>"
+            )
+        more = start + size < len(held)
+        tail = (f"<IsTruncated>true</IsTruncated><Marker>{start + size}</Marker>" if more
+                else "<IsTruncated>false</IsTruncated>")
+        result = f"<ServiceSpecificCredentials>{''.join(members)}</ServiceSpecificCredentials>{tail}"
+        return 200, "text/xml", _xml("ListServiceSpecificCredentials", IAM_NS, result)
 
     def q_GetCredentialReport(  # noqa: N802
         self, params: dict[str, str], account: int | None
