@@ -80,7 +80,7 @@ def test_a_failed_account_is_no_snapshot_of_any_kind() -> None:
     assert events(rows, runs) == []
 
 
-def test_a_row_delivered_twice_counts_once() -> None:
+def test_a_credential_row_delivered_twice_counts_once() -> None:
     runs = [run(0), run(1), run(1)]
     rows = [cred(0, "a"), cred(1, "a"), cred(1, "b"), cred(1, "b")]
     assert events(rows, runs) == [("run-1", "Created", "b")]
