@@ -132,8 +132,15 @@ def test_a_truncated_answer_without_a_marker_is_malformed_not_a_loop(aws: AwsPro
             "<ListServiceSpecificCredentialsResult><ServiceSpecificCredentials/><IsTruncated>true</IsTruncated>"
             "</ListServiceSpecificCredentialsResult><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata>"
             "</ListServiceSpecificCredentialsResponse>")
-    aws.rules.append(lambda c: Fault(200, body, {"Content-Type": "text/xml"})
-                     if c.action == "ListServiceSpecificCredentials" else None)
+    served: list[Call] = []
+
+    def truncated(call: Call) -> Fault | None:
+        if call.action != "ListServiceSpecificCredentials":
+            return None
+        served.append(call)  # a reader that loops meets an error it does not expect after a few pages
+        return Fault(200, body, {"Content-Type": "text/xml"}) if len(served) <= 3 else aws_error("Loop", "looping")
+
+    aws.rules.append(truncated)
     with pytest.raises(MalformedResponseError, match="truncated without a new Marker"):
         reader(org).service_specific_credentials("bedrock.amazonaws.com")
     assert len(listing_calls(aws)) == 1

@@ -87,6 +87,7 @@ def test_every_kind_of_credential_is_a_record_with_its_findings() -> None:
     result, sink = collect(fake)
     rows = sink.rows(CREDENTIALS_TABLE)
     assert result.status == "Succeeded" and len(rows) == result.credentials_collected == 7
+    assert result.to_record().CredentialsCollected == 7 and result.to_record().CredentialsUnknownAccounts == "[]"
     assert len(sink.rows(KEYS_TABLE)) == result.keys_collected == 2  # the key table is not touched
     flags = sorted((r["UserName"], r["CredentialType"], r["Service"], r["Status"], r["AgeDays"], r["NoExpiry"],
                     r["RotationDue"], r["ExpiringSoon"]) for r in rows)
