@@ -71,13 +71,15 @@ def test_a_sink_that_never_answers_cannot_make_the_host_kill_the_run(
     assert "kept in the outbox" in str(error) and "next run delivers them first" in str(error)
     assert azure.ingestion.uploads == []  # the sink took nothing
     outbox = FileOutbox(tmp_path / "outbox")
-    kept_keys, kept_runs = [], []
+    kept: dict[str, list[dict[str, object]]] = {}
     for item in outbox.items():
         rows = [json.loads(line) for line in (outbox.directory / item.name).read_text().splitlines()]
-        (kept_runs if item.table.table == "AwsIamKeyCollectorRuns_CL" else kept_keys).extend(rows)
-    (first_run,) = kept_runs  # the run record was kept too, with the counts
+        kept.setdefault(item.table.table, []).extend(rows)
+    (first_run,) = kept["AwsIamKeyCollectorRuns_CL"]  # the run record was kept too, with the counts
+    kept_keys, kept_others = kept["AwsIamAccessKeys_CL"], kept["AwsIamCredentials_CL"]
     assert first_run["Status"] == "Succeeded" and first_run["KeysCollected"] == org.expected_keys
-    assert len(kept_keys) == first_run["RecordsDeferred"] == org.expected_keys  # the complete inventory
+    assert len(kept_keys) == org.expected_keys and len(kept_others) == org.expected_credentials  # complete
+    assert first_run["RecordsDeferred"] == org.expected_keys + org.expected_credentials
 
     # the next run, with the sink back and the production timeout: both runs' complete inventories
     azure.ingestion.reject = lambda stream, rows: None
@@ -87,7 +89,7 @@ def test_a_sink_that_never_answers_cannot_make_the_host_kill_the_run(
     keys = azure.ingestion.rows(KEYS_STREAM)
     assert len(runs) == 2 and runs[0]["RunId"] == first_run["RunId"]  # replayed first
     second_run = runs[1]
-    assert second_run["RecordsReplayed"] == org.expected_keys + 1
+    assert second_run["RecordsReplayed"] == org.expected_keys + org.expected_credentials + 1
     for run in runs:
         mine = [k for k in keys if k["RunId"] == run["RunId"]]
         assert len(mine) == len({k["AccessKeyFingerprint"] for k in mine}) == org.expected_keys
@@ -118,5 +120,7 @@ def test_a_key_vault_failure_for_the_workspace_key_still_yields_the_run_record(
     runs = [json.loads(line) for line in (outbox.directory / kept["AwsIamKeyCollectorRuns_CL"].name).read_text()
             .splitlines()]
     (run,) = runs
-    assert run["Status"] == "Succeeded" and run["RecordsDeferred"] == run["KeysCollected"] > 0
+    # every record: the keys and the other credentials (the home account holds a Git credential)
+    assert run["Status"] == "Succeeded" and run["KeysCollected"] > 0
+    assert run["RecordsDeferred"] == run["KeysCollected"] + run["CredentialsCollected"]
     assert azure.collector.posts == []
