@@ -1,6 +1,7 @@
 """The fault matrix's cells: every dependency x every fault, and what each asserts (the run's status, the accounts
-named in FailedAccounts, the messages, where the records went, the retry bound). ``tests/integration/test_fault_matrix.py`` runs
-them; ``tests/contract/test_readme.py`` checks that the README's failure table says the same."""
+named in FailedAccounts, the messages, where the records went, the retry bound).
+``tests/integration/test_fault_matrix.py`` runs them; ``tests/contract/test_readme.py`` checks that the README's
+failure table says the same."""
 
 from __future__ import annotations
 
