@@ -45,7 +45,8 @@ class AwsSource:
     on the right role for each account. Secret and token providers are passed in, never looked up here.
 
     ``COLLECTOR_IAM_CONCURRENCY`` takes effect here and only here: each account's IAM client gets that many
-    connections plus one for the credential report, and its reader says that many calls run in parallel."""
+    connections plus two (the credential report, the service-specific credentials), and its reader says that many
+    calls run in parallel."""
 
     def __init__(
         self,
