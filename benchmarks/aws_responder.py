@@ -12,8 +12,9 @@ are attributed to the account found in the SigV4 ``Authorization: ... Credential
 Served (query protocol, XML): STS AssumeRole, AssumeRoleWithWebIdentity; IAM ListUsers (Marker/MaxItems,
 default 100 per page like IAM; the serial walk's), GetAccountAuthorizationDetails (the product's: Marker/MaxItems,
 default 100 entities a page like IAM, users then groups then customer-managed policies, policy documents URL-encoded
-as IAM sends them), ListAccessKeys, GetAccessKeyLastUsed, GenerateCredentialReport and GetCredentialReport. JSON
-protocol: Organizations ListAccounts (20 per page at most, like Organizations). Control (no
+as IAM sends them), ListAccessKeys, GetAccessKeyLastUsed, ListServiceSpecificCredentials (AllUsers and ServiceName,
+Marker/MaxItems, 100 per page by default), GenerateCredentialReport and GetCredentialReport. JSON protocol:
+Organizations ListAccounts (20 per page at most, like Organizations). Control (no
 latency, not counted): ``GET /__stats`` (calls by action), ``POST /__reset``.
 
 Users' tags, groups and policies are derived from the user index too (``Generated.user_detail``), and what the
@@ -27,11 +28,14 @@ and some are quarantined (AWSCompromisedKeyQuarantineV2).
 The credential report agrees with the other answers, as IAM's does: one row per user (``user_creation_time`` = the
 user's ``CreateDate``), key slot N holding the user's N-th key (``access_key_N_active`` from its status,
 ``access_key_N_last_rotated`` = its ``CreateDate`` to the second, ``_last_used_date``/``_region``/``_service`` = what
-GetAccessKeyLastUsed answers, ``N/A`` for a key never used), and the root row without keys. Its flow is IAM's
-(``--report``): ``fresh`` (the default) has a report generated 30 minutes ago in every account, so GetCredentialReport
-answers at once and GenerateCredentialReport says ``COMPLETE``; ``absent`` has none until GenerateCredentialReport
-(``STARTED``), after which GetCredentialReport says ``ReportInProgress`` for ``--report-delay`` seconds, then serves a
-report generated at that moment; before any GenerateCredentialReport it says ``ReportNotPresent``.
+GetAccessKeyLastUsed answers, ``N/A`` for a key never used), signing certificates (``cert_1_*``) of the users that
+hold one, and the root row without keys. About one user in ten holds an Amazon Bedrock API key (half of them without
+expiry), one in 25 a CodeCommit credential, one in 50 a signing certificate: all of them also hold access keys. Its
+flow is IAM's (``--report``): ``fresh`` (the default) has a report generated 30 minutes ago in every account, so
+GetCredentialReport answers at once and GenerateCredentialReport says ``COMPLETE``; ``absent`` has none until
+GenerateCredentialReport (``STARTED``), after which GetCredentialReport says ``ReportInProgress`` for
+``--report-delay`` seconds, then serves a report generated at that moment; before any GenerateCredentialReport it says
+``ReportNotPresent``.
 
 Run alone: ``python benchmarks/aws_responder.py --workload W1 --latency 0.1`` prints ``READY <port>``.
 """
@@ -296,6 +300,37 @@ class Responder:
                     f"<ServiceName>{service}</ServiceName>")
         result = f"<UserName>{gen.user_name(user)}</UserName><AccessKeyLastUsed>{used}</AccessKeyLastUsed>"
         return 200, "text/xml", _xml("GetAccessKeyLastUsed", IAM_NS, result)
+
+    def q_ListServiceSpecificCredentials(  # noqa: N802
+        self, params: dict[str, str], account: int | None
+    ) -> tuple[int, str, bytes]:
+        """AllUsers: every user's credentials for ServiceName, in pages (Marker/MaxItems) like ListUsers."""
+        if account is None:
+            return _xml_error("InvalidClientTokenId", "unknown session", 403)
+        service = params.get("ServiceName", "")
+        if params.get("AllUsers") != "true" or service not in Generated.SERVICES:
+            return _xml_error("ValidationError", "the responder serves AllUsers with a known ServiceName", 400)
+        gen = self.gen
+        held = [(user, found) for user in range(self.workload.users_per_account)
+                if (found := gen.service_credential(account, user, service)) is not None]
+        start = int(params["Marker"]) if params.get("Marker", "").isdigit() else 0
+        size = max(1, min(1000, int(params.get("MaxItems") or 100)))
+        members = []
+        for user, (created, expires) in held[start:start + size]:
+            name = gen.user_name(user)
+            check = f"{_digest(self.workload.seed, account, user, service) % 0x10000:04X}"
+            expiry = "" if expires is None else f"<ExpirationDate>{gen.iso(expires)}</ExpirationDate>"
+            members.append(
+                f"<member><UserName>{name}</UserName><Status>Active</Status><ServiceUserName>{name}-at-bench"
+                f"</ServiceUserName><CreateDate>{gen.iso(created)}</CreateDate><ServiceSpecificCredentialId>ACCA"
+                f"{account:03d}{user:07d}{Generated.SERVICES.index(service)}{check}Q</ServiceSpecificCredentialId>"
+                f"<ServiceName>{service}</ServiceName>{expiry}</member>"
+            )
+        more = start + size < len(held)
+        tail = (f"<IsTruncated>true</IsTruncated><Marker>{start + size}</Marker>" if more
+                else "<IsTruncated>false</IsTruncated>")
+        result = f"<ServiceSpecificCredentials>{''.join(members)}</ServiceSpecificCredentials>{tail}"
+        return 200, "text/xml", _xml("ListServiceSpecificCredentials", IAM_NS, result)
 
     def q_GetCredentialReport(  # noqa: N802
         self, params: dict[str, str], account: int | None

@@ -134,6 +134,8 @@ def run_product(workload: Workload, sink: str, out: str, ca_bundle: str | None, 
         "wall": wall,
         "cpu": cpu,  # CPU seconds of every thread of the process, user and system
         "keys": result.keys_collected,
+        "credentials": result.credentials_collected,  # the long-lived credentials other than keys
+        "credentials_unknown": len(result.credentials_unknown),
         "status": result.status,
         "file_rows": rows,
         "flags": dict(flags),
@@ -316,10 +318,46 @@ def judge(workload: Workload, naive: Measured | None, products: list[Measured]) 
             verdicts.append(Verdict(ok, f"{product.label}: AWS calls {product.total_calls} "
                                         f"{'<' if strictly else '<='} naive {naive.total_calls} x {fraction:.2f} "
                                         f"= {limit:.0f}"))
+    verdicts += judge_credentials(workload, products)
     if workload.name == "W3":
         for product in products:
             verdicts.append(Verdict(product.peak_rss_mb <= RSS_LIMIT_MB, f"{product.label}: peak RSS "
                                     f"{product.peak_rss_mb:.0f} MB <= {RSS_LIMIT_MB:.0f} MB"))
+    return verdicts
+
+
+LISTING_PAGE = 1000  # the product's MaxItems for ListServiceSpecificCredentials
+
+
+def expected_credentials(workload: Workload) -> tuple[int, int]:
+    """(credentials the responder serves in all, pages the listing needs in all): certificates come from the report."""
+    gen = Generated(workload, datetime.now(UTC))
+    total = pages = 0
+    for account in range(workload.accounts):
+        users = range(workload.users_per_account)
+        total += sum(gen.certificate(account, u) is not None for u in users)
+        for service in Generated.SERVICES:
+            held = sum(gen.service_credential(account, u, service) is not None for u in users)
+            total += held
+            pages += max(1, -(-held // LISTING_PAGE))
+    return total, pages
+
+
+def judge_credentials(workload: Workload, products: list[Measured]) -> list[Verdict]:
+    """The other long-lived credentials: all collected, at most one listing call per service (plus pages) per
+    account, and no call per holder (their ARNs, owners and privilege come from GetAccountAuthorizationDetails)."""
+    total, pages = expected_credentials(workload)
+    verdicts = []
+    for product in products:
+        got, unknown = product.detail.get("credentials"), product.detail.get("credentials_unknown")
+        verdicts.append(Verdict(got == total and unknown == 0, f"{product.label}: {got} of {total} other long-lived "
+                                                               f"credentials collected, {unknown} kind(s) unknown"))
+        listing = product.calls.get("ListServiceSpecificCredentials", 0)
+        verdicts.append(Verdict(listing <= pages, f"{product.label}: ListServiceSpecificCredentials {listing} <= "
+                                                  f"{pages} ({workload.accounts} account(s) x "
+                                                  f"{len(Generated.SERVICES)} services, plus pages)"))
+        per_user = {a: n for a, n in product.calls.items() if a in ("ListUsers", "ListUserTags")}
+        verdicts.append(Verdict(not per_user, f"{product.label}: no ListUsers or ListUserTags ({per_user or 'none'})"))
     return verdicts
 
 

@@ -148,12 +148,32 @@ class Generated:
                 active = "true" if self.key_status(account, user, slot) == "Active" else "false"
                 cells += [active, stamp(self.key_created(account, user, slot))]
                 cells += ["N/A", "N/A", "N/A"] if used is None else [stamp(used[0]), used[1], used[2]]
-            cells += ["false", "N/A", "false", "N/A"]
+            certificate = self.certificate(account, user)
+            cells += ["false", "N/A"] if certificate is None else ["true", stamp(certificate)]
+            cells += ["false", "N/A"]
             lines.append(",".join(cells))
         return "\n".join(lines) + "\n"
 
     def iso(self, moment: datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    # The long-lived credentials other than keys, derived like the rest: (service, expires in days or None).
+    SERVICES = ("bedrock.amazonaws.com", "logs.amazonaws.com", "codecommit.amazonaws.com", "cassandra.amazonaws.com")
+
+    def service_credential(self, account: int, user: int, service: str) -> tuple[datetime, datetime | None] | None:
+        """(created, expires) of the user's credential for the service, if it holds one."""
+        every = {"bedrock.amazonaws.com": 10, "codecommit.amazonaws.com": 25}.get(service)
+        if every is None or _digest(self.w.seed, account, user, service) % every:
+            return None
+        created = self.now - timedelta(days=self.days(account, user, service, "age", low=1, high=400))
+        never = _digest(self.w.seed, account, user, service, "expiry") % 2 == 0 or service != "bedrock.amazonaws.com"
+        return created, None if never else created + timedelta(days=365)
+
+    def certificate(self, account: int, user: int) -> datetime | None:
+        """When the user's signing certificate was uploaded, if it has one (one user in 50)."""
+        if _digest(self.w.seed, account, user, "certificate") % 50:
+            return None
+        return self.now - timedelta(days=self.days(account, user, "certificate", low=1, high=900))
 
     # --- users' tags, groups and policies (GetAccountAuthorizationDetails), and what follows from them ---
 

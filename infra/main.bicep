@@ -309,6 +309,9 @@ var runsStreamName = 'Custom-AwsIamKeyCollectorRuns'
 // The owner-digest runs' own table (shared/records.py DigestRunRecord; docs/contract.md, additions of 2026-12-04).
 var digestRunsTableName = 'AwsIamOwnerDigestRuns_CL'
 var digestRunsStreamName = 'Custom-AwsIamOwnerDigestRuns'
+// The long-lived credentials other than access keys (CredentialRecord): no setting names its stream, the records do.
+var credentialsTableName = 'AwsIamCredentials_CL'
+var credentialsStreamName = 'Custom-AwsIamCredentials'
 var keyColumns = [
   { name: 'TimeGenerated', type: 'datetime' }
   { name: 'RunId', type: 'string' }
@@ -363,6 +366,8 @@ var runColumns = [
   { name: 'RootKeysUnknownAccounts', type: 'string' }
   { name: 'OutboxItemsDeadLettered', type: 'int' }
   { name: 'ExceptionsProblem', type: 'string' }
+  { name: 'CredentialsCollected', type: 'int' }
+  { name: 'CredentialsUnknownAccounts', type: 'string' }
 ]
 var digestRunColumns = [
   { name: 'TimeGenerated', type: 'datetime' }
@@ -377,6 +382,32 @@ var digestRunColumns = [
   { name: 'Errors', type: 'string' }
   { name: 'DurationSeconds', type: 'real' }
   { name: 'CollectorVersion', type: 'string' }
+]
+var credentialColumns = [
+  { name: 'TimeGenerated', type: 'datetime' }
+  { name: 'RunId', type: 'string' }
+  { name: 'AccountId', type: 'string' }
+  { name: 'AccountName', type: 'string' }
+  { name: 'UserName', type: 'string' }
+  { name: 'UserArn', type: 'string' }
+  { name: 'Owner', type: 'string' }
+  { name: 'Privileged', type: 'boolean' }
+  { name: 'PrivilegeReasons', type: 'string' }
+  { name: 'Quarantined', type: 'boolean' }
+  { name: 'CredentialType', type: 'string' }
+  { name: 'Service', type: 'string' }
+  { name: 'CredentialId', type: 'string' }
+  { name: 'CredentialFingerprint', type: 'string' }
+  { name: 'Status', type: 'string' }
+  { name: 'CreatedAt', type: 'datetime' }
+  { name: 'ExpiresAt', type: 'datetime' }
+  { name: 'AgeDays', type: 'int' }
+  { name: 'NoExpiry', type: 'boolean' }
+  { name: 'RotationDue', type: 'boolean' }
+  { name: 'ExpiringSoon', type: 'boolean' }
+  { name: 'Excepted', type: 'boolean' }
+  { name: 'ExceptionReason', type: 'string' }
+  { name: 'ExceptionExpires', type: 'datetime' }
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -415,10 +446,12 @@ module customTables 'modules/custom-tables.bicep' = {
     workspaceName: workspaceName
     keysTableName: keysTableName
     runsTableName: runsTableName
+    credentialsTableName: credentialsTableName
     keyColumns: keyColumns
     runColumns: runColumns
     digestRunsTableName: digestRunsTableName
     digestRunColumns: digestRunColumns
+    credentialColumns: credentialColumns
     retentionInDays: logRetentionInDays
   }
 }
@@ -438,13 +471,16 @@ module monitoring 'modules/monitoring.bicep' = {
     workspaceResourceId: workspaceResourceId
     keysStreamName: keysStreamName
     runsStreamName: runsStreamName
+    credentialsStreamName: credentialsStreamName
     keysTableName: keysTableName
     runsTableName: runsTableName
+    credentialsTableName: credentialsTableName
     keyColumns: keyColumns
     runColumns: runColumns
     digestRunsStreamName: digestRunsStreamName
     digestRunsTableName: digestRunsTableName
     digestRunColumns: digestRunColumns
+    credentialColumns: credentialColumns
   }
   // The rule's output streams must exist as tables before the rule is created.
   dependsOn: [

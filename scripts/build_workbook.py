@@ -33,7 +33,8 @@ DEFAULT_LOOKBACK_DAYS = 7
 CHART_SUFFIX = "-chart"  # the name of an item charting a query that also has a table
 TAB_PARAMETER = "selectedTab"  # set by the tab strip; each tab is a group shown when it holds that tab's value
 # (value, label) of the tabs, the first one shown when the workbook opens.
-TABS = (("keys", "Keys and findings"), ("usage", "Where keys are used"), ("changes", "What changed"))
+TABS = (("keys", "Keys and findings"), ("long-lived", "Every long-lived credential"), ("usage", "Where keys are used"),
+        ("changes", "What changed"))
 
 # The findings-by-account bar chart: one series per finding of the catalogue, in its order.
 FINDING_SERIES = [finding.column for finding in FINDINGS]
@@ -208,6 +209,38 @@ it): Created, Deactivated, Reactivated, Deleted, Rotated (a user's key replaced 
 RootKeyRemoved. The time is the run that saw the change."""
 
 
+LONG_LIVED_INTRO = """### Every long-lived credential
+
+Access keys and the other long-lived credentials of IAM users (`AwsIamCredentials_CL`): long-term API keys for Amazon
+Bedrock and CloudWatch Logs, CodeCommit Git and Amazon Keyspaces credentials, X.509 signing certificates. The one view
+is the workspace function `AwsIamLongLivedCredentials()` (queries/long-lived-credentials.kql): call it from any query.
+A kind of credential an account could not be read for in the newest run (`CredentialsUnknownAccounts` in the run
+record: unknown, not none) shows its rows from an earlier run, marked **Stale**."""
+
+
+def long_lived_tab() -> dict[str, Any]:
+    tiles = query_item(
+        "credentials-summary", "Findings of the other long-lived credentials", "tiles",
+        extra={
+            "tileSettings": {
+                "titleContent": {"columnMatch": "Finding", "formatter": 1},
+                "leftContent": {"columnMatch": "Count", "formatter": 12, "formatOptions": {"palette": "auto"}},
+                "showBorder": True,
+            }
+        },
+    )
+    return tab_group("long-lived", [
+        text_item("long-lived-intro", LONG_LIVED_INTRO),
+        tiles,
+        table_item("long-lived-by-type", "Every long-lived credential by kind", account_filter=False),
+        table_item("credential-findings", "Credentials other than keys with findings"),
+        table_item("credential-changes", "Changes of the other credentials (30 days)"),
+        group_item("all-long-lived", "Every long-lived credential (latest snapshot)", [
+            table_item("long-lived-credentials", "AwsIamLongLivedCredentials()"),
+        ], expanded=False),
+    ])
+
+
 def build_workbook() -> dict[str, Any]:
     tiles = query_item(
         "findings-summary", "Findings", "tiles",
@@ -282,6 +315,7 @@ def build_workbook() -> dict[str, Any]:
                 ], expanded=False),
                 health,
             ]),
+            long_lived_tab(),
             usage,
             changes,
         ],

@@ -105,6 +105,37 @@ def report_date(cell: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
+class CredentialService:
+    """A service IAM issues service-specific credentials for, by its ``ServiceName``."""
+
+    name: str
+    api_key: bool  # its credentials are long-term API keys: they may have an expiry, and without one never expire
+
+
+# Every service IAM issues service-specific credentials for, the one list the collector reads
+# (ListServiceSpecificCredentials, one paged call per service per account). From the IAM User Guide: "Service-specific
+# credentials for IAM users" (id_credentials_service-specific-creds.html: CodeCommit, Amazon Keyspaces) and "API keys
+# for AWS services" (id_credentials_api_keys_for_aws_services.html: long-term API keys for Amazon Bedrock and Amazon
+# CloudWatch Logs), and CreateServiceSpecificCredential's CredentialAgeDays (API reference). A service AWS adds goes
+# here; one a partition does not offer answers NotSupportedService, read as "none there".
+CREDENTIAL_SERVICES: tuple[CredentialService, ...] = (
+    CredentialService("bedrock.amazonaws.com", api_key=True),
+    CredentialService("logs.amazonaws.com", api_key=True),
+    CredentialService("codecommit.amazonaws.com", api_key=False),
+    CredentialService("cassandra.amazonaws.com", api_key=False),
+)
+
+
+@dataclass(frozen=True)
+class CredentialsUnknown:
+    """Credentials of one type in one account that could not be read this run: unknown, not zero."""
+
+    account_id: str
+    credential_type: str  # records.SERVICE_SPECIFIC_CREDENTIAL or records.SIGNING_CERTIFICATE
+    error: str  # names what failed and what is missing (e.g. iam:ListServiceSpecificCredentials)
+
+
+@dataclass(frozen=True)
 class AccountFailure:
     """An account that was not collected this run, and why (secret-free, one line)."""
 
@@ -139,6 +170,8 @@ class RunResult:
     root_keys_unknown: tuple[str, ...] = ()  # accounts whose credential report could not be had
     dead_lettered: int = 0  # outbox items that could not be read, moved aside (kept) this run
     exceptions_problem: str = ""  # the exceptions blob was unusable: no exception applied (ExceptionsProblem)
+    credentials_collected: int = 0  # rows of AwsIamCredentials_CL
+    credentials_unknown: tuple[CredentialsUnknown, ...] = ()  # in the accounts' order
 
     @property
     def status(self) -> str:
@@ -171,4 +204,9 @@ class RunResult:
             RootKeysUnknownAccounts=json.dumps(list(self.root_keys_unknown)),
             OutboxItemsDeadLettered=self.dead_lettered,
             ExceptionsProblem=self.exceptions_problem,
+            CredentialsCollected=self.credentials_collected,
+            CredentialsUnknownAccounts=json.dumps([
+                {"AccountId": u.account_id, "CredentialType": u.credential_type, "Error": u.error}
+                for u in self.credentials_unknown
+            ]),
         )

@@ -69,6 +69,11 @@ class IamReader(Protocol):
 
     def key_last_used(self, key_id: str) -> Mapping[str, Any]: ...  # GetAccessKeyLastUsed AccessKeyLastUsed
 
+    def service_specific_credentials(self, service_name: str) -> Sequence[Mapping[str, Any]]:
+        """Every user's service-specific credentials for one service: ListServiceSpecificCredentials
+        (AllUsers, ServiceName), every page. A service IAM does not offer them for (NotSupportedService) has none."""
+        ...
+
     def close(self) -> None:
         """The account is done with the reader (and the report's read has ended): its resources may serve another
         account."""

@@ -87,6 +87,11 @@ class RunRecord:
     # Added by the owners-act issue: EXCEPTIONS_SOURCE=blob and the blob could not be read or is invalid, so this run
     # applied no exception; the blob, the entries and the fields at fault. Empty when the exceptions applied.
     ExceptionsProblem: str = ""
+    # Added by the long-lived credentials issue: rows of AwsIamCredentials_CL this run, and a JSON array of
+    # {"AccountId", "CredentialType", "Error"}: credentials of that type in that account unknown this run (not zero),
+    # e.g. a member role without iam:ListServiceSpecificCredentials; the error names what is missing.
+    CredentialsCollected: int = 0
+    CredentialsUnknownAccounts: str = "[]"
 
     def to_row(self) -> dict[str, Any]:
         return _to_row(self)
@@ -114,6 +119,47 @@ class DigestRunRecord:
         return _to_row(self)
 
 
+SERVICE_SPECIFIC_CREDENTIAL = "ServiceSpecificCredential"
+SIGNING_CERTIFICATE = "SigningCertificate"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    """One long-lived credential of an IAM user other than an access key (AwsIamCredentials_CL): a service-specific
+    credential (long-term API keys for Amazon Bedrock and CloudWatch Logs, CodeCommit Git and Amazon Keyspaces
+    credentials) or an X.509 signing certificate (from the credential report)."""
+
+    TimeGenerated: datetime
+    RunId: str
+    AccountId: str
+    AccountName: str
+    UserName: str
+    UserArn: str
+    Owner: str  # as for keys: the first of OWNER_TAG_KEYS on the user's tags; empty when none
+    # The privilege fields of the key record (the blast-radius issue), from the same directory and evaluation as the
+    # user's keys (shared/collection/directory.py; root: privileged).
+    Privileged: bool
+    PrivilegeReasons: str  # "; "-separated; empty when not privileged
+    Quarantined: bool
+    CredentialType: str  # SERVICE_SPECIFIC_CREDENTIAL or SIGNING_CERTIFICATE
+    Service: str  # ServiceName, e.g. bedrock.amazonaws.com; empty for certificates
+    CredentialId: str | None  # masked as key ids are; null for certificates (the credential report has no id)
+    CredentialFingerprint: str  # as AccessKeyFingerprint: a stable join key across runs
+    Status: str  # Active, Inactive, or (service-specific credentials past their expiry) Expired
+    CreatedAt: datetime
+    ExpiresAt: datetime | None  # null: never expires (or, for certificates, not known to the credential report)
+    AgeDays: int
+    NoExpiry: bool  # an Active long-term API key without an expiry
+    RotationDue: bool  # Active and AgeDays > KEY_ROTATION_DAYS
+    ExpiringSoon: bool  # Active and expiring within 7 days of TimeGenerated
+    Excepted: bool = False
+    ExceptionReason: str | None = None
+    ExceptionExpires: datetime | None = None
+
+    def to_row(self) -> dict[str, Any]:
+        return _to_row(self)
+
+
 class Table(typing.NamedTuple):
     """One destination table and its name in each sink."""
 
@@ -121,6 +167,8 @@ class Table(typing.NamedTuple):
     log_type: str  # Data Collector API Log-Type (the service appends _CL)
     file_name: str  # file sink
     record_type: type
+    # Logs Ingestion stream, for a table without a setting of its own (the contract names no stream setting for it)
+    stream: str = ""
 
 
 KEYS_TABLE = Table("AwsIamAccessKeys_CL", "AwsIamAccessKeys", "AwsIamAccessKeys.jsonl", KeyRecord)
@@ -128,6 +176,9 @@ RUNS_TABLE = Table("AwsIamKeyCollectorRuns_CL", "AwsIamKeyCollectorRuns", "AwsIa
 DIGEST_RUNS_TABLE = Table("AwsIamOwnerDigestRuns_CL", "AwsIamOwnerDigestRuns", "AwsIamOwnerDigestRuns.jsonl",
                           DigestRunRecord)
 DIGEST_RUNS_STREAM = "Custom-AwsIamOwnerDigestRuns"  # its Logs Ingestion stream (no setting: one fixed name)
+CREDENTIALS_TABLE = Table("AwsIamCredentials_CL", "AwsIamCredentials", "AwsIamCredentials.jsonl", CredentialRecord,
+                          "Custom-AwsIamCredentials")
+TABLES = (KEYS_TABLE, RUNS_TABLE, CREDENTIALS_TABLE)  # the collector's: what its outbox may hold
 
 # Log Analytics column types, by Python type.
 _COLUMN_TYPES: dict[type, str] = {str: "string", int: "int", bool: "boolean", float: "real", datetime: "datetime"}

@@ -1,9 +1,9 @@
 // Scheduled query alert rules over the collector's tables, their queries loaded from queries/*.kql (the same files as
 // the workbook): a root-account access key exists, an active key of a user AWS quarantined, keys newly due for
-// rotation, the collector silent, a run failed or partially failed, a new access key, a long-term key used from a new
-// source IP and IAM/CloudTrail disagreeing on a key's use (the last two read AWSCloudTrail, and return nothing without
-// it). They notify an existing action group, a new one that emails alertEmailAddress, both, or none (the alerts still
-// show in the portal).
+// rotation, the collector silent, a run failed or partially failed, a new access key, a new long-term API key without
+// expiry, a long-term key used from a new source IP, IAM/CloudTrail disagreeing on a key's use and a key created by one
+// IAM user for another (the last three read AWSCloudTrail, and return nothing without it). They notify an existing
+// action group, a new one that emails alertEmailAddress, both, or none (the alerts still show in the portal).
 // The rules query the workspace with the permissions Azure Monitor grants log alerts on their scope; no identity.
 
 param location string
@@ -366,6 +366,52 @@ resource newKey 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
+// Stateful, per account: fires when the newest collection has a long-term API key (Amazon Bedrock, CloudWatch Logs)
+// without expiry that no earlier collection of the day had, resolves the next hour: a bearer secret that works until
+// someone deletes it.
+resource apiKeyNoExpiry 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${namePrefix}-api-key-no-expiry'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'AWS IAM: new long-term API key without expiry'
+    description: 'An active long-term API key (Amazon Bedrock, CloudWatch Logs) created without an expiry appeared in the newest collection (queries/alert-api-key-no-expiry-new.kql).'
+    severity: 2
+    enabled: true
+    scopes: [
+      workspaceResourceId
+    ]
+    evaluationFrequency: 'PT1H'
+    windowSize: 'P1D'
+    criteria: {
+      allOf: [
+        {
+          query: loadTextContent('../../queries/alert-api-key-no-expiry-new.kql')
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'AccountId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: firedOnce
+        }
+      ]
+    }
+    autoMitigate: true
+    skipQueryValidation: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
 // Stateful, per account: a long-term key signed calls from a source IP new for it (AWSCloudTrail joined on the key
 // fingerprint). A log alert sees at most 2 days, so here "new" means not seen in the day before; the Sentinel rule
 // sees 14 days and the hunting query 30. Returns nothing without AWSCloudTrail in the workspace.
@@ -509,6 +555,7 @@ output ruleIds array = [
   collectorSilent.id
   runFailed.id
   newKey.id
+  apiKeyNoExpiry.id
   newSource.id
   usageMismatch.id
   keyForAnotherUser.id

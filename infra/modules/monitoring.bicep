@@ -24,8 +24,10 @@ param workspaceResourceId string
 
 param keysStreamName string
 param runsStreamName string
+param credentialsStreamName string
 param keysTableName string
 param runsTableName string
+param credentialsTableName string
 
 @description('Columns of the key stream: the fields of KeyRecord (the same array as the key table).')
 param keyColumns array
@@ -38,6 +40,9 @@ param digestRunsTableName string
 
 @description('Columns of the owner-digest run stream: the fields of DigestRunRecord (the same array as its table).')
 param digestRunColumns array
+
+@description('Columns of the credentials stream: the fields of CredentialRecord (the same array as its table).')
+param credentialColumns array
 
 var workspaceDestination = 'collectorWorkspace'
 
@@ -74,7 +79,7 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
   // Direct: the rule gets its own Logs Ingestion endpoint (properties.endpoints.logsIngestion).
   kind: 'Direct'
   properties: {
-    description: 'AWS IAM access keys, collector runs and owner-digest runs, sent by the collector through the Logs Ingestion API'
+    description: 'AWS IAM access keys, other long-lived credentials, collector runs and owner-digest runs, sent through the Logs Ingestion API'
     dataCollectionEndpointId: createDataCollectionEndpoint ? dataCollectionEndpoint.id : null
     streamDeclarations: {
       '${keysStreamName}': {
@@ -85,6 +90,9 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
       }
       '${digestRunsStreamName}': {
         columns: digestRunColumns
+      }
+      '${credentialsStreamName}': {
+        columns: credentialColumns
       }
     }
     destinations: {
@@ -125,6 +133,16 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
         ]
         transformKql: 'source'
         outputStream: 'Custom-${digestRunsTableName}'
+      }
+      {
+        streams: [
+          credentialsStreamName
+        ]
+        destinations: [
+          workspaceDestination
+        ]
+        transformKql: 'source'
+        outputStream: 'Custom-${credentialsTableName}'
       }
     ]
   }

@@ -238,6 +238,35 @@ var rules = [
     nameFormat: 'AWS access key {{AccessKeyId}} created for {{UserName}} ({{EventType}})'
   }
   {
+    id: 'api-key-no-expiry'
+    displayName: 'AWS IAM: new long-term API key without expiry'
+    description: 'An active long-term API key (Amazon Bedrock, CloudWatch Logs) created without an expiry appeared in the newest collection (queries/alert-api-key-no-expiry-new.kql): a bearer secret that works until someone deletes it, and persistence an attacker can create with iam:CreateServiceSpecificCredential.'
+    severity: 'Medium'
+    query: loadTextContent('../../queries/alert-api-key-no-expiry-new.kql')
+    frequency: 'PT1H'
+    period: 'P1D'
+    operator: 'GreaterThan'
+    threshold: 0
+    perResult: true
+    tactics: [
+      'Persistence'
+      'CredentialAccess'
+    ]
+    techniques: [
+      'T1098'
+    ]
+    entities: [
+      userEntity
+    ]
+    details: {
+      AwsAccountId: 'AccountId'
+      AwsAccountName: 'AccountName'
+      Service: 'Service'
+      Credential: 'CredentialId'
+    }
+    nameFormat: 'AWS API key {{CredentialId}} without expiry for {{UserName}} ({{Service}})'
+  }
+  {
     id: 'new-source'
     displayName: 'AWS IAM: long-term key used from a new source IP'
     description: 'A long-term access key signed calls from a source IP (and maybe a country) not seen for it before, per AWSCloudTrail joined on the key fingerprint (queries/alert-key-new-source.kql). As a rule the baseline is the 14 days Sentinel lets a rule look back, not 30.'

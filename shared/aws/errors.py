@@ -32,17 +32,29 @@ IAM_READ_ACTIONS = "iam:GetAccountAuthorizationDetails, iam:ListAccessKeys, iam:
 # The permission the collector's roles gained with issue 20: a role deployed from an older stack lacks it.
 AUTHORIZATION_DETAILS = "GetAccountAuthorizationDetails"
 ROLE_STACKS = "infra/aws/member-account.yaml (member accounts) or infra/aws/home-account.yaml (the home account)"
+# The read of the long-lived credentials other than keys (infra/aws/*.yaml grant it since the issue that added them):
+# a role deployed before lacks it, and only those credentials are then unknown.
+SERVICE_CREDENTIALS_ACTION = "iam:ListServiceSpecificCredentials"
 
 
-def describe_iam_error(exc: BaseException, account_id: str) -> str:
-    """An IAM call of an account failed: which dependency (IAM), which account, what failed and what to check."""
+def error_code(exc: BaseException) -> str:
+    """AWS's error code of a failed call ("" when it is not an AWS error answer)."""
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+
+
+def describe_iam_error(exc: BaseException, account_id: str, needs: str = IAM_READ_ACTIONS) -> str:
+    """An IAM call of an account failed: which dependency (IAM), which account, what failed and what to check.
+    ``needs`` is the permission an access denial names."""
     text = f"IAM in account {account_id}: {describe_aws_error(exc)}"
-    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    code = error_code(exc)
     if code in ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation"):
+        if needs == SERVICE_CREDENTIALS_ACTION:
+            return (f"{text} (the account's collector role needs {needs}: update its stack from {ROLE_STACKS}; "
+                    "its access keys are collected all the same)")
         if getattr(exc, "operation_name", "") == AUTHORIZATION_DETAILS:
             return (f"{text} (the account's collector role needs iam:{AUTHORIZATION_DETAILS}: update its stack from "
                     f"{ROLE_STACKS})")
-        return f"{text} (the account's collector role needs {IAM_READ_ACTIONS}; its stack: {ROLE_STACKS})"
+        return f"{text} (the account's collector role needs {needs}; its stack: {ROLE_STACKS})"
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) if isinstance(exc, ClientError) else 0
     if isinstance(exc, ResponseParserError):  # botocore does not retry an answer it cannot parse
         return f"{text} (IAM's answer was cut off or garbled; the next run retries the account)"

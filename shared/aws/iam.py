@@ -15,7 +15,13 @@ from botocore.credentials import (
 
 from shared.aws.clients import AWS_ERRORS
 from shared.aws.credential_report import REPORT_WAITS, read_report_content, sleep_unless
-from shared.aws.errors import describe_aws_error, describe_iam_error, is_no_such_entity
+from shared.aws.errors import (
+    SERVICE_CREDENTIALS_ACTION,
+    describe_aws_error,
+    describe_iam_error,
+    error_code,
+    is_no_such_entity,
+)
 from shared.aws.rate_limit import CallRateLimiter
 from shared.domain import CredentialReport, parse_credential_report
 from shared.errors import (
@@ -60,6 +66,36 @@ def get_access_key_last_used(iam: BaseClient, key_id: str) -> dict[str, Any]:
             f"IAM GetAccessKeyLastUsed (key {mask_access_key_id(key_id)}): field AccessKeyLastUsed is missing"
         )
     return used
+
+
+SERVICE_CREDENTIALS_PAGE = 1000  # ListServiceSpecificCredentials' MaxItems maximum: fewest pages
+
+
+def list_service_specific_credentials(
+    iam: BaseClient, service_name: str, page_size: int = SERVICE_CREDENTIALS_PAGE
+) -> list[dict[str, Any]]:
+    """Every IAM user's service-specific credentials for one service, one call per page (AllUsers: not one call per
+    user). botocore has no paginator for this operation: Marker and IsTruncated are followed here, and an answer that
+    says "truncated" without a new marker is malformed rather than a loop."""
+    where = f"IAM ListServiceSpecificCredentials ({service_name})"
+    found: list[dict[str, Any]] = []
+    marker: str | None = None
+    seen: set[str] = set()
+    while True:
+        params: dict[str, Any] = {"AllUsers": True, "ServiceName": service_name, "MaxItems": page_size}
+        if marker is not None:
+            params["Marker"] = marker
+        page = iam.list_service_specific_credentials(**params)
+        items = page.get("ServiceSpecificCredentials")
+        if not isinstance(items, list):  # absent must not read as "none"
+            raise MalformedResponseError(f"{where}: field ServiceSpecificCredentials is missing")
+        found.extend(items)
+        if not page.get("IsTruncated"):
+            return found
+        marker = page.get("Marker")
+        if not isinstance(marker, str) or not marker or marker in seen:
+            raise MalformedResponseError(f"{where}: truncated without a new Marker")
+        seen.add(marker)
 
 
 class _ServingCredentials(Credentials):  # type: ignore[misc]
@@ -129,6 +165,14 @@ class BotocoreIamReader:
     def key_last_used(self, key_id: str) -> dict[str, Any]:
         with self._translated():
             return get_access_key_last_used(self._iam, key_id)
+
+    def service_specific_credentials(self, service_name: str) -> list[dict[str, Any]]:
+        try:
+            return list_service_specific_credentials(self._iam, service_name)
+        except AWS_ERRORS as exc:
+            if error_code(exc) == "NotSupportedService":  # not offered here (a partition): it has none
+                return []
+            raise IamCallError(describe_iam_error(exc, self._account_id, needs=SERVICE_CREDENTIALS_ACTION)) from None
 
     def credential_report(self, now: datetime, stop: threading.Event) -> CredentialReport:
         try:

@@ -20,7 +20,7 @@ IAM_READ_ACTIONS: tuple[str, ...] = (
     "iam:GenerateCredentialReport",  # root keys: the report is generated, then read
     "iam:GetCredentialReport",
     "iam:GetAccountAuthorizationDetails",  # users with their tags (owners), groups and policies (privilege)
-    "iam:ListServiceSpecificCredentials",  # issue 21 (service-specific credentials): allowed before its calls land
+    "iam:ListServiceSpecificCredentials",  # API keys, Git and Keyspaces credentials: one call per service (AllUsers)
 )
 # What only the home role's session does besides: list the organization's accounts and assume the member roles.
 HOME_ACTIONS: tuple[str, ...] = ("organizations:ListAccounts", "sts:AssumeRole")

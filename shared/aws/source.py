@@ -46,7 +46,8 @@ class AwsSource:
     on the right role for each account. Secret and token providers are passed in, never looked up here.
 
     ``COLLECTOR_IAM_CONCURRENCY`` takes effect here and only here: each account's IAM client gets that many
-    connections plus one for the credential report, and its reader says that many calls run in parallel."""
+    connections plus two (the credential report, the service-specific credentials), and its reader says that many
+    calls run in parallel."""
 
     def __init__(
         self,
@@ -145,8 +146,9 @@ class AwsSource:
             if self._idle_iam:
                 return self._idle_iam.pop()
         serving = _ServingCredentials()
-        # one connection per parallel IAM call of the account, plus one for its credential report read alongside
-        config = Config(max_pool_connections=self._settings.iam_concurrency + 1)
+        # one connection per parallel IAM call of the account, plus one for its credential report and one for its
+        # service-specific credentials, both read alongside
+        config = Config(max_pool_connections=self._settings.iam_concurrency + 2)
         slot = _IamClientSlot(self._factory.client("iam", serving, config), serving)
         # each request, retries included, first takes its turn under the account's cap (COLLECTOR_IAM_MAX_CALLS_...)
         slot.client.meta.events.register("before-send.iam", slot.take_turn)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures import TimeoutError as FuturesTimeoutError
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import IO, Any
 
 from shared import jsonl
+from shared.collection.credentials import AccountCredentials, CredentialsStep
 from shared.collection.inventory import describe_account_error, inventory_account, write_rows
 from shared.collection.transform import root_key_records
 from shared.deadline import Deadline, as_timeout
@@ -31,7 +32,7 @@ from shared.delivery.reliable_sink import ReliableSink
 from shared.domain import Account, RunContext
 from shared.errors import SinkError, describe_error
 from shared.ports import AwsAccounts, Clock, IamReader, Progress
-from shared.records import KEYS_TABLE
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, CredentialRecord
 from shared.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -44,11 +45,15 @@ NOT_READ_BY_THE_DEADLINE = (
 )
 
 
+NO_CREDENTIALS = AccountCredentials()
+
+
 @dataclass(frozen=True)
 class AccountResult:
     keys: int
     error: str | None
     root_keys_known: bool = True
+    credentials: AccountCredentials = NO_CREDENTIALS  # the account's other long-lived credentials
 
 
 @dataclass(frozen=True)
@@ -180,26 +185,33 @@ class RunAccounts:
             with self._lock:
                 self._read.add(account.id)
             try:
-                self._deliver(spool)
+                self._deliver(spool, read.credentials.records)
             except SinkError as exc:  # neither the sink nor the outbox took them: lost, so the account is failed
                 return AccountResult(0, f"records not delivered: {redact(str(exc))}")
             return read
 
     def _read_account(self, iam: IamReader, account: Account, run: RunContext, spool: IO[bytes]) -> AccountResult:
-        """The account's keys and root keys into the spool. The credential report is read alongside from the
-        account's start, on one more connection of its IAM client: the inventory takes keys' last use from it
-        (shared/collection/inventory.py) and the root keys come from it; its polling overlaps the users' listing."""
+        """The account's keys and root keys into the spool, its other long-lived credentials as records. The
+        credential report and the service-specific credentials' listing are read alongside from the account's start,
+        on two more connections of its IAM client: the inventory takes keys' last use from the report
+        (shared/collection/inventory.py), the root keys and the signing certificates come from it; its polling overlaps
+        the users' listing. The other credentials' holders come from the directory the inventory read
+        (shared/collection/credentials.py)."""
         stop = threading.Event()
         with self._lock:
             self._report_stops.add(stop)
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"report-{account.id}") as side:
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix=f"report-{account.id}") as side:
                 report = side.submit(iam.credential_report, run.started_at, stop)
+                others = CredentialsStep(iam, account, run, report)
+                others.start(side)
                 try:
-                    count = inventory_account(iam, account, run, spool, report, self._s.clock.now, self._s.in_flight)
+                    inventory = inventory_account(iam, account, run, spool, report, self._s.clock.now,
+                                                  self._s.in_flight)
                 except Exception as exc:
                     stop.set()  # the account failed: stop waiting for its report
                     return AccountResult(0, self._reading_error(describe_account_error(exc, account)))
+                count = inventory.keys
                 root_known = True
                 try:
                     root_records = root_key_records(report.result(), account, run)
@@ -209,7 +221,7 @@ class RunAccounts:
                 else:
                     write_rows(root_records, spool)
                     count += len(root_records)
-                return AccountResult(count, None, root_known)
+                return AccountResult(count, None, root_known, others.finish(inventory.directory))
         finally:
             with self._lock:
                 self._report_stops.discard(stop)
@@ -218,9 +230,10 @@ class RunAccounts:
         """An account's reading failed: when the run had stopped, its deadline is the reason, not the call it cut."""
         return NOT_READ_BY_THE_DEADLINE if self._s.deadline.stopped else error
 
-    def _deliver(self, spool: IO[bytes]) -> None:
-        """The spool's rows to the sink in batches. Past the run's delivery time the sink keeps them in the outbox
-        (ReliableSink); once the run has ended it refuses them (SinkError)."""
+    def _deliver(self, spool: IO[bytes], credentials: Sequence[CredentialRecord]) -> None:
+        """The spool's rows to the sink in batches, then the account's other credentials (a few rows, held in memory).
+        Past the run's delivery time the sink keeps them in the outbox (ReliableSink); once the run has ended it
+        refuses them (SinkError)."""
         spool.seek(0)
         batches = _batches(spool, SEND_BATCH_ROWS)
         while True:
@@ -229,8 +242,11 @@ class RunAccounts:
             with self._s.sink_lock:
                 batch = next(batches, None)
                 if batch is None:
-                    return
+                    break
                 self._s.sink.send(KEYS_TABLE, batch)
+        if credentials:
+            with self._s.sink_lock:
+                self._s.sink.send(CREDENTIALS_TABLE, [record.to_row() for record in credentials])
 
 
 def start_order(

@@ -22,7 +22,7 @@ from shared import __version__
 from shared.collection.accounts import AccountResult, AccountsSetup, RunAccounts
 from shared.deadline import REPLAY_SHARE, Deadline, as_timeout, parse_function_timeout
 from shared.delivery.reliable_sink import ReliableSink
-from shared.domain import Account, AccountFailure, RunContext, RunResult
+from shared.domain import Account, AccountFailure, CredentialsUnknown, RunContext, RunResult
 from shared.errors import DeliveryDeferredError, describe_error
 from shared.findings.exceptions import EMPTY, ExceptionSet
 from shared.findings.exceptions_file import ExceptionsLoad
@@ -244,6 +244,8 @@ class Collector:
             root_keys_unknown=collected.root_keys_unknown,
             dead_lettered=delivery.dead_lettered,
             exceptions_problem=self._exceptions_problem,
+            credentials_collected=collected.credentials,
+            credentials_unknown=collected.credentials_unknown,
         )
 
     def _send_run_record(self, result: RunResult) -> bool:
@@ -284,6 +286,8 @@ class _Collected:
     keys: int = 0
     root_keys_unknown: tuple[str, ...] = ()
     signed_in: bool = True
+    credentials: int = 0  # rows of AwsIamCredentials_CL
+    credentials_unknown: tuple[CredentialsUnknown, ...] = ()
 
     @classmethod
     def failed(cls, accounts: list[Account], message: str) -> _Collected:
@@ -300,5 +304,7 @@ class _Collected:
             tuple(AccountFailure(a.id, r.error) for a, r in done if r.error is not None),
             sum(r.keys for _, r in done),
             tuple(a.id for a, r in done if r.error is None and not r.root_keys_known),
+            credentials=sum(len(r.credentials.records) for _, r in done if r.error is None),
+            credentials_unknown=tuple(u for _, r in done if r.error is None for u in r.credentials.unknown),
         )
 

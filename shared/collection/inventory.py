@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from shared import jsonl
 from shared.collection.console import ConsoleAccess, console_access
-from shared.collection.directory import UserEntry, read_directory
+from shared.collection.directory import AccountDirectory, UserEntry, read_directory
 from shared.collection.last_use import LastUse, ReportKeySlots, key_slots, last_use_from_report
 from shared.collection.transform import key_records_for_user, last_use_from_api, parse_key_metadata
 from shared.domain import Account, CredentialReport, RunContext
@@ -100,6 +100,15 @@ class LastUseCalls:
 
 
 @dataclass(frozen=True)
+class Inventory:
+    """What one account's inventory gave: how many key records it wrote, and the directory it read (which the
+    account's other credentials take their holders from: shared/collection/credentials.py)."""
+
+    keys: int
+    directory: AccountDirectory
+
+
+@dataclass(frozen=True)
 class _UserKeys:
     user: UserEntry
     keys: list[Mapping[str, Any]]
@@ -114,8 +123,9 @@ def inventory_account(
     report: Future[CredentialReport] | None = None,
     now: Callable[[], datetime] | None = None,
     in_flight: threading.Semaphore | None = None,
-) -> int:
-    """Every access key of every IAM user of one account, as JSON Lines rows written to ``out``; returns how many.
+) -> Inventory:
+    """Every access key of every IAM user of one account, as JSON Lines rows written to ``out``; returns how many, and
+    the account's directory.
 
     ``report`` is the account's credential report being read (None: last use from the API for every key); ``now``
     stamps an API answer's ``LastUsedAsOf``. A user or key deleted while the account is walked has no record; any
@@ -128,7 +138,7 @@ def inventory_account(
     log.debug("Account %s: %d user(s), %d group(s), %d customer-managed policies; last use of %d key(s) from the "
               "credential report, %d from GetAccessKeyLastUsed", account.id, len(directory.users), directory.groups,
               directory.policies, walk.calls.from_report, walk.calls.from_api)
-    return count
+    return Inventory(count, directory)
 
 
 class AccountWalk:

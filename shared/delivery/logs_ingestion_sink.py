@@ -81,10 +81,11 @@ class LogsIngestionSink:
         )
 
     def stream(self, table: Table) -> str:
-        try:
-            return self._streams[table.table]
-        except KeyError:
-            raise ValueError(f"logs_ingestion: no stream configured for table {table.table}") from None
+        # A table without a stream setting of its own (AwsIamCredentials_CL) goes to the stream the records name.
+        stream = self._streams.get(table.table) or table.stream
+        if not stream:
+            raise ValueError(f"logs_ingestion: no stream configured for table {table.table}")
+        return stream
 
     def send(self, table: Table, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:

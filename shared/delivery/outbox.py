@@ -39,11 +39,12 @@ from typing import Any, Protocol
 
 from shared import jsonl
 from shared.errors import SinkError
-from shared.records import KEYS_TABLE, RUNS_TABLE, Table
+from shared.records import TABLES as ALL_TABLES
+from shared.records import Table
 
 log = logging.getLogger(__name__)
 
-TABLES = {KEYS_TABLE.file_name: KEYS_TABLE, RUNS_TABLE.file_name: RUNS_TABLE}
+TABLES = {table.file_name: table for table in ALL_TABLES}
 # <UTC time>-<row count>-<unique>-<table file name>: sortable by age, countable without reading the body.
 _ITEM_NAME = re.compile(r"([0-9]{8}T[0-9]{12}Z)-([0-9]{1,9})-([0-9a-f]{32})-(.+\.jsonl)", re.ASCII)
 # Where unreadable items are moved: a folder inside the file outbox, a name prefix in the blob container.

@@ -11,6 +11,9 @@ contract's ``NeverUsed`` field is true for inactive keys too, so the finding "ne
 here and only here; "two active keys on one user" is never stored and is defined here once (root keys are their own
 finding).
 
+The long-lived credentials other than access keys (AwsIamCredentials_CL) have findings of their own,
+``CREDENTIAL_FINDINGS``, over their rows; ``table`` says which table a finding's rule reads.
+
 Adding a finding: an entry here, its record field in shared/records.py when it sets one (and the Bicep column), the
 queries that show it (findings-summary, findings-by-account, its drill-down), and tests.
 
@@ -25,6 +28,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 Row = Mapping[str, Any]  # a key record as a row: KeyRecord.to_row(), a JSON line of the file sink, a query result
+
+KEYS_TABLE = "AwsIamAccessKeys_CL"
+CREDENTIALS_TABLE = "AwsIamCredentials_CL"
+EXPIRING_SOON_DAYS = 7  # a credential expiring within this many days of the run is ExpiringSoon
 
 
 class Severity(enum.IntEnum):
@@ -49,6 +56,16 @@ class KeyFacts:
 
 
 @dataclass(frozen=True)
+class CredentialFacts:
+    """What the transform knows of one service-specific credential or signing certificate."""
+
+    active: bool
+    age_days: int
+    api_key: bool  # a long-term API key (Amazon Bedrock, CloudWatch Logs): one that may have an expiry
+    days_to_expiry: float | None  # None: no expiry (or, for a certificate, none known); negative: expired
+
+
+@dataclass(frozen=True)
 class Thresholds:
     """KEY_ROTATION_DAYS and KEY_UNUSED_DAYS."""
 
@@ -70,9 +87,12 @@ class Finding:
     kql: str  # the rule as a KQL predicate over AwsIamAccessKeys_CL
     matches: Callable[[Row], bool]  # the rule as a Python predicate over one key row
     record_field: str | None = None  # the KeyRecord field the transform sets from ``sets``, if any
-    sets: Callable[[KeyFacts, Thresholds], bool] | None = None  # how the transform computes record_field
+    # How the transform computes record_field, from the facts of a row of ``table``: KeyFacts for keys,
+    # CredentialFacts for the other credentials.
+    sets: Callable[[Any, Thresholds], bool] | None = None
     distinct_by: str | None = None  # the tile counts distinct values of this column (users) instead of keys
     benchmark: str = ""  # the benchmark recommendation the finding is, named with the benchmark's version ("": none)
+    table: str = KEYS_TABLE  # the table whose rows ``kql`` and ``matches`` read
 
 
 # Benchmark references (``Finding.benchmark``), each named with the benchmark's version: the benchmark renumbers
@@ -209,6 +229,92 @@ FINDINGS: tuple[Finding, ...] = (
     ROOT_KEY, QUARANTINED, ROTATION_DUE, UNUSED, NEVER_USED, TWO_ACTIVE_KEYS, UNOWNED_ACTIVE_KEY,
 )
 
+
+def _no_expiry(facts: CredentialFacts, limits: Thresholds) -> bool:
+    return facts.active and facts.api_key and facts.days_to_expiry is None
+
+
+def _credential_rotation_due(facts: CredentialFacts, limits: Thresholds) -> bool:
+    return facts.active and facts.age_days > limits.rotation_days
+
+
+def _expiring_soon(facts: CredentialFacts, limits: Thresholds) -> bool:
+    left = facts.days_to_expiry
+    return facts.active and left is not None and 0 <= left <= EXPIRING_SOON_DAYS
+
+
+API_KEY_NO_EXPIRY = Finding(
+    name="api_key_no_expiry",
+    column="ApiKeysWithoutExpiry",
+    label="Long-term API keys without expiry",
+    chart_label="Long-term API keys without expiry",
+    cli_column="No expiry",
+    cli_tag="API KEY WITHOUT EXPIRY",
+    severity=Severity.HIGH,
+    colour="#c11574",
+    query="credential-findings",
+    # An Active long-term API key (Amazon Bedrock, CloudWatch Logs) created without CredentialAgeDays: a bearer
+    # secret that works until someone deletes it (Prowler: bedrock_api_key_no_long_term_credentials, High).
+    kql="NoExpiry",
+    matches=lambda row: bool(row.get("NoExpiry")),
+    record_field="NoExpiry",
+    sets=_no_expiry,
+    table=CREDENTIALS_TABLE,
+)
+CREDENTIAL_ROTATION_DUE = Finding(
+    name="credential_rotation_due",
+    column="RotationDueCredentials",
+    label="Credentials due for rotation",
+    chart_label="Credentials due for rotation",
+    cli_column="Rotation due",
+    cli_tag="rotation due",
+    severity=Severity.MEDIUM,
+    colour="#dc6803",
+    query="credential-findings",
+    kql="RotationDue",  # Active and older than KEY_ROTATION_DAYS, as for keys
+    matches=lambda row: bool(row.get("RotationDue")),
+    record_field="RotationDue",
+    sets=_credential_rotation_due,
+    table=CREDENTIALS_TABLE,
+)
+CREDENTIAL_EXPIRING_SOON = Finding(
+    name="credential_expiring_soon",
+    column="ExpiringSoonCredentials",
+    label="Credentials expiring within 7 days",
+    chart_label="Expiring within 7 days",
+    cli_column="Expiring soon",
+    cli_tag="expiring soon",
+    severity=Severity.LOW,
+    colour="#1570ef",
+    query="credential-findings",
+    kql="ExpiringSoon",  # what uses it stops working within EXPIRING_SOON_DAYS: renew it in time
+    matches=lambda row: bool(row.get("ExpiringSoon")),
+    record_field="ExpiringSoon",
+    sets=_expiring_soon,
+    table=CREDENTIALS_TABLE,
+)
+PRIVILEGED_USER_CREDENTIAL = Finding(
+    name="privileged_user_credential",
+    column="PrivilegedUserCredentials",
+    label="Credentials of privileged or quarantined users",
+    chart_label="Privileged or quarantined user",
+    cli_column="Privileged user",
+    cli_tag="privileged or quarantined user",
+    severity=Severity.HIGH,
+    colour="#b42318",
+    query="credential-findings",
+    # The user's privilege and quarantine, as its keys have them (the same directory and heuristic). "== true", not
+    # the bare column: rows written before the fields were filled have them null, and select nothing.
+    kql='Status == "Active" and (Privileged == true or Quarantined == true)',
+    matches=lambda row: is_active(row) and (row.get("Privileged") is True or row.get("Quarantined") is True),
+    table=CREDENTIALS_TABLE,
+)
+
+# The findings of AwsIamCredentials_CL rows, in the order of their tiles and queries/credential-findings.kql.
+CREDENTIAL_FINDINGS: tuple[Finding, ...] = (
+    API_KEY_NO_EXPIRY, PRIVILEGED_USER_CREDENTIAL, CREDENTIAL_ROTATION_DUE, CREDENTIAL_EXPIRING_SOON,
+)
+
 # A key whose every finding an exception in force accepts (docs/exceptions.md) is left out of every count and listed
 # in a table of its own. In KQL ``Excepted != true``, not ``not(Excepted)``: rows written before the column existed
 # have it null, and ``null != true`` is true, so they still count.
@@ -236,8 +342,17 @@ def counts(finding: Finding, row: Row) -> bool:
 
 def record_flags(facts: KeyFacts, limits: Thresholds) -> dict[str, bool]:
     """The record fields the findings set, by field name: what the transform puts in each KeyRecord."""
+    return _flags(FINDINGS, facts, limits)
+
+
+def credential_flags(facts: CredentialFacts, limits: Thresholds) -> dict[str, bool]:
+    """The record fields the credential findings set: what the transform puts in each CredentialRecord."""
+    return _flags(CREDENTIAL_FINDINGS, facts, limits)
+
+
+def _flags(findings: tuple[Finding, ...], facts: Any, limits: Thresholds) -> dict[str, bool]:
     return {
-        f.record_field: f.sets(facts, limits) for f in FINDINGS if f.record_field is not None and f.sets is not None
+        f.record_field: f.sets(facts, limits) for f in findings if f.record_field is not None and f.sets is not None
     }
 
 
@@ -297,3 +412,13 @@ AnyRow = TypeVar("AnyRow", bound=Row)
 def kill_first(rows: Iterable[AnyRow], limit: int = KILL_FIRST_ROWS) -> list[AnyRow]:
     """The keys to kill first: those that score, in the kill-first order, at most ``limit`` of them."""
     return sorted((r for r in rows if int(r.get("RiskScore") or 0) > 0), key=kill_first_order)[:limit]
+
+
+def credential_findings_of(row: Row) -> list[Finding]:
+    """The findings one AwsIamCredentials_CL row has, in catalogue order (excepted or not)."""
+    return [finding for finding in CREDENTIAL_FINDINGS if finding.matches(row)]
+
+
+def open_credential_findings_of(row: Row) -> list[Finding]:
+    """The findings of one credential row that count: none when it is excepted."""
+    return [] if is_excepted(row) else credential_findings_of(row)

@@ -13,15 +13,16 @@ the same review as code. The format (documented in docs/exceptions.md)::
       ]
     }
 
-Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerprint``), ``userArn`` (a glob over
-the ``UserArn`` of IAM users in one account: ``*``, ``?``, ``[...]``, case-sensitive, none of which crosses ``/`` or
-``:``, so ``user/ci-*`` never reaches ``user/ci-x/admin``; the account is written out, never a wildcard) or
-``accountId`` (every key of one account). ``finding`` names one finding, or ``*`` for every finding of the selected
-keys except a root account key and a quarantined user's key, which are never accepted by a wildcard: each must be
-named (``root_key``, ``quarantined``), a root key only with a ``fingerprint`` or ``accountId`` selector.
-``expires`` is a date (``YYYY-MM-DD``: the exception stops applying at 00:00 UTC that day) or an ISO 8601 time with a
-zone, at most ``EXCEPTIONS_MAX_DAYS`` ahead of today. An exception past its date is not an error (the app must not
-stop the day one lapses): it stops applying and is reported as expired.
+Each entry has exactly one selector: ``fingerprint`` (a key's ``AccessKeyFingerprint``, or another credential's
+``CredentialFingerprint``), ``userArn`` (a glob over the ``UserArn`` of IAM users in one account: ``*``, ``?``,
+``[...]``, case-sensitive, none of which crosses ``/`` or ``:``, so ``user/ci-*`` never reaches ``user/ci-x/admin``;
+the account is written out, never a wildcard) or ``accountId`` (every key of one account). ``finding`` names one
+finding, or ``*`` for every finding of the selected keys except a root account key and a quarantined user's key,
+which are never accepted by a wildcard: each must be named (``root_key``, ``quarantined``), a root key only with a
+``fingerprint`` or ``accountId`` selector. ``expires`` is a date (``YYYY-MM-DD``: the exception stops applying at
+00:00 UTC that day) or an ISO 8601 time with a zone, at most ``EXCEPTIONS_MAX_DAYS`` ahead of today. An exception
+past its date is not an error (the app must not stop the day one lapses): it stops applying and is reported as
+expired.
 
 Pure: parsing takes the text and the current time; nothing here reads the clock or the environment, except
 ``load_exceptions`` which reads the one file it is given.
@@ -34,16 +35,24 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeVar
 
-from shared.findings.catalogue import FINDINGS, QUARANTINED, ROOT_KEY, findings_of
-from shared.records import KeyRecord
+from shared.findings.catalogue import (
+    CREDENTIAL_FINDINGS,
+    FINDINGS,
+    QUARANTINED,
+    ROOT_KEY,
+    credential_findings_of,
+    findings_of,
+)
+from shared.records import CredentialRecord, KeyRecord
 
 WILDCARD = "*"
 ROOT_KEY_FINDING = ROOT_KEY.name
 # Findings a wildcard never accepts: a root account key, and a key of a user AWS quarantined (it saw a key leak).
 NAMED_ONLY: tuple[str, ...] = (ROOT_KEY.name, QUARANTINED.name)
-# The findings a key record can carry, by the names an exception uses: the findings catalogue's ids.
-KNOWN_FINDINGS: tuple[str, ...] = tuple(f.name for f in FINDINGS)
+# The findings a key or credential record can carry, by the names an exception uses: the findings catalogue's ids.
+KNOWN_FINDINGS: tuple[str, ...] = tuple(f.name for f in (*FINDINGS, *CREDENTIAL_FINDINGS))
 
 SELECTORS = ("fingerprint", "userArn", "accountId")
 
@@ -197,18 +206,25 @@ class ExceptionSet:
 EMPTY = ExceptionSet(source="(none)")
 
 
-def key_findings(record: KeyRecord) -> set[str]:
-    """The findings one key record has, by the names exceptions use (the catalogue's rules)."""
-    return {finding.name for finding in findings_of(record.to_row())}
+def key_findings(record: KeyRecord | CredentialRecord) -> set[str]:
+    """The findings one key (or other credential) record has, by the names exceptions use (the catalogue's rules)."""
+    row = record.to_row()
+    found = credential_findings_of(row) if isinstance(record, CredentialRecord) else findings_of(row)
+    return {finding.name for finding in found}
 
 
-def annotate(record: KeyRecord, *, exceptions: ExceptionSet, now: datetime) -> tuple[KeyRecord, Decision]:
+Annotated = TypeVar("Annotated", KeyRecord, CredentialRecord)
+
+
+def annotate(record: Annotated, *, exceptions: ExceptionSet, now: datetime) -> tuple[Annotated, Decision]:
     """The record (its ``Owner`` already set) with ``Excepted``/``ExceptionReason``/``ExceptionExpires`` from the
-    findings it has. ``now`` is the run's start, so every key of a run is judged at the same instant."""
+    findings it has. ``now`` is the run's start, so every key of a run is judged at the same instant. A credential
+    other than a key is selected as a key is: by its fingerprint, its user's ARN or its account."""
     if not exceptions.exceptions:
         return record, NOT_EXCEPTED
+    fingerprint = record.CredentialFingerprint if isinstance(record, CredentialRecord) else record.AccessKeyFingerprint
     decision = exceptions.decide(account_id=record.AccountId, user_arn=record.UserArn,
-                                 fingerprint=record.AccessKeyFingerprint, findings=key_findings(record), now=now)
+                                 fingerprint=fingerprint, findings=key_findings(record), now=now)
     if not decision.excepted:
         return record, decision
     return replace(record, Excepted=True, ExceptionReason=decision.reason, ExceptionExpires=decision.expires), decision

@@ -26,7 +26,7 @@ from typing import Any
 
 from shared.domain import GOOD_RUN_STATUSES
 from shared.findings.catalogue import FINDINGS, is_active, is_excepted
-from shared.insight.snapshot import failed_accounts, once, parse_time
+from shared.insight.snapshot import _json_list, failed_accounts, once, parse_time
 
 Row = Mapping[str, Any]
 
@@ -161,6 +161,95 @@ def _rotations(
 def _created(key: Row) -> datetime:
     value = key.get("CreatedAt")
     return parse_time(value) if value else datetime.min.replace(tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The other long-lived credentials' changes (queries/credential-changes.kql)
+
+EXPIRED = "Expired"
+CREDENTIAL_KINDS = ("ServiceSpecificCredential", "SigningCertificate")
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialChange:
+    """One lifecycle event of a credential other than an access key, as a row of queries/credential-changes.kql."""
+
+    TimeGenerated: datetime
+    PreviousRun: datetime
+    RunId: str
+    AccountId: str
+    AccountName: str
+    UserName: str
+    UserArn: str
+    CredentialType: str
+    Service: str
+    CredentialId: str | None
+    CredentialFingerprint: str
+    EventType: str  # Created, Deactivated, Reactivated, Expired or Deleted
+    Detail: str
+
+
+def _not_snapshots(run: Row) -> set[tuple[str, str]]:
+    """(account, kind) a run is no snapshot of: its failed accounts, and the kinds it could not read."""
+    found = {(account, kind) for account in failed_accounts(run) for kind in CREDENTIAL_KINDS}
+    found |= {(str(u["AccountId"]), str(u.get("CredentialType") or ""))
+              for u in _json_list(run.get("CredentialsUnknownAccounts")) if isinstance(u, dict) and u.get("AccountId")}
+    return found
+
+
+def credential_changes(credential_rows: Sequence[Row], runs_rows: Sequence[Row], *, window: timedelta | None = None,
+                       end: datetime | None = None) -> list[CredentialChange]:
+    """Created, Deactivated, Reactivated, Expired and Deleted between consecutive good snapshots of each account and
+    kind of credential (a run it failed in, or could not read that kind in, is none), newest first."""
+    runs = [r for r in once(runs_rows, "RunId") if r.get("Status") in GOOD_RUN_STATUSES and r.get("TimeGenerated")]
+    if window is not None and runs:
+        end = end or max(parse_time(r["TimeGenerated"]) for r in once(runs_rows, "RunId") if r.get("TimeGenerated"))
+        runs = [r for r in runs if parse_time(r["TimeGenerated"]) > end - window]
+    runs.sort(key=lambda r: (parse_time(r["TimeGenerated"]), str(r["RunId"])))
+    run_ids = {r["RunId"] for r in runs}
+    rows = once((c for c in credential_rows if c.get("RunId") in run_ids), "RunId", "CredentialFingerprint")
+    state: dict[tuple[str, str, str], dict[str, Row]] = {}
+    first_seen: dict[tuple[str, str], datetime] = {}
+    for c in rows:
+        kind = (str(c.get("AccountId", "")), str(c.get("CredentialType", "")))
+        state.setdefault((c["RunId"], *kind), {})[str(c["CredentialFingerprint"])] = c
+        seen = parse_time(c["TimeGenerated"])
+        first_seen[kind] = min(seen, first_seen.get(kind, seen))
+    events: list[CredentialChange] = []
+    for kind, since in first_seen.items():
+        snapshots = [r for r in runs if parse_time(r["TimeGenerated"]) >= since and kind not in _not_snapshots(r)]
+        for before_run, now_run in pairwise(snapshots):
+            before = state.get((before_run["RunId"], *kind), {})
+            now = state.get((now_run["RunId"], *kind), {})
+            events += _credential_events(before, now, now_run, parse_time(before_run["TimeGenerated"]))
+    events.sort(key=lambda e: (e.AccountId, e.UserName, e.EventType))
+    events.sort(key=lambda e: e.TimeGenerated, reverse=True)
+    return events
+
+
+def _credential_events(
+    before: Mapping[str, Row], now: Mapping[str, Row], run: Row, previous_run: datetime
+) -> list[CredentialChange]:
+    def event(c: Row, event_type: str, detail: str) -> CredentialChange:
+        return CredentialChange(
+            TimeGenerated=parse_time(run["TimeGenerated"]), PreviousRun=previous_run, RunId=str(run["RunId"]),
+            AccountId=str(c.get("AccountId", "")), AccountName=str(c.get("AccountName") or ""),
+            UserName=str(c.get("UserName", "")), UserArn=str(c.get("UserArn", "")),
+            CredentialType=str(c.get("CredentialType", "")), Service=str(c.get("Service") or ""),
+            CredentialId=c.get("CredentialId"), CredentialFingerprint=str(c.get("CredentialFingerprint", "")),
+            EventType=event_type, Detail=detail,
+        )
+
+    out = []
+    for fp, c in now.items():
+        old = before.get(fp)
+        if old is None:
+            out.append(event(c, CREATED, f"created {str(c.get('CreatedAt') or '')[:10]}"))
+        elif old.get("Status") != c.get("Status"):
+            kind = {EXPIRED: EXPIRED, "Inactive": DEACTIVATED}.get(str(c.get("Status")), REACTIVATED)
+            out.append(event(c, kind, f"was {old.get('Status')}"))
+    out += [event(old, DELETED, "") for fp, old in before.items() if fp not in now]
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -20,10 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from shared.domain import GOOD_RUN_STATUSES, RUN_PARTIALLY_SUCCEEDED, RUN_SUCCEEDED
-from shared.findings.catalogue import FINDINGS, ROOT_KEY
+from shared.findings.catalogue import CREDENTIAL_FINDINGS, FINDINGS, ROOT_KEY
 from shared.findings.exceptions import ExceptionSet
-from shared.insight.changes import KeyChange, key_age_distribution, key_changes
+from shared.insight.changes import CredentialChange, KeyChange, credential_changes, key_age_distribution, key_changes
 from shared.insight.charts import age_chart, bar_chart, line_chart, timeline_chart
+from shared.insight.credentials import (
+    BY_TYPE_COLUMNS,
+    credential_findings,
+    credentials_summary,
+    latest_credentials,
+    long_lived,
+    long_lived_by_type,
+)
 from shared.insight.snapshot import (
     CHANGES_LOOKBACK,
     TREND_DAYS,
@@ -50,7 +58,7 @@ from shared.insight.snapshot import (
     unowned_keys,
     unused_keys,
 )
-from shared.records import KEYS_TABLE, RUNS_TABLE, iso_utc
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, iso_utc
 
 # --------------------------------------------------------------------------------------------------------------------
 # HTML
@@ -89,7 +97,7 @@ def table(
 
 
 def tiles_html(tiles: Sequence[tuple[str, str, int]]) -> str:
-    colours = {f.column: f.colour for f in FINDINGS}
+    colours = {f.column: f.colour for f in (*FINDINGS, *CREDENTIAL_FINDINGS)}
     out = []
     for name, label, count in tiles:
         colour = colours.get(name, "#475467")
@@ -137,7 +145,7 @@ svg .series{fill:none;stroke:#1570ef;stroke-width:1.6;stroke-linejoin:round}
 svg .area{fill:#1570ef;fill-opacity:.08;stroke:none}
 svg .dot{fill:#1570ef;stroke:#fff;stroke-width:1}
 .grid2{display:grid;grid-template-columns:1fr 1fr;gap:16px}
-.health{display:grid;grid-template-columns:repeat(4,1fr);gap:12px;margin-bottom:12px}
+.health{display:grid;grid-template-columns:repeat(auto-fit,minmax(160px,1fr));gap:12px;margin-bottom:12px}
 .health div{background:#f9fafb;border-radius:8px;padding:10px 12px}
 .health b{display:block;font-size:18px}
 .health span{color:var(--muted);font-size:12px}
@@ -162,12 +170,16 @@ def health_html(snapshot: Snapshot, now: datetime) -> str:
     status_cls = {RUN_SUCCEEDED: "good", RUN_PARTIALLY_SUCCEEDED: "warn"}.get(status, "bad")
     failing = [a for a in failing_accounts(snapshot.runs) if a["FailingNow"]]
     unknown = _json_list(run.get("RootKeysUnknownAccounts"))
+    credentials_unknown = {str(u.get("AccountId")) for u in _json_list(run.get("CredentialsUnknownAccounts"))
+                           if isinstance(u, dict)}
     facts = [
         (f"{hours:.1f} h ago", f"last run {_fmt(run['TimeGenerated'])} UTC", "bad" if hours > 12 else "good"),
         (status, f"{run.get('AccountsSucceeded')} of {run.get('AccountsTotal')} account(s), "
          f"{run.get('KeysCollected')} key(s)", status_cls),
         (str(len(failing)), "account(s) failing in the newest run", "bad" if failing else "good"),
         (str(len(unknown)), "account(s) with root keys unknown", "warn" if unknown else "good"),
+        (str(len(credentials_unknown)), "account(s) with other credentials unknown",
+         "warn" if credentials_unknown else "good"),
     ]
     cells = "".join(f'<div data-health="{i}"><b class="{c}">{escape(v)}</b><span>{escape(t)}</span></div>'
                     for i, (v, t, c) in enumerate(facts))
@@ -201,9 +213,41 @@ def changes_html(keys_rows: Sequence[Row], runs_rows: Sequence[Row]) -> str:
     )
 
 
+def _credential_change_row(change: CredentialChange) -> Row:
+    return {**{f: getattr(change, f) for f in change.__dataclass_fields__},
+            "TimeGenerated": iso_utc(change.TimeGenerated), "PreviousRun": iso_utc(change.PreviousRun)}
+
+
+def long_lived_html(keys: Sequence[Row], credential_rows: Sequence[Row], runs_rows: Sequence[Row]) -> str:
+    """Every long-lived credential (the workspace function AwsIamLongLivedCredentials): counts by kind, the other
+    credentials' tiles and findings, and their changes between runs."""
+    credentials = latest_credentials(credential_rows, runs_rows)
+    changes = credential_changes(credential_rows, runs_rows, window=CHANGES_LOOKBACK)
+    return (
+        '<section class="card"><h2>Every long-lived credential</h2><p class="note">Access keys and the other '
+        "long-lived credentials of IAM users: long-term API keys (Amazon Bedrock, CloudWatch Logs), Git and Keyspaces "
+        "credentials, X.509 signing certificates (queries/long-lived-credentials.kql).</p>"
+        + tiles_html(credentials_summary(credentials)) + "</section>"
+        + table("Long-lived credentials by kind", long_lived_by_type(long_lived(keys, credentials)),
+                (("CredentialType", "Kind"), ("Service", "Service"), *((c, c) for c in BY_TYPE_COLUMNS)),
+                key="long-lived-by-type")
+        + table("Credentials other than access keys with findings", credential_findings(credentials),
+                (("AccountId", "Account"), ("AccountName", "Name"), ("UserName", "User"), ("Owner", "Owner"),
+                 ("Service", "Service"), ("CredentialType", "Kind"), ("CredentialId", "Id"), ("Status", "Status"),
+                 ("AgeDays", "Age (days)"), ("ExpiresAt", "Expires"), ("Findings", "Findings"), ("Stale", "Stale")),
+                key="credential-findings", empty="No finding on the other credentials. Good.",
+                row_class=_key_row_class)
+        + table("Changes of the other credentials", [_credential_change_row(c) for c in changes],
+                (("TimeGenerated", "Seen in run"), ("EventType", "Change"), ("AccountId", "Account"),
+                 ("UserName", "User"), ("Service", "Service"), ("CredentialType", "Kind"), ("CredentialId", "Id"),
+                 ("Detail", "Detail")),
+                key="credential-changes", empty="No change between runs.")
+    )
+
+
 def render_report(
     keys_rows: Sequence[Row], runs_rows: Sequence[Row], *, now: datetime | None = None,
-    exceptions: ExceptionSet | None = None,
+    exceptions: ExceptionSet | None = None, credential_rows: Sequence[Row] = (),
 ) -> str:
     """The HTML page of the records (rows as the file sink writes them); ``exceptions``, the exceptions file in use,
     adds the table of those past their date."""
@@ -232,6 +276,7 @@ def render_report(
         '<section class="card"><h2>Keys by age</h2><p class="note">Keys of the snapshot per age band, each under its '
         f"most severe finding.</p>{age_chart(key_age_distribution(keys))}</section>",
         changes_html(keys_rows, runs_rows),
+        long_lived_html(keys, credential_rows, runs_rows),
         table(f"Root-account access keys ({ROOT_KEY.benchmark})", root_keys(keys, base),
               (("AccountId", "Account"), ("AccountName", "Name"), ("Status", "Status"), ("AgeDays", "Age (days)"),
                ("CreatedAt", "Created"), ("LastUsedAt", "Last used"), ("DaysSinceLastUse", "Days since use"),
@@ -325,7 +370,10 @@ def write_report(
         raise FileNotFoundError(f"no {RUNS_TABLE.file_name} in {folder}: run python -m shared demo, or collect with "
                                 "LOG_SINK=file, first")
     keys = read_jsonl(keys_path) if keys_path.is_file() else []
+    credentials_path = folder / CREDENTIALS_TABLE.file_name
+    credentials = read_jsonl(credentials_path) if credentials_path.is_file() else []
     target = Path(out_path) if out_path else folder / "report.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_report(keys, read_jsonl(runs_path), exceptions=exceptions), encoding="utf-8")
+    target.write_text(render_report(keys, read_jsonl(runs_path), exceptions=exceptions, credential_rows=credentials),
+                      encoding="utf-8")
     return target

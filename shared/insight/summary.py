@@ -1,5 +1,6 @@
 """The command line's end-of-run summary: run status, findings per account and by owner, the keys to kill first, the
-worst keys, the excepted keys and the expired exceptions, as plain-text tables.
+worst keys, the excepted keys and the expired exceptions, then every long-lived credential by kind and the other
+credentials' findings, as plain-text tables.
 
 What counts is the findings catalogue's answer (shared/findings/catalogue.py: ``open_findings_of``), as in the HTML
 report and queries/findings-by-account.kql: the summary never re-checks ``Status`` for a finding (an inactive root
@@ -9,6 +10,7 @@ queries/findings-by-owner.kql is.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -26,6 +28,7 @@ from shared.findings.catalogue import (
     open_findings_of,
 )
 from shared.findings.exceptions import ExceptionSet, describe_expired
+from shared.insight.credentials import BY_TYPE_COLUMNS, credential_findings, long_lived, long_lived_by_type
 from shared.insight.snapshot import printable
 
 Row = dict[str, Any]
@@ -37,10 +40,15 @@ OWNER_FINDINGS = tuple(f for f in FINDINGS if f is not ROOT_KEY)  # a root key h
 KILL_FIRST_SHOWN = 25  # the first of the kill-first order (queries/kill-first.kql lists 50, the report too)
 
 
-def summarize(result: RunResult, key_rows: Iterable[Row], exceptions: ExceptionSet | None = None) -> str:
+def summarize(
+    result: RunResult, key_rows: Iterable[Row], exceptions: ExceptionSet | None = None,
+    credential_rows: Sequence[Row] = (),
+) -> str:
     """A readable summary: run status, then findings per account (named as the records name them), findings by owner,
-    the worst keys, the excepted keys, the expired exceptions and the failed accounts. Each part is empty when it has
-    nothing to show; excepted keys (every finding accepted) count under no finding: they are listed on their own."""
+    the worst keys, the excepted keys, the expired exceptions, every long-lived credential by kind (keys and
+    ``credential_rows``, the run's AwsIamCredentials_CL rows) with the other credentials' findings, and the failed
+    accounts. Each part is empty when it has nothing to show; excepted keys (every finding accepted) count under no
+    finding: they are listed on their own."""
     rows = list(key_rows)
     lines = [
         *_run_line(result),
@@ -50,6 +58,7 @@ def summarize(result: RunResult, key_rows: Iterable[Row], exceptions: ExceptionS
         *_worst_keys(rows),
         *_excepted_keys(rows),
         *_expired_exceptions(exceptions, result.run.started_at),
+        *_credential_lines(result, rows, credential_rows),
         *_failed_accounts(result.failures),
     ]
     return "\n".join(printable(line) for line in lines)  # no line may hold a control or bidi character from AWS
@@ -195,6 +204,35 @@ def _failed_accounts(failures: Sequence[AccountFailure]) -> list[str]:
     if not failures:
         return []
     return ["", "Failed accounts:", *(f"  {f.account_id}: {f.error}" for f in failures)]
+
+
+BY_TYPE_HEADER = ("Kind", "Service", "Credentials", "Active", "Rotation due", "No expiry", "Expiring soon", "Excepted")
+
+
+def _credential_lines(result: RunResult, key_rows: Sequence[Row], credential_rows: Sequence[Row]) -> list[str]:
+    """Every long-lived credential of the run by kind (queries/long-lived-by-type.kql), the other credentials with a
+    finding (credential-findings.kql), and the kinds that could not be read (unknown, not none)."""
+    lines = ["", "Long-lived credentials by kind (access keys and the others):"]
+    table = [list(BY_TYPE_HEADER)]
+    for row in long_lived_by_type(long_lived(key_rows, credential_rows)):
+        table.append([row["CredentialType"], row["Service"] or "-", *(str(row[c]) for c in BY_TYPE_COLUMNS)])
+    lines += _format_table(table)
+    found = credential_findings(credential_rows)
+    if found:
+        lines += ["", "Findings (long-lived credentials other than access keys):"]
+        detail = [["Account", "User", "Owner", "Kind", "Id", "Age (days)", "Expires", "Findings"]]
+        for r in found[:WORST_SHOWN]:
+            kind = r.get("Service") or r["CredentialType"]
+            detail.append([r["AccountId"], r["UserName"], r.get("Owner") or "-", kind, r.get("CredentialId") or "-",
+                           str(r["AgeDays"]), str(r.get("ExpiresAt") or "never")[:10], r["Findings"]])
+        lines += _format_table(detail)
+        if len(found) > WORST_SHOWN:
+            lines.append(f"... and {len(found) - WORST_SHOWN} more")
+    unknown = json.loads(result.to_record().CredentialsUnknownAccounts)
+    if unknown:
+        lines += ["", "Credentials unknown this run (not none; the keys were collected):"]
+        lines += [f"  {u['AccountId']} {u['CredentialType']}: {u['Error']}" for u in unknown]
+    return lines
 
 
 def _format_table(rows: list[list[str]]) -> list[str]:

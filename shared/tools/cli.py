@@ -25,7 +25,7 @@ from shared.errors import CollectorError, SecretError, SettingsError
 from shared.findings.exceptions_file import DEFAULT_MAX_DAYS as DEFAULT_EXCEPTIONS_MAX_DAYS
 from shared.insight.snapshot import printable
 from shared.insight.summary import summarize
-from shared.records import KEYS_TABLE, DigestRunRecord, Table
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, DigestRunRecord, Table
 from shared.redaction import install_log_safety, redact
 
 # Production's client options (TLS verification on, the clouds' own domains only). Tests replace this object with
@@ -109,8 +109,9 @@ def cmd_collect(args: argparse.Namespace) -> int:
                  use_outbox=not args.dry_run) as collector:
         result = collector.run()
     if not args.dry_run and isinstance(settings.sink, FileSinkSettings):
-        rows = read_run_rows(Path(settings.sink.directory) / KEYS_TABLE.file_name, result.run.run_id)
-        print(summarize(result, rows, settings.exceptions))
+        folder = Path(settings.sink.directory)
+        print(summarize(result, read_run_rows(folder / KEYS_TABLE.file_name, result.run.run_id), settings.exceptions,
+                        read_run_rows(folder / CREDENTIALS_TABLE.file_name, result.run.run_id)))
     else:
         print(summarize(result, [], settings.exceptions), file=sys.stderr)
     return 0 if result.status != RUN_FAILED else 1
@@ -121,14 +122,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     change timeline has something to show; the summary is the second run's."""
     from shared.composition import compose
     from shared.insight.report import write_report
-    from shared.tools.demo import change_keys, demo_environment, endpoint_env, moto_server, seed_organization
+    from shared.tools.demo import (
+        change_credentials,
+        change_keys,
+        demo_environment,
+        endpoint_env,
+        moto_server,
+        seed_organization,
+    )
 
     out_dir = args.out
     print("Starting an emulated AWS organization (moto) on 127.0.0.1...", file=sys.stderr)
     with moto_server() as endpoint, endpoint_env(endpoint):
         seeded = seed_organization(endpoint)
-        print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys at {endpoint}",
-              file=sys.stderr)
+        print(f"Seeded {len(seeded.accounts)} accounts with {seeded.expected_keys} access keys and "
+              f"{seeded.expected_credentials} other long-lived credentials at {endpoint}", file=sys.stderr)
         # The demo's exceptions file is written into its output folder: that folder is where EXCEPTIONS_FILE may be.
         demo_environment_values = demo_environment(seeded, out_dir)
         settings = load_settings(demo_environment_values, exceptions_root=Path(out_dir))
@@ -140,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 # second run must start in a later second than the first (a fast first run can take under one).
                 first_started = results[0].run.started_at.timestamp()
                 time.sleep(max(0.0, math.floor(first_started) + 1 - time.time()))
-                changes = change_keys(seeded)
+                changes = change_keys(seeded) + change_credentials(seeded)
                 print("Between the two runs:", file=sys.stderr)
                 for line in changes:
                     print(f"  {line}", file=sys.stderr)
@@ -151,10 +159,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     result = results[-1]
     keys_path = Path(out_dir) / KEYS_TABLE.file_name
     print()
-    print(summarize(result, read_run_rows(keys_path, result.run.run_id), settings.exceptions))
+    print(summarize(result, read_run_rows(keys_path, result.run.run_id), settings.exceptions,
+                    read_run_rows(Path(out_dir) / CREDENTIALS_TABLE.file_name, result.run.run_id)))
     print()
     print("Changed between the two runs (the report's timeline): " + "; ".join(changes))
-    print(f"Records written to {keys_path} and {Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
+    print(f"Records written to {keys_path}, {Path(out_dir) / CREDENTIALS_TABLE.file_name} and "
+          f"{Path(out_dir) / 'AwsIamKeyCollectorRuns.jsonl'}")
     print(f"Exceptions: {settings.exceptions_file} (the demo's own: one in force, one expired)")
     print(f"Report: {write_report(out_dir, exceptions=settings.exceptions)}")
     digests = notify_from_files(demo_environment_values, out_dir)

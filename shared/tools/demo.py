@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from shared.tools.demo_credentials import DEMO_CREDENTIAL_CHANGES, DEMO_CREDENTIALS, CredentialSpec, seed_credentials
 from shared.tools.demo_iam import (
     AccountSpec,
     GroupSpec,
@@ -102,6 +103,7 @@ class SeededOrganization:
     collector_secret_key: str
     accounts: dict[str, str] = field(default_factory=dict)  # account id -> name
     expected_keys: int = 0
+    expected_credentials: int = 0  # long-lived credentials other than access keys (shared/tools/demo_credentials.py)
 
     def secrets(self) -> dict[str, str]:
         """What Key Vault would hold, under the contract's default secret names."""
@@ -157,8 +159,11 @@ def seed_organization(
     endpoint_url: str,
     accounts: tuple[AccountSpec, ...] = DEMO_ORGANIZATION,
     now: datetime | None = None,
+    credentials: tuple[CredentialSpec, ...] | None = None,
 ) -> SeededOrganization:
-    """Management account (the first spec) + member accounts, the collector's home role, IAM user and member roles."""
+    """Management account (the first spec) + member accounts, the collector's home role, IAM user and member roles;
+    then the long-lived credentials other than access keys (``credentials``, in accounts of ``accounts``; by default
+    the demo's for the demo's organization, none for another)."""
     now = now or datetime.now(UTC)
     org = client("organizations", endpoint_url)
     org.create_organization(FeatureSet="ALL")
@@ -194,7 +199,27 @@ def seed_organization(
         if spec.root_keys:
             seed_root_keys(account_id, spec.root_keys, now)
             seeded.expected_keys += len(spec.root_keys)
+    ids = {name: account_id for account_id, name in seeded.accounts.items()}
+    if credentials is None:
+        credentials = DEMO_CREDENTIALS if accounts is DEMO_ORGANIZATION else ()
+    seeded.expected_credentials = len(seed_credentials(lambda a: account_iam(seeded, a), ids, credentials, now))
     return seeded
+
+
+def account_iam(seeded: SeededOrganization, account_id: str) -> Any:
+    """An IAM client of the account as its administrator (the management account's seeder, or
+    OrganizationAccountAccessRole in a member account)."""
+    credentials = None if account_id == MANAGEMENT_ACCOUNT_ID else _assume(
+        seeded.endpoint_url, f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole")
+    return client("iam", seeded.endpoint_url, credentials)
+
+
+def change_credentials(
+    seeded: SeededOrganization, changes: tuple[CredentialSpec, ...] = DEMO_CREDENTIAL_CHANGES
+) -> list[str]:
+    """Between the demo's runs: the credentials of ``changes`` created through IAM's API; one line per change."""
+    ids = {name: account_id for account_id, name in seeded.accounts.items()}
+    return seed_credentials(lambda a: account_iam(seeded, a), ids, changes, datetime.now(UTC))
 
 
 def demo_exceptions(seeded: SeededOrganization, now: datetime) -> dict[str, Any]:
@@ -251,10 +276,7 @@ def change_keys(seeded: SeededOrganization, changes: tuple[KeyChangeSpec, ...] =
                              f"{', '.join(CHANGE_ACTIONS)}")
         if change.account not in ids:
             raise ValueError(f"demo key change: no account named {change.account!r} in the demo organization")
-        account_id = ids[change.account]
-        credentials = None if account_id == MANAGEMENT_ACCOUNT_ID else _assume(
-            seeded.endpoint_url, f"arn:aws:iam::{account_id}:role/OrganizationAccountAccessRole")
-        iam = client("iam", seeded.endpoint_url, credentials)
+        iam = account_iam(seeded, ids[change.account])
         keys = sorted(iam.list_access_keys(UserName=change.user)["AccessKeyMetadata"], key=lambda k: k["CreateDate"])
         if change.action in ("create", "rotate"):
             iam.create_access_key(UserName=change.user)

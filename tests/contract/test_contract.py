@@ -18,7 +18,16 @@ from shared import records
 from shared.config.modes import AuthMode, SinkKind
 from shared.config.settings import DEFAULTS, load_settings
 from shared.errors import SettingsError
-from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, Table, columns
+from shared.records import (
+    CREDENTIALS_TABLE,
+    KEYS_TABLE,
+    RUNS_TABLE,
+    CredentialRecord,
+    KeyRecord,
+    RunRecord,
+    Table,
+    columns,
+)
 from tests.support.contract import CONTRACT, Contract, Field, contract_text, parse
 from tests.support.settings_env import WORKSPACE, minimal
 
@@ -174,13 +183,15 @@ def code_tables() -> list[Table]:
 
 
 def table_problems(contract: Contract, tables: list[Table], defaults: Mapping[str, str]) -> list[str]:
+    # The stream of a table with a stream setting is that setting's default; of any other, the one the records name.
     streams = {KEYS_TABLE.table: defaults["LOGS_INGESTION_KEYS_STREAM"],
                RUNS_TABLE.table: defaults["LOGS_INGESTION_RUNS_STREAM"]}
     declared = {(row.table, row.log_type, row.stream) for row in contract.tables}
+    in_tables_section = {row.table for row in contract.tables}
     problems = []
     for table in tables:
-        if table.table in streams:
-            found = (table.table, table.log_type, streams[table.table])
+        if table.table in streams or table.table in in_tables_section:
+            found = (table.table, table.log_type, streams.get(table.table, table.stream))
             if found not in declared:
                 problems.append(f"{table.table}: the code's (table, Log-Type, stream) {found} is not in the contract")
             if table.file_name not in contract.files:
@@ -206,7 +217,7 @@ def test_a_table_that_differs_from_the_contract_is_found() -> None:
     undeclared = Table("AwsIamRoles_CL", "AwsIamRoles", "AwsIamRoles.jsonl", KeyRecord)
     assert table_problems(CONTRACT, [*code_tables(), undeclared], DEFAULTS) == [
         "AwsIamRoles_CL: a table of the code that the contract does not declare"]
-    assert table_problems(CONTRACT, [KEYS_TABLE], DEFAULTS) == [
+    assert table_problems(CONTRACT, [KEYS_TABLE, CREDENTIALS_TABLE], DEFAULTS) == [
         "AwsIamKeyCollectorRuns_CL: in the contract, not in shared/records.py"]
 
 
@@ -257,7 +268,31 @@ def credentials_problems(contract: Contract, tables: list[Table]) -> list[str]:
 def test_the_fields_are_the_contracts() -> None:
     assert field_problems(CONTRACT.key_fields, KeyRecord) == []
     assert field_problems(CONTRACT.run_fields, RunRecord) == []
+    assert field_problems(CONTRACT.credential_fields, CredentialRecord) == []
     assert credentials_problems(CONTRACT, code_tables()) == []
+
+
+def test_a_credential_field_that_differs_from_the_contract_is_found() -> None:
+    broken = parse(replaced(contract_text(), "| `ExpiresAt` | ISO 8601 UTC or null |",
+                            "| `ExpiresAt` | ISO 8601 UTC |"))
+    assert field_problems(broken.credential_fields, CredentialRecord) == [
+        "ExpiresAt: CredentialRecord has datetime or null, the contract ISO 8601 UTC"]
+    assert field_problems(CONTRACT.credential_fields, record_copy(CredentialRecord, drop="NoExpiry")) == [
+        "NoExpiry: in the contract, not in CredentialRecord"]
+    # the privilege fields are the key record's: a null Privileged would differ from it
+    assert field_problems(CONTRACT.credential_fields, record_copy(
+        CredentialRecord, drop="Privileged", add={"Privileged": bool | None})) == [
+        "Privileged: CredentialRecord has boolean or null, the contract bool"]
+
+
+def test_the_credentials_table_is_declared_with_its_stream() -> None:
+    assert ("AwsIamCredentials_CL", "AwsIamCredentials", CREDENTIALS_TABLE.stream) in {
+        (row.table, row.log_type, row.stream) for row in CONTRACT.tables}
+    broken = parse(replaced(contract_text(), "| `AwsIamCredentials` | `Custom-AwsIamCredentials` |",
+                            "| `AwsIamCredentials` | `Custom-AwsIamCredential` |"))
+    assert table_problems(broken, code_tables(), DEFAULTS) == [
+        "AwsIamCredentials_CL: the code's (table, Log-Type, stream) ('AwsIamCredentials_CL', 'AwsIamCredentials', "
+        "'Custom-AwsIamCredentials') is not in the contract"]
 
 
 def record_copy(base: type, drop: str = "", add: dict[str, Any] | None = None) -> type:
@@ -298,10 +333,13 @@ def test_a_pending_field_may_be_missing_but_not_differ() -> None:
 
 def test_a_credentials_field_the_contract_does_not_name_is_found() -> None:
     credential = dataclasses.make_dataclass("CredentialRecord", [("CredentialType", str), ("SecretValue", str)])
-    table = Table("AwsIamCredentials_CL", "AwsIamCredentials", "AwsIamCredentials.jsonl", credential)
+    table = Table("AwsIamCredentials_CL", "AwsIamCredentials", "AwsIamCredentials.jsonl", credential,
+                  "Custom-AwsIamCredentials")
     assert table_problems(CONTRACT, [*code_tables(), table], DEFAULTS) == []
     assert credentials_problems(CONTRACT, [*code_tables(), table]) == [
         "AwsIamCredentials_CL.SecretValue: not named by the contract"]
+    assert "SecretValue: in CredentialRecord, not in the contract (docs/contract.md)" in field_problems(
+        CONTRACT.credential_fields, credential)
 
 
 def replaced(text: str, old: str, new: str) -> str:
@@ -310,7 +348,8 @@ def replaced(text: str, old: str, new: str) -> str:
 
 
 @pytest.mark.parametrize("title", ["App settings", "Key Vault secrets (only what the modes need)", "Tables",
-                                   "Key record (JSON field names as sent)", "Run record", "Additions of 2026-12-04"])
+                                   "Key record (JSON field names as sent)", "Run record", "Credential record",
+                                   "Additions of 2026-12-04"])
 def test_the_contract_keeps_its_sections(title: str) -> None:
     """The parser reads these sections by title: a renamed one must fail here, not silently empty a comparison."""
     assert f"\n## {title}\n" in contract_text()

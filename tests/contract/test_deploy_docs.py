@@ -13,7 +13,8 @@ from tests.support import bicep
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine"}
+NUMBERS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine",
+           10: "ten", 11: "eleven", 12: "twelve"}
 
 
 def alert_rule_count() -> int:

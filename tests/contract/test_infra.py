@@ -28,10 +28,12 @@ cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml")
 
 from shared.config import settings as settings_module  # noqa: E402
 from shared.records import (  # noqa: E402
+    CREDENTIALS_TABLE,
     DIGEST_RUNS_STREAM,
     DIGEST_RUNS_TABLE,
     KEYS_TABLE,
     RUNS_TABLE,
+    CredentialRecord,
     DigestRunRecord,
     KeyRecord,
     RunRecord,
@@ -238,6 +240,10 @@ def test_main_declares_the_contract_tables_and_streams() -> None:
     assert as_columns(env["runColumns"]) == columns(RunRecord)
     assert env["digestRunsTableName"] == DIGEST_RUNS_TABLE.table and env["digestRunsStreamName"] == DIGEST_RUNS_STREAM
     assert as_columns(env["digestRunColumns"]) == columns(DigestRunRecord)
+    # No setting names the credentials stream: the records do (shared/records.py), and main.bicep follows them.
+    assert env["credentialsTableName"] == CREDENTIALS_TABLE.table
+    assert env["credentialsStreamName"] == CREDENTIALS_TABLE.stream == "Custom-AwsIamCredentials"
+    assert as_columns(env["credentialColumns"]) == columns(CredentialRecord)
 
 
 def test_custom_tables_have_exactly_the_record_columns() -> None:
@@ -249,7 +255,8 @@ def test_custom_tables_have_exactly_the_record_columns() -> None:
         assert config["name"] == config["properties"]["schema"]["name"]
         tables[config["name"]] = as_columns(config["properties"]["schema"]["columns"])
     assert tables == {KEYS_TABLE.table: columns(KeyRecord), RUNS_TABLE.table: columns(RunRecord),
-                      DIGEST_RUNS_TABLE.table: columns(DigestRunRecord)}
+                      DIGEST_RUNS_TABLE.table: columns(DigestRunRecord),
+                      CREDENTIALS_TABLE.table: columns(CredentialRecord)}
 
 
 def test_data_collection_rule_streams_have_exactly_the_record_columns_and_flow_to_their_tables() -> None:
@@ -258,14 +265,16 @@ def test_data_collection_rule_streams_have_exactly_the_record_columns_and_flow_t
     properties = rule["properties"]
     keys_stream = settings_module.DEFAULTS["LOGS_INGESTION_KEYS_STREAM"]
     runs_stream = settings_module.DEFAULTS["LOGS_INGESTION_RUNS_STREAM"]
+    credentials_stream = CREDENTIALS_TABLE.stream
     declared = {name: as_columns(s["columns"]) for name, s in properties["streamDeclarations"].items()}
     assert declared == {keys_stream: columns(KeyRecord), runs_stream: columns(RunRecord),
-                        DIGEST_RUNS_STREAM: columns(DigestRunRecord)}
+                        DIGEST_RUNS_STREAM: columns(DigestRunRecord), credentials_stream: columns(CredentialRecord)}
     flows = {tuple(f["streams"]): f for f in properties["dataFlows"]}
-    assert set(flows) == {(keys_stream,), (runs_stream,), (DIGEST_RUNS_STREAM,)}
+    assert set(flows) == {(keys_stream,), (runs_stream,), (DIGEST_RUNS_STREAM,), (credentials_stream,)}
     assert flows[(DIGEST_RUNS_STREAM,)]["outputStream"] == f"Custom-{DIGEST_RUNS_TABLE.table}"
     assert flows[(keys_stream,)]["outputStream"] == f"Custom-{KEYS_TABLE.table}"
     assert flows[(runs_stream,)]["outputStream"] == f"Custom-{RUNS_TABLE.table}"
+    assert flows[(credentials_stream,)]["outputStream"] == f"Custom-{CREDENTIALS_TABLE.table}"
     destinations = {d["name"] for d in properties["destinations"]["logAnalytics"]}
     for flow in flows.values():
         assert flow["transformKql"] == "source"
@@ -606,6 +615,7 @@ IAM_READ = {
     "iam:GetAccessKeyLastUsed",
     "iam:GenerateCredentialReport",
     "iam:GetCredentialReport",
+    "iam:ListServiceSpecificCredentials",  # the long-lived credentials other than keys (one call per service)
 }
 
 

@@ -2,8 +2,7 @@
 
 The column check of every query (against shared/records.py and AWSCloudTrail's published columns) is in
 tests/contract/test_queries.py; here: the join's definition, the missing-table behaviour, the shared KeyChanges block,
-that no
-query lets a full access key id out, and that the alerts report each run or call once.
+that no query lets a full access key id out, and that the alerts report each run or call once.
 """
 
 from __future__ import annotations
@@ -158,9 +157,9 @@ def test_the_workbook_has_a_tab_strip_and_a_group_per_tab() -> None:
     (strip,) = [i for i in items if i["type"] == 11]
     assert strip["content"]["style"] == "tabs"
     links = strip["content"]["links"]
-    assert [(link["linkTarget"], link["cellValue"]) for link in links] == [("parameter", builder.TAB_PARAMETER)] * 3
+    assert [(link["linkTarget"], link["cellValue"]) for link in links] == [("parameter", builder.TAB_PARAMETER)] * 4
     tabs = [link["subTarget"] for link in links]
-    assert tabs == ["keys", "usage", "changes"]
+    assert tabs == ["keys", "long-lived", "usage", "changes"]
     groups = {i["name"]: i for i in items if i["type"] == 12}
     for tab in tabs:
         visibility = groups[f"tab-{tab}"]["conditionalVisibility"]
@@ -174,6 +173,17 @@ def tab_queries(tab: str) -> dict[str, dict[str, object]]:
     assert isinstance(items, list)
     (group,) = [i for i in items if i["name"] == f"tab-{tab}"]
     return {i["name"]: i["content"] for i in group["content"]["items"] if i["type"] == 3}
+
+
+def test_the_long_lived_tab_shows_every_long_lived_credential() -> None:
+    queries = tab_queries("long-lived")
+    assert set(queries) == {"credentials-summary", "long-lived-by-type", "credential-findings", "credential-changes"}
+    assert queries["credentials-summary"]["visualization"] == "tiles"
+    items = workbook()["items"]
+    assert isinstance(items, list)
+    (group,) = [i for i in items if i["name"] == "tab-long-lived"]
+    nested = [g for g in group["content"]["items"] if g["type"] == 12]
+    assert [i["name"] for g in nested for i in g["content"]["items"]] == ["long-lived-credentials"]
 
 
 def test_the_usage_tab_shows_the_usage_join_per_key_and_per_source() -> None:

@@ -31,7 +31,7 @@ from shared.notify.digest import (
     owner_digest_query,
     rows_from_query,
 )
-from shared.records import KEYS_TABLE, RUNS_TABLE
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE
 from shared.tools.demo import DEMO_FALLBACK_RECIPIENT
 from tests.support.kql_engine import Row, Workspace
 
@@ -48,6 +48,8 @@ def query_rows(keys: list[Row], runs: list[Row], text: str | None = None,
     try:
         for column in dropped_columns:
             workspace.connection.execute(f'ALTER TABLE "{KEYS_TABLE.table}" DROP COLUMN "{column}"')
+        if dropped_columns:  # a workspace that old predates the credentials table too (it has the columns)
+            workspace.connection.execute(f'DROP TABLE "{CREDENTIALS_TABLE.table}"')
         for table, rows in ((KEYS_TABLE.table, keys), (RUNS_TABLE.table, runs)):
             cols = [name for (name,) in workspace.connection.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from shared.domain import GOOD_RUN_STATUSES
-from shared.findings.catalogue import FINDINGS, Finding, counts, is_excepted
-from shared.records import KEYS_TABLE, RUNS_TABLE, KeyRecord, RunRecord, columns
+from shared.findings.catalogue import CREDENTIAL_FINDINGS, FINDINGS, Finding, counts, is_excepted
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, CredentialRecord, KeyRecord, RunRecord, columns
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "queries"
@@ -31,6 +31,8 @@ QUERY_FILES = sorted(QUERIES.glob("*.kql"))
 INFRA = ROOT / "infra"
 SNAPSHOT_BEGIN = "// --- latest snapshot:"
 SNAPSHOT_END = "// --- end of latest snapshot ---"
+CREDENTIALS_BEGIN = "// --- latest credentials:"
+CREDENTIALS_END = "// --- end of latest credentials ---"
 
 # AWSCloudTrail (written by Microsoft Sentinel's Amazon Web Services connector): its published columns, a copy of
 # ../shared/schemas/AWSCloudTrail.json kept in the repository so that a clone alone passes.
@@ -40,6 +42,7 @@ CLOUDTRAIL_TABLE = "AWSCloudTrail"
 TABLE_COLUMNS = {
     KEYS_TABLE.table: {name for name, _ in columns(KeyRecord)},
     RUNS_TABLE.table: {name for name, _ in columns(RunRecord)},
+    CREDENTIALS_TABLE.table: {name for name, _ in columns(CredentialRecord)},
     CLOUDTRAIL_TABLE: {name for name, _ in json.loads(CLOUDTRAIL_SCHEMA.read_text(encoding="utf-8"))["columns"]},
 }
 
@@ -150,6 +153,9 @@ QUESTIONS = {
     "kill-first", "quarantined-keys", "alert-key-quarantined",
     # what each owner's digest lists today (the owner-digest function)
     "owner-digest",
+    # every long-lived credential: the one view (the workspace function), the other credentials' findings and changes
+    "long-lived-credentials", "long-lived-by-type", "credentials-summary", "credential-findings", "credential-changes",
+    "alert-api-key-no-expiry-new",
 }
 
 
@@ -404,8 +410,8 @@ def alert_rules() -> dict[str, dict[str, Any]]:
 def test_alert_rules_load_their_queries_from_the_query_files() -> None:
     path = INFRA / "modules" / "alerts.bicep"
     rules = alert_rules()
-    assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed", "newKey", "newSource",
-                          "usageMismatch", "keyForAnotherUser", "quarantined"}
+    assert set(rules) == {"rootKey", "rotationDue", "collectorSilent", "runFailed", "newKey", "apiKeyNoExpiry",
+                          "newSource", "usageMismatch", "keyForAnotherUser", "quarantined"}
     loaded = {}
     for name, config in rules.items():
         (criterion,) = config["properties"]["criteria"]["allOf"]
@@ -418,7 +424,8 @@ def test_alert_rules_load_their_queries_from_the_query_files() -> None:
         assert config["properties"]["autoMitigate"] is True
     assert loaded == {"rootKey": "alert-root-key", "rotationDue": "alert-rotation-due-new",
                       "collectorSilent": "alert-collector-silent", "runFailed": "alert-run-failed",
-                      "newKey": "alert-new-key", "newSource": "alert-key-new-source",
+                      "newKey": "alert-new-key", "apiKeyNoExpiry": "alert-api-key-no-expiry-new",
+                      "newSource": "alert-key-new-source",
                       "usageMismatch": "alert-key-usage-mismatch",
                       "keyForAnotherUser": "alert-key-created-for-another-user",
                       "quarantined": "alert-key-quarantined"}
@@ -488,9 +495,9 @@ KQL_PREDICATE_TOKEN = re.compile(
 )
 
 
-def kql_predicate(text: str) -> Any:
-    """A KQL predicate of the simple form the findings use (columns, string and number literals, comparisons, and/or/
-    not, parentheses) as a Python function of a row; anything else raises ValueError."""
+def kql_predicate(text: str, table: str = KEYS_TABLE.table) -> Any:
+    """A KQL predicate of the simple form the findings use (columns of ``table``, string and number literals,
+    comparisons, and/or/not, parentheses) as a Python function of a row; anything else raises ValueError."""
     out, pos = [], 0
     text = text.strip()
     while pos < len(text):
@@ -503,7 +510,7 @@ def kql_predicate(text: str) -> Any:
         elif kind == "word" and value in ("true", "false"):
             out.append(value.title())
         elif kind == "word":
-            if value not in TABLE_COLUMNS[KEYS_TABLE.table] and value not in ("Active", "Open"):
+            if value not in TABLE_COLUMNS[table] and value not in ("Active", "Open"):
                 raise ValueError(f"not a column: {value}")
             out.append(f"row[{value!r}]")
         else:
@@ -611,3 +618,96 @@ def test_each_drill_down_query_lists_the_rows_of_its_findings(query: str) -> Non
             continue
     rows = contract_rows()
     assert any(all(p(r) == any(counts(f, r) for f in mine) for r in rows) for p in simple), (query, clauses)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The other long-lived credentials (AwsIamCredentials_CL): their findings, their snapshot block, the one view
+
+
+def credential_rows() -> list[dict[str, Any]]:
+    """Every combination of the columns the credential findings read that the contract allows (the flags only on
+    Active credentials; the privilege fields and Excepted null when not assessed or from before the column)."""
+    rows = []
+    for status, no_expiry, rotation, soon, privileged, quarantined, excepted in product(
+        ("Active", "Inactive", "Expired"), (False, True), (False, True), (False, True), (None, False, True),
+        (None, False, True), (False, True, None),
+    ):
+        if status != "Active" and (no_expiry or rotation or soon):
+            continue
+        rows.append({"Status": status, "NoExpiry": no_expiry, "RotationDue": rotation, "ExpiringSoon": soon,
+                     "Privileged": privileged, "Quarantined": quarantined, "Excepted": excepted})
+    return rows
+
+
+def selects_the_same_credentials(kql: str, rule: Any) -> bool:
+    predicate = kql_predicate(kql, CREDENTIALS_TABLE.table)
+    return all(predicate(row) == rule(row) for row in credential_rows())
+
+
+def test_credential_findings_are_unique_and_set_boolean_credential_fields() -> None:
+    every = (*FINDINGS, *CREDENTIAL_FINDINGS)
+    assert len({f.name for f in every}) == len({f.column for f in every}) == len(every)
+    bools = {name for name, kind in columns(CredentialRecord) if kind == "boolean"}
+    assert all(f.table == CREDENTIALS_TABLE.table for f in CREDENTIAL_FINDINGS)
+    assert all(f.record_field in bools for f in CREDENTIAL_FINDINGS if f.record_field)
+    assert all((f.record_field is None) == (f.sets is None) for f in CREDENTIAL_FINDINGS)
+
+
+@pytest.mark.parametrize("finding", CREDENTIAL_FINDINGS, ids=lambda f: f.name)
+def test_each_credential_findings_kql_selects_what_its_rule_selects(finding: Finding) -> None:
+    assert selects_the_same_credentials(finding.kql, finding.matches)
+
+
+def test_the_credential_check_tells_a_different_predicate_apart() -> None:
+    privileged = next(f for f in CREDENTIAL_FINDINGS if f.name == "privileged_user_credential")
+    assert not selects_the_same_credentials("Privileged == true or Quarantined == true", privileged.matches)  # inactive
+    no_expiry = next(f for f in CREDENTIAL_FINDINGS if f.name == "api_key_no_expiry")
+    assert not selects_the_same_credentials("NoExpiry or RotationDue", no_expiry.matches)
+
+
+def test_credentials_summary_counts_each_credential_finding_by_its_rule_in_catalogue_order() -> None:
+    text = read(QUERIES / "credentials-summary.kql")
+    countifs = countif_arguments(text)
+    for finding in CREDENTIAL_FINDINGS:
+        predicate = countifs[finding.column]
+        assert selects_the_same_credentials(predicate, lambda row, f=finding: counts(f, row)), finding.name
+    labels = re.findall(r'Order = \d+, Finding = "([^"]+)"', text)
+    assert labels == [f.label for f in CREDENTIAL_FINDINGS] + ["Active credentials other than keys"]
+
+
+def test_the_credential_drill_down_lists_the_rows_of_every_credential_finding() -> None:
+    (query,) = {f.query for f in CREDENTIAL_FINDINGS}
+    text = read(QUERIES / f"{query}.kql").split(CREDENTIALS_END, 1)[-1]
+    (clause,) = re.findall(r"\| where ((?:[^|]|\n)+?)\n\|", text)
+    predicate = kql_predicate(" ".join(clause.split()), CREDENTIALS_TABLE.table)
+    assert all(predicate(r) == any(counts(f, r) for f in CREDENTIAL_FINDINGS) for r in credential_rows())
+
+
+def credentials_block(text: str) -> str:
+    return text[text.index(CREDENTIALS_BEGIN):text.index(CREDENTIALS_END) + len(CREDENTIALS_END)]
+
+
+def test_every_query_on_the_credentials_uses_the_same_blocks() -> None:
+    reference = read(QUERIES / "long-lived-credentials.kql")
+    users = [p for p in QUERY_FILES if CREDENTIALS_BEGIN in read(p)]
+    assert {p.stem for p in users} == {"long-lived-credentials", "long-lived-by-type", "credentials-summary",
+                                       "credential-findings"}
+    for path in users:
+        assert credentials_block(read(path)) == credentials_block(reference), path.name
+        assert snapshot_block(read(path)) == snapshot_block(read(QUERIES / "latest-snapshot.kql")), path.name
+    block = credentials_block(reference)
+    assert "CredentialsUnknownAccounts" in block and "failedNow" in block and "Stale = true" in block
+    assert "| summarize arg_max(TimeGenerated, *) by RunId, CredentialFingerprint;" in block
+
+
+def test_the_one_view_is_deployed_as_a_workspace_function_from_its_file() -> None:
+    resources = bicep(INFRA / "modules" / "custom-tables.bicep")["resources"]
+    (function,) = [r["config"] for r in resources.values()
+                   if r["type"] == "Microsoft.OperationalInsights/workspaces/savedSearches"]
+    properties = function["properties"]
+    assert properties["functionAlias"] == "AwsIamLongLivedCredentials"
+    (file_path,) = loaded_files(properties["query"])
+    assert (INFRA / "modules" / file_path).resolve() == QUERIES / "long-lived-credentials.kql"
+    text = read(QUERIES / "long-lived-credentials.kql")
+    assert text.rstrip().splitlines()[-2] == "LongLived", "the function's body ends with the one view"
+    assert len(text) < 131_072

@@ -217,7 +217,7 @@ def output_columns(query: str) -> str:
     return query[query.rindex(";\n") + 2:] if ";\n" in query else query
 
 
-@pytest.mark.parametrize("index", range(8))
+@pytest.mark.parametrize("index", range(9))
 def test_entities_details_and_names_use_columns_the_query_returns(index: int) -> None:
     rule = rules()[index]
     text = query_path(rule["query"]).read_text(encoding="utf-8")

@@ -33,20 +33,24 @@ def test_outage_then_recovery_delivers_everything_once(aws: AwsProxy, org: Seede
         collector.run()
     assert "kept in the outbox" in str(info.value) and "next run delivers them first" in str(info.value)
     outbox = FileOutbox(tmp_path / "outbox")
-    assert sum(i.rows for i in outbox.items()) == org.expected_keys + 1  # every key record and the run record
+    records = org.expected_keys + org.expected_credentials  # keys, and the other long-lived credentials
+    assert sum(i.rows for i in outbox.items()) == records + 1  # every record and the run record
     assert sink.delivered == []
 
     sink.down = False
     with compose(settings, secrets=secrets, sink=sink) as collector:
         second = collector.run()
-    assert (second.replayed, second.deferred, second.dropped) == (org.expected_keys + 1, 0, 0)
+    assert (second.replayed, second.deferred, second.dropped) == (records + 1, 0, 0)
     assert outbox.items() == []
 
     runs = [row for table, row in sink.delivered if table == "AwsIamKeyCollectorRuns_CL"]
     keys = [row for table, row in sink.delivered if table == "AwsIamAccessKeys_CL"]
     first_run_id = next(r["RunId"] for r in runs if r["RunId"] != second.run.run_id)
-    assert [r["RecordsDeferred"] for r in runs if r["RunId"] == first_run_id] == [org.expected_keys]
+    assert [r["RecordsDeferred"] for r in runs if r["RunId"] == first_run_id] == [records]
+    credentials = [row for table, row in sink.delivered if table == "AwsIamCredentials_CL"]
     for run_id in (first_run_id, second.run.run_id):
         mine = [k for k in keys if k["RunId"] == run_id]
         assert len(mine) == len({k["AccessKeyFingerprint"] for k in mine}) == org.expected_keys  # no duplicates
+        others = [c for c in credentials if c["RunId"] == run_id]
+        assert len(others) == len({c["CredentialFingerprint"] for c in others}) == org.expected_credentials
     assert json.loads(runs[-1]["FailedAccounts"]) == []

@@ -71,7 +71,8 @@ def test_the_function_keeps_undelivered_records_in_its_own_storage_and_delivers_
         run_function()
     assert f"kept in the outbox at {azurite_url}/{outbox}" in str(info.value)
     items = [parse_item_name(b.name) for b in container(azurite_url, azure, outbox).list_blobs()]
-    assert sum(i.rows for i in items if i) == org.expected_keys + 1 and None not in items  # every key, the run record
+    records = org.expected_keys + org.expected_credentials  # the keys and the other long-lived credentials
+    assert sum(i.rows for i in items if i) == records + 1 and None not in items  # every record, the run record
     assert not (tmp_path / "out" / "outbox").exists()  # not the local folder: the blob outbox was composed
     # the managed identity gave the storage token (identity-based: no key, no connection string)
     assert STORAGE_RESOURCE in {r.query.get("resource") for r in azure.identity.requests}
@@ -83,7 +84,7 @@ def test_the_function_keeps_undelivered_records_in_its_own_storage_and_delivers_
     keys = azure.ingestion.rows(KEYS_STREAM)
     assert len(runs) == 2
     first, second = runs  # replayed first, then this run's
-    assert (first["RecordsDeferred"], second["RecordsReplayed"]) == (org.expected_keys, org.expected_keys + 1)
+    assert (first["RecordsDeferred"], second["RecordsReplayed"]) == (records, records + 1)
     for run in runs:
         mine = [k for k in keys if k["RunId"] == run["RunId"]]
         assert len({k["AccessKeyFingerprint"] for k in mine}) == len(mine) == org.expected_keys

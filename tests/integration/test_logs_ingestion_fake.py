@@ -23,10 +23,12 @@ from shared.azure.identity import build_credential
 from shared.delivery.logs_ingestion_sink import LogsIngestionSink
 from shared.errors import SinkError
 from shared.records import (
+    CREDENTIALS_TABLE,
     DIGEST_RUNS_STREAM,
     DIGEST_RUNS_TABLE,
     KEYS_TABLE,
     RUNS_TABLE,
+    CredentialRecord,
     DigestRunRecord,
     KeyRecord,
     RunRecord,
@@ -82,7 +84,9 @@ def refused(azure: AzureFakes, rows: list[dict[str, Any]], **kwargs: str) -> str
 
 def test_the_fake_knows_the_rule_declared_in_infra() -> None:
     rule = declared_rule()
-    assert set(rule.streams) == {KEYS_STREAM, RUNS_STREAM, DIGEST_RUNS_STREAM}
+    assert set(rule.streams) == {KEYS_STREAM, RUNS_STREAM, DIGEST_RUNS_STREAM, CREDENTIALS_TABLE.stream}
+    assert rule.streams[CREDENTIALS_TABLE.stream].columns == dict(columns(CredentialRecord))
+    assert rule.streams[CREDENTIALS_TABLE.stream].output_table == f"Custom-{CREDENTIALS_TABLE.table}"
     assert rule.streams[KEYS_STREAM].columns == dict(columns(KeyRecord))
     assert rule.streams[RUNS_STREAM].columns == dict(columns(RunRecord))
     assert rule.streams[DIGEST_RUNS_STREAM].columns == dict(columns(DigestRunRecord))

@@ -81,7 +81,9 @@ def test_a_key_vault_failure_for_the_workspace_key_still_yields_the_run_record(
     runs = [json.loads(line) for line in (outbox.directory / kept["AwsIamKeyCollectorRuns_CL"].name).read_text()
             .splitlines()]
     (run,) = runs
-    assert run["Status"] == "Succeeded" and run["RecordsDeferred"] == run["KeysCollected"] > 0
+    # every record: the keys and the other credentials (the home account holds a Git credential)
+    assert run["Status"] == "Succeeded" and run["KeysCollected"] > 0
+    assert run["RecordsDeferred"] == run["KeysCollected"] + run["CredentialsCollected"]
     assert azure.collector.posts == []
 
 
@@ -119,11 +121,14 @@ def test_a_sink_that_never_answers_cannot_make_the_host_kill_the_run(
     assert isinstance(error, DeliveryDeferredError), repr(error)
     assert "logs_ingestion sink unavailable" in str(error) and "kept in the outbox" in str(error)
 
-    kept_keys, kept_runs = outbox_rows(FileOutbox(tmp_path / "outbox"))
-    (first_run,) = kept_runs
+    kept = outbox_rows(FileOutbox(tmp_path / "outbox"))
+    (first_run,) = kept["AwsIamKeyCollectorRuns_CL"]
+    kept_keys, kept_others = kept["AwsIamAccessKeys_CL"], kept["AwsIamCredentials_CL"]
     assert json.loads(first_run["FailedAccounts"]) == [], "accounts were blamed for the sink"
     assert (first_run["Status"], first_run["Sink"], first_run["AccountsTotal"]) == ("Succeeded", "logs_ingestion", 3)
-    assert first_run["KeysCollected"] == first_run["RecordsDeferred"] == len(kept_keys) == org.expected_keys
+    assert first_run["KeysCollected"] == len(kept_keys) == org.expected_keys  # complete: every key and credential
+    assert first_run["CredentialsCollected"] == len(kept_others) == org.expected_credentials
+    assert first_run["RecordsDeferred"] == org.expected_keys + org.expected_credentials
 
     azure.ingestion.reject = lambda stream, rows: None  # the sink is back: the next run delivers both runs
     monkeypatch.setattr(function_app, "FUNCTION_TIMEOUT", timedelta(minutes=30))
@@ -131,22 +136,23 @@ def test_a_sink_that_never_answers_cannot_make_the_host_kill_the_run(
     runs = azure.ingestion.rows(RUNS_STREAM)
     keys = azure.ingestion.rows(KEYS_STREAM)
     assert len(runs) == 2 and runs[0]["RunId"] == first_run["RunId"]  # replayed first
-    assert runs[1]["RecordsReplayed"] == org.expected_keys + 1 and json.loads(runs[1]["FailedAccounts"]) == []
+    assert runs[1]["RecordsReplayed"] == org.expected_keys + org.expected_credentials + 1
+    assert json.loads(runs[1]["FailedAccounts"]) == []
     for run in runs:
         mine = [k for k in keys if k["RunId"] == run["RunId"]]
         assert len(mine) == len({k["AccessKeyFingerprint"] for k in mine}) == org.expected_keys
 
 
-def outbox_rows(outbox: FileOutbox) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(key rows, run rows) waiting in a file outbox, read as the outbox reads them."""
+def outbox_rows(outbox: FileOutbox) -> dict[str, list[dict[str, Any]]]:
+    """The rows waiting in a file outbox by table (every collector table, empty when none), read as the outbox reads
+    them."""
     from shared.delivery.outbox import decode_rows
+    from shared.records import TABLES
 
-    keys: list[dict[str, Any]] = []
-    runs: list[dict[str, Any]] = []
+    found: dict[str, list[dict[str, Any]]] = {table.table: [] for table in TABLES}
     for item in outbox.items():
-        rows = decode_rows((outbox.directory / item.name).read_bytes())
-        (runs if item.table.table == "AwsIamKeyCollectorRuns_CL" else keys).extend(rows)
-    return keys, runs
+        found[item.table.table].extend(decode_rows((outbox.directory / item.name).read_bytes()))
+    return found
 
 
 def test_at_the_deadline_accounts_still_reading_stop_calling_aws(
@@ -182,8 +188,9 @@ def test_at_the_deadline_accounts_still_reading_stop_calling_aws(
     assert elapsed < 6, f"the run took {elapsed:.1f} s past its 5 s deadline"
     # the run record comes in the reserve, when no delivery starts any more: kept, for the next run to deliver first
     assert isinstance(error, DeliveryDeferredError), repr(error)
-    kept_keys, (run,) = outbox_rows(FileOutbox(tmp_path / "outbox"))
-    assert run["Status"] == "Failed" and kept_keys == []
+    kept = outbox_rows(FileOutbox(tmp_path / "outbox"))
+    (run,) = kept["AwsIamKeyCollectorRuns_CL"]
+    assert run["Status"] == "Failed" and kept["AwsIamAccessKeys_CL"] == kept["AwsIamCredentials_CL"] == []
     failures = json.loads(run["FailedAccounts"])
     assert sorted(f["AccountId"] for f in failures) == sorted(org.accounts)
     assert all("not finished reading by the run's deadline" in f["Error"] for f in failures)

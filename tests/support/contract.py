@@ -58,6 +58,7 @@ class Contract:
     files: frozenset[str]  # the file sink's file names
     key_fields: dict[str, Field]
     run_fields: dict[str, Field]
+    credential_fields: dict[str, Field]  # AwsIamCredentials_CL (its "as in the key record" rows take the key's types)
     pending_table_text: str  # the paragraphs declaring new tables (names only, not a field table)
 
     def in_force(self) -> dict[str, Setting]:
@@ -145,9 +146,11 @@ def parse(text: str) -> Contract:
     run_fields = _fields(_table(by_title["Run record"], "Field"), False, key_fields)
     for name, field in _fields(_table(pending_body, "Key record field"), True, {}).items():
         key_fields.setdefault(name, field)
+    credential_fields = _fields(_table(by_title.get("Credential record", ""), "Field"), False, key_fields)
     # Each new table is declared by a paragraph starting "New table" (names only); all of them are read together.
     new_table = "\n\n".join(p for p in pending_body.split("\n\n") if p.startswith("New table"))
-    return Contract(settings, foreign, secrets, table_rows, files, key_fields, run_fields, new_table)
+    return Contract(settings, foreign, secrets, table_rows, files, key_fields, run_fields, credential_fields,
+                    new_table)
 
 
 def contract_text() -> str:

@@ -124,7 +124,8 @@ CELLS = [
     Cell("iam", "timeout", AK_LI, sandbox_failed(IAM, "ReadTimeoutError", "after botocore's retries", attempts=3)),
     Cell("iam", "refused", AK_LI,
          Expect("Failed", ("Management", "Production", "Sandbox"), ("IAM in account", "EndpointConnectionError"),
-                "none", CollectionFailedError, attempts=18)),  # 3 accounts x 2 first calls x 3 attempts
+                "none", CollectionFailedError, attempts=27)),
+    # 3 accounts x 3 first calls (ListUsers, the credential report, the first ListServiceSpecificCredentials) x 3
     Cell("iam", "429", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("iam", "500", AK_LI, Expect("Succeeded", attempts=2)),
     Cell("iam", "503", AK_LI, sandbox_failed(IAM, "ServiceUnavailable", "after botocore's retries", attempts=3)),

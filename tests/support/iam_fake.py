@@ -49,6 +49,25 @@ class FakeKey:
 
 
 @dataclass
+class FakeServiceCredential:
+    """A service-specific credential (ListServiceSpecificCredentials): an API key, a Git or Keyspaces credential."""
+
+    credential_id: str
+    service: str = "bedrock.amazonaws.com"
+    status: str = "Active"
+    age_days: int = 10
+    expires_in_days: float | None = None  # None: no ExpirationDate (never expires)
+
+
+@dataclass
+class FakeCertificate:
+    """An X.509 signing certificate, as the credential report shows it (cert_N_active, cert_N_last_rotated)."""
+
+    status: str = "Active"
+    age_days: int = 10
+
+
+@dataclass
 class FakeUser:
     name: str
     keys: list[FakeKey] = field(default_factory=list)
@@ -59,6 +78,8 @@ class FakeUser:
     boundary: str | None = None  # permissions boundary policy ARN
     console: bool = False  # a console password (the credential report's password_enabled)
     mfa: bool = False  # an MFA device (mfa_active)
+    service_credentials: list[FakeServiceCredential] = field(default_factory=list)
+    certificates: list[FakeCertificate] = field(default_factory=list)  # at most two
 
 
 @dataclass
@@ -82,7 +103,11 @@ class FakeAccount:
     fail_with: Exception | None = None
     fail_after: int = 0
     deleted_after_listing: set[str] = field(default_factory=set)  # users and key ids gone by the time they are read
+    # users made after GetAccountAuthorizationDetails was read: every other answer (the report, the credentials'
+    # listing) shows them, the directory does not
+    created_after_directory: set[str] = field(default_factory=set)
     root_key_age_days: int | None = None  # a root access key in the credential report
+    root_certificate_age_days: int | None = None  # a root signing certificate in the credential report
     report_unavailable: bool = False  # AWS did not produce the report within the reader's polls
     report_pending: bool = False  # AWS is still generating it: the reader waits until the collector says stop
     report_lists_users: bool = False  # the report has a row per user, consistent with the other answers, as IAM's
@@ -92,6 +117,8 @@ class FakeAccount:
     while_reading_last_use: Any = None  # called inside each GetAccessKeyLastUsed (likewise)
     # GetAccountAuthorizationDetails waits for this first (to make accounts finish out of order)
     wait_for: threading.Event | None = None
+    service_credentials_error: Exception | None = None  # raised by ListServiceSpecificCredentials (e.g. AccessDenied)
+    service_credentials_unsupported: frozenset[str] = frozenset()  # services IAM does not offer here: none listed
     finished: threading.Event = field(default_factory=threading.Event)  # set once its last user is listed
 
 
@@ -126,7 +153,7 @@ class FakeIamReader:
             raise AssertionError(f"account {acct.id} waited in vain")
         self._fake.clock.advance(acct.takes_seconds)
         entities: list[tuple[str, dict[str, Any]]] = []
-        for n, user in enumerate(acct.users):
+        for n, user in enumerate(u for u in acct.users if u.name not in acct.created_after_directory):
             if acct.fail_with is not None and n == acct.fail_after:
                 yield from self._pages(entities)
                 raise acct.fail_with
@@ -193,6 +220,26 @@ class FakeIamReader:
         return {"LastUsedDate": self._fake.clock.now() - timedelta(days=key.used_days_ago),
                 "ServiceName": "s3", "Region": "eu-west-1"}
 
+    def service_specific_credentials(self, service_name: str) -> Sequence[Mapping[str, Any]]:
+        self._fake.record(self._account.id, "ListServiceSpecificCredentials", service_name)
+        if self._account.service_credentials_error is not None:
+            raise self._account.service_credentials_error
+        if service_name in self._account.service_credentials_unsupported:
+            return []
+        now = self._fake.clock.now()
+        found = []
+        for user in self._account.users:
+            for c in user.service_credentials:
+                if c.service != service_name:
+                    continue
+                item = {"UserName": user.name, "ServiceSpecificCredentialId": c.credential_id, "Status": c.status,
+                        "ServiceName": c.service, "CreateDate": now - timedelta(days=c.age_days),
+                        "ServiceUserName": f"{user.name}-at-{self._account.id}"}
+                if c.expires_in_days is not None:
+                    item["ExpirationDate"] = now + timedelta(days=c.expires_in_days)
+                found.append(item)
+        return found
+
     def close(self) -> None:
         self.closed = True
 
@@ -206,16 +253,19 @@ class FakeIamReader:
         if self._account.report_after_listing and not self._account.finished.wait(timeout=5):
             raise AssertionError(f"account {self._account.id}: its users were never all listed")
         rows: list[dict[str, str]] = []
-        if self._account.report_lists_users:
-            rows.extend(self._user_row(user, now) for user in self._account.users)
-        age = self._account.root_key_age_days
-        if age is not None:
-            rotated = (now - timedelta(days=age)).isoformat()
+        rows.extend(self._user_row(user, now) for user in self._account.users
+                    if self._account.report_lists_users or user.certificates)
+        age, cert_age = self._account.root_key_age_days, self._account.root_certificate_age_days
+        if age is not None or cert_age is not None:
+            rotated = "N/A" if age is None else (now - timedelta(days=age)).isoformat()
+            second = now.replace(microsecond=0)
+            uploaded = "N/A" if cert_age is None else (second - timedelta(days=cert_age)).isoformat()
             rows.append({"user": "<root_account>", "arn": f"arn:aws:iam::{self._account.id}:root",
-                         "access_key_1_active": "true", "access_key_1_last_rotated": rotated,
+                         "access_key_1_active": str(age is not None).lower(), "access_key_1_last_rotated": rotated,
                          "access_key_1_last_used_date": "N/A", "access_key_1_last_used_region": "N/A",
                          "access_key_1_last_used_service": "N/A", "access_key_2_active": "false",
-                         "access_key_2_last_rotated": "N/A"})
+                         "access_key_2_last_rotated": "N/A", "cert_1_active": str(cert_age is not None).lower(),
+                         "cert_1_last_rotated": uploaded, "cert_2_active": "false", "cert_2_last_rotated": "N/A"})
         return CredentialReport(tuple(rows), now)
 
     def _user_row(self, user: FakeUser, now: datetime) -> dict[str, str]:
@@ -237,6 +287,11 @@ class FakeIamReader:
                         prefix + "last_rotated": (now - timedelta(days=key.age_days)).isoformat(),
                         prefix + "last_used_date": used, prefix + "last_used_region": region,
                         prefix + "last_used_service": service})
+        for slot in (1, 2):
+            cert = user.certificates[slot - 1] if len(user.certificates) >= slot else None
+            row[f"cert_{slot}_active"] = "true" if cert is not None and cert.status == "Active" else "false"
+            row[f"cert_{slot}_last_rotated"] = "N/A" if cert is None else (
+                now.replace(microsecond=0) - timedelta(days=cert.age_days)).isoformat()
         return row
 
 

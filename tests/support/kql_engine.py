@@ -16,7 +16,7 @@ from typing import Any
 
 import duckdb_kql
 
-from shared.records import KEYS_TABLE, RUNS_TABLE, columns
+from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, columns
 
 Row = dict[str, Any]
 
@@ -28,13 +28,14 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "data" / "schemas"
 
 
 class Workspace:
-    """An in-memory stand-in for the Log Analytics workspace: the two tables, filled with rows."""
+    """An in-memory stand-in for the Log Analytics workspace: the collector's tables, filled with rows."""
 
     def __init__(
-        self, key_rows: Sequence[Row], run_rows: Sequence[Row], other_tables: dict[str, Sequence[Row]] | None = None
+        self, key_rows: Sequence[Row], run_rows: Sequence[Row], other_tables: dict[str, Sequence[Row]] | None = None,
+        credential_rows: Sequence[Row] = (),
     ) -> None:
         self.connection = duckdb_kql.connect()
-        for table, rows in ((KEYS_TABLE, key_rows), (RUNS_TABLE, run_rows)):
+        for table, rows in ((KEYS_TABLE, key_rows), (RUNS_TABLE, run_rows), (CREDENTIALS_TABLE, credential_rows)):
             self._create(table.table, columns(table.record_type), rows)
         for schema_file in sorted(SCHEMAS.glob("*.json")):
             schema = json.loads(schema_file.read_text(encoding="utf-8"))

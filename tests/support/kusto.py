@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from shared.records import KEYS_TABLE, RUNS_TABLE, columns
+from shared.records import TABLES, columns
 from tests.support import bicep
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,7 +42,7 @@ WORKBOOK_PARAMETER = re.compile(r"\{[A-Za-z_]\w*(?::[\w-]+)?\}")  # {Name} or {N
 def table_schemas() -> dict[str, list[tuple[str, str]]]:
     tables: dict[str, list[tuple[str, str]]] = {
         table.table: [(name, KUSTO_TYPES[type_]) for name, type_ in columns(table.record_type)]
-        for table in (KEYS_TABLE, RUNS_TABLE)
+        for table in TABLES
     }
     for schema_file in sorted(SCHEMAS.glob("*.json")):
         schema = json.loads(schema_file.read_text(encoding="utf-8"))

@@ -47,7 +47,8 @@ def test_owner_tags_come_with_the_users_listing_and_cost_no_call_per_user() -> N
     fake = organization()
     rows = {r["UserName"]: r for r in collect(fake, exceptions_expiring(30))}
     assert sorted({action for _, action, _ in fake.calls}) == [
-        "GetAccessKeyLastUsed", "GetAccountAuthorizationDetails", "GetCredentialReport", "ListAccessKeys"]
+        "GetAccessKeyLastUsed", "GetAccountAuthorizationDetails", "GetCredentialReport", "ListAccessKeys",
+        "ListServiceSpecificCredentials"]  # one per service, for the other long-lived credentials
     assert fake.actions(A).count("GetAccountAuthorizationDetails") == 1
     assert rows["alice"]["Owner"] == "alice@example.com" and rows["ci-build"]["Owner"] == ""
     assert not rows["alice"]["Excepted"] and rows["alice"]["RotationDue"]

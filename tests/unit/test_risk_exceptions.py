@@ -64,7 +64,8 @@ def test_every_problem_is_reported_at_once_naming_the_entry_and_the_field() -> N
         "AccessKeyFingerprint), got '0123456789ABCDEF'",
         "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): expiry: unknown field; expected one of accountId, "
         "approvedBy, expires, finding, fingerprint, reason, userArn",
-        "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): finding: expected one of never_used, quarantined, "
+        "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): finding: expected one of api_key_no_expiry, "
+        "credential_expiring_soon, credential_rotation_due, never_used, privileged_user_credential, quarantined, "
         "root_key, rotation_due, two_active_keys, unowned_active_key, unused or * (every finding but root_key and "
         "quarantined), got 'Rotation'",
         "entry 2 (userArn arn:aws:iam::123456789012:user/ci-*): reason: required: why the risk is accepted and "

@@ -40,7 +40,8 @@ def test_an_inactive_root_key_counts_as_a_root_key_and_is_listed_marked() -> Non
 def test_with_active_keys_only_the_findings_title_is_unchanged() -> None:
     lines = summary_of(row("alice", RotationDue=True, AgeDays=100), row("bob", Status="Inactive", AgeDays=400))
     title = lines.index("Findings (active keys):")
-    assert [line.split()[1] for line in lines[title + 3:]] == ["alice"]  # bob is inactive, with no finding
+    table = lines[title + 3:lines.index("", title)]  # the table ends at the next blank line
+    assert [line.split()[1] for line in table] == ["alice"]  # bob is inactive, with no finding
 
 
 def test_an_excepted_inactive_root_key_counts_under_no_finding() -> None:
