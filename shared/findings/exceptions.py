@@ -44,6 +44,7 @@ from shared.findings.catalogue import (
     ROOT_KEY,
     credential_findings_of,
     findings_of,
+    is_active,
 )
 from shared.records import CredentialRecord, KeyRecord
 
@@ -209,8 +210,14 @@ EMPTY = ExceptionSet(source="(none)")
 def key_findings(record: KeyRecord | CredentialRecord) -> set[str]:
     """The findings one key (or other credential) record has, by the names exceptions use (the catalogue's rules)."""
     row = record.to_row()
-    found = credential_findings_of(row) if isinstance(record, CredentialRecord) else findings_of(row)
-    return {finding.name for finding in found}
+    if not isinstance(record, CredentialRecord):
+        return {finding.name for finding in findings_of(row)}
+    found = {finding.name for finding in credential_findings_of(row)}
+    if is_active(row) and record.Quarantined is True:
+        # The credential of a user AWS quarantined is as hot as the user's key: like ``quarantined`` on a key, no
+        # wildcard accepts it (NAMED_ONLY); only an exception naming ``quarantined`` does.
+        found.add(QUARANTINED.name)
+    return found
 
 
 Annotated = TypeVar("Annotated", KeyRecord, CredentialRecord)

@@ -263,3 +263,21 @@ def test_an_active_certificate_without_its_date_is_malformed_not_absent() -> Non
     assert certificate_slots({"cert_1_active": "false", "cert_1_last_rotated": "N/A"}) == []
     with pytest.raises(MalformedResponseError, match="cert_1_last_rotated"):
         certificate_slots({"cert_1_active": "true", "cert_1_last_rotated": "N/A"})
+
+
+def test_a_wildcard_exception_never_accepts_the_credential_of_a_quarantined_user() -> None:
+    """As for a key (``quarantined`` is named-only): ``*`` accepts the admin's credential and not the quarantined
+    user's; only an exception that names ``quarantined`` (and the rest) does."""
+    fake = IamFake([FakeAccount(A, "Sandbox", users=[
+        FakeUser("admin", attached=[ADMIN], certificates=[FakeCertificate("Active", 10)]),
+        FakeUser("leaked", attached=[QUARANTINE], certificates=[FakeCertificate("Active", 10)]),
+    ])])
+    until = (START + timedelta(days=30)).date().isoformat()
+    entry = {"reason": "migration", "approvedBy": "sec@example.com", "expires": until}
+    wildcard = json.dumps({"version": 1, "exceptions": [{"accountId": A, "finding": "*", **entry}]})
+    _, sink = collect(fake, wildcard)
+    assert {r["UserName"] for r in sink.rows(CREDENTIALS_TABLE) if r["Excepted"]} == {"admin"}
+    named = json.dumps({"version": 1, "exceptions": [{"accountId": A, "finding": "*", **entry},
+                                                     {"accountId": A, "finding": "quarantined", **entry}]})
+    _, sink = collect(fake, named)
+    assert {r["UserName"] for r in sink.rows(CREDENTIALS_TABLE) if r["Excepted"]} == {"admin", "leaked"}
