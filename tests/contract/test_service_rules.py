@@ -161,7 +161,8 @@ def rule_data_collection_in_workspace_region(trees: Trees) -> list[str]:
     if not existing or existing["type"] != "Microsoft.OperationalInsights/workspaces" or not existing["existing"]:
         problems.append("main.bicep: no existing-workspace lookup (existingWorkspace) to read the location from")
     new_workspace = [m for m in main["modules"].values() if m["detail"]["path"] == "modules/log-analytics.bicep"]
-    if [bicep.body(m)["params"]["location"] for m in new_workspace] != ["location"]:
+    # (a deployment on an existing workspace creates none: nothing to check)
+    if new_workspace and [bicep.body(m)["params"]["location"] for m in new_workspace] != ["location"]:
         problems.append("main.bicep: a new workspace is not created in the deployment's location")
     return problems
 
