@@ -39,6 +39,7 @@ from shared.records import (  # noqa: E402
     RunRecord,
     columns,
 )
+from tests.support.bicep import walk as walk_tree  # noqa: E402
 from tests.support.contract import CONTRACT_VALUES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,20 +156,10 @@ def module_env(path: str) -> dict[str, Any]:
     return {name: resolve(value, env) for name, value in body(main_module(path))["params"].items()}
 
 
-def walk(node: Any):
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from walk(value)
-
-
 def list_function_calls(node: Any) -> list[str]:
     """Names of list*() resource functions (listKeys, listSecrets, ...) used anywhere in a parsed tree."""
     calls = []
-    for n in walk(node):
+    for _, n in walk_tree(node):
         if isinstance(n, dict) and n.get("type") == "function_accessor":
             calls.append(n["operands"]["func_name"])
         if isinstance(n, dict) and isinstance(n.get("type"), str) and n["type"].lower().startswith("list"):

@@ -24,6 +24,7 @@ import pytest
 from shared.domain import GOOD_RUN_STATUSES
 from shared.findings.catalogue import CREDENTIAL_FINDINGS, FINDINGS, Finding, counts, is_excepted
 from shared.records import CREDENTIALS_TABLE, KEYS_TABLE, RUNS_TABLE, CredentialRecord, KeyRecord, RunRecord, columns
+from tests.support.bicep import walk as walk_tree
 
 ROOT = Path(__file__).resolve().parents[2]
 QUERIES = ROOT / "queries"
@@ -357,18 +358,8 @@ def bicep(path: Path) -> dict[str, Any]:
     return pycep.BicepParser().parse(text=read(path))
 
 
-def walk(node: Any):
-    yield node
-    if isinstance(node, dict):
-        for value in node.values():
-            yield from walk(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from walk(value)
-
-
 def loaded_files(node: Any) -> list[str]:
-    return [n["function"]["parameters"]["file_path"] for n in walk(node)
+    return [n["function"]["parameters"]["file_path"] for _, n in walk_tree(node)
             if isinstance(n, dict) and isinstance(n.get("function"), dict)
             and n["function"].get("type") == "load_text_content"]
 
